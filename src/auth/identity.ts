@@ -1,0 +1,16 @@
+// What the gateway needs from token verification.
+
+export interface Identity {
+  /** The user id: a DNS-1123 label, safe to use in resource names. */
+  readonly user: string
+  /** When the token stops being valid, in epoch milliseconds. */
+  readonly expiresAt: number
+}
+
+export interface TokenVerifier {
+  /** Verified-token cache lookup without verification work; undefined on a miss. */
+  cached (token: string): Identity | undefined
+  /** Verifies the token; rejects with AuthError (never anything else) when it is refused. */
+  verify (token: string): Promise<Identity>
+  close (): void
+}

@@ -1,0 +1,253 @@
+// PODGATE_* environment → one frozen, typed Config. Each bad value is a ConfigError that
+// names the variable; start-up prints that one line and exits.
+import { readFileSync } from 'node:fs'
+import { ConfigError } from './errors.ts'
+
+export const DEFAULT_PORT = 8080
+export const DEFAULT_ADMIN_PORT = 9090
+export const DEFAULT_HOST = '0.0.0.0'
+export const DEFAULT_COOKIE_NAME = 'session'
+export const DEFAULT_USER_CLAIM = 'sub'
+export const DEFAULT_USER_HEADER = 'x-user-id'
+export const DEFAULT_CLOCK_TOLERANCE_S = 30
+export const DEFAULT_TOKEN_CACHE_SIZE = 10_000
+export const DEFAULT_JWKS_COOLDOWN_MS = 30_000
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000
+export const DEFAULT_HEADERS_TIMEOUT_MS = 60_000
+export const DEFAULT_BODY_TIMEOUT_MS = 300_000
+export const DEFAULT_DRAIN_TIMEOUT_MS = 20_000
+export const DEFAULT_START_TIMEOUT_MS = 120_000
+export const DEFAULT_MAX_TOKEN_BYTES = 8_192
+
+export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const
+export const ASYMMETRIC_ALGORITHMS = [
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519',
+] as const
+export type JwtAlgorithm = typeof HMAC_ALGORITHMS[number] | typeof ASYMMETRIC_ALGORITHMS[number]
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = typeof LOG_LEVELS[number]
+
+/** How tokens are checked: exactly one key source is configured. */
+export type KeySource =
+  | { readonly kind: 'secret', readonly secret: Uint8Array }
+  | { readonly kind: 'public-key', readonly pem: string }
+  | { readonly kind: 'jwks', readonly url: URL, readonly cooldownMs: number }
+
+export interface AuthConfig {
+  readonly key: KeySource
+  readonly algorithms: readonly JwtAlgorithm[]
+  readonly issuer: readonly string[] | undefined
+  readonly audience: readonly string[] | undefined
+  readonly clockToleranceS: number
+  readonly userClaim: string
+  readonly cookieName: string
+  readonly tokenCacheSize: number
+  readonly maxTokenBytes: number
+}
+
+export interface GatewayConfig {
+  readonly host: string
+  readonly port: number
+  readonly adminPort: number
+  readonly userHeader: string
+  readonly trustProxy: boolean
+  readonly connectTimeoutMs: number
+  readonly headersTimeoutMs: number
+  readonly bodyTimeoutMs: number
+  readonly drainTimeoutMs: number
+  readonly startTimeoutMs: number
+  readonly spawnOnDemand: boolean
+  readonly accessLog: boolean
+}
+
+export interface Config {
+  readonly auth: AuthConfig
+  readonly gateway: GatewayConfig
+  readonly namespace: string | undefined
+  readonly adminToken: string | undefined
+  readonly idleTimeoutMs: number
+  readonly profilesFile: string | undefined
+  readonly logLevel: LogLevel
+  readonly workers: number
+}
+
+export type Env = Readonly<Record<string, string | undefined>>
+
+/** Parses the environment. Throws ConfigError naming the first bad variable. */
+export function loadConfig (env: Env = process.env, options: { requireKey?: boolean } = {}): Config {
+  const read = new EnvReader(env)
+  const key = readKeySource(read, options.requireKey ?? true)
+  const auth: AuthConfig = {
+    key,
+    algorithms: readAlgorithms(read, key),
+    issuer: read.list('PODGATE_JWT_ISSUER'),
+    audience: read.list('PODGATE_JWT_AUDIENCE'),
+    clockToleranceS: read.duration('PODGATE_JWT_CLOCK_TOLERANCE', DEFAULT_CLOCK_TOLERANCE_S * 1000) / 1000,
+    userClaim: read.string('PODGATE_USER_CLAIM', DEFAULT_USER_CLAIM, /^[A-Za-z0-9_.:/-]{1,128}$/),
+    cookieName: read.string('PODGATE_COOKIE_NAME', DEFAULT_COOKIE_NAME, /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/),
+    tokenCacheSize: read.integer('PODGATE_TOKEN_CACHE_SIZE', DEFAULT_TOKEN_CACHE_SIZE, 0, 10_000_000),
+    maxTokenBytes: read.integer('PODGATE_MAX_TOKEN_BYTES', DEFAULT_MAX_TOKEN_BYTES, 256, 1_048_576),
+  }
+  const gateway: GatewayConfig = {
+    host: read.string('PODGATE_HOST', DEFAULT_HOST, /^[0-9A-Za-z.:[\]-]+$/),
+    port: read.integer('PODGATE_PORT', DEFAULT_PORT, 0, 65535),
+    adminPort: read.integer('PODGATE_ADMIN_PORT', DEFAULT_ADMIN_PORT, 0, 65535),
+    userHeader: read.string('PODGATE_USER_HEADER', DEFAULT_USER_HEADER, /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/).toLowerCase(),
+    trustProxy: read.boolean('PODGATE_TRUST_PROXY', false),
+    connectTimeoutMs: read.duration('PODGATE_CONNECT_TIMEOUT', DEFAULT_CONNECT_TIMEOUT_MS),
+    headersTimeoutMs: read.duration('PODGATE_HEADERS_TIMEOUT', DEFAULT_HEADERS_TIMEOUT_MS),
+    bodyTimeoutMs: read.duration('PODGATE_BODY_TIMEOUT', DEFAULT_BODY_TIMEOUT_MS),
+    drainTimeoutMs: read.duration('PODGATE_DRAIN_TIMEOUT', DEFAULT_DRAIN_TIMEOUT_MS),
+    startTimeoutMs: read.duration('PODGATE_START_TIMEOUT', DEFAULT_START_TIMEOUT_MS),
+    spawnOnDemand: read.boolean('PODGATE_SPAWN_ON_DEMAND', false),
+    accessLog: read.boolean('PODGATE_ACCESS_LOG', true),
+  }
+  if (gateway.port !== 0 && gateway.port === gateway.adminPort) {
+    throw new ConfigError('PODGATE_ADMIN_PORT', `must differ from PODGATE_PORT (${gateway.port})`)
+  }
+  return deepFreeze({
+    auth,
+    gateway,
+    namespace: read.optional('PODGATE_NAMESPACE', /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/),
+    adminToken: read.optional('PODGATE_ADMIN_TOKEN', /^\S{16,}$/, 'at least 16 characters without spaces'),
+    idleTimeoutMs: read.duration('PODGATE_IDLE_TIMEOUT', 0),
+    profilesFile: read.optional('PODGATE_PROFILES', /^.+$/),
+    logLevel: read.oneOf('PODGATE_LOG_LEVEL', LOG_LEVELS, 'info'),
+    workers: read.integer('PODGATE_WORKERS', 1, 0, 256),
+  })
+}
+
+function readKeySource (read: EnvReader, required: boolean): KeySource {
+  const secret = read.optional('PODGATE_JWT_SECRET', /^[\s\S]+$/)
+  const publicKey = read.optional('PODGATE_JWT_PUBLIC_KEY', /^[\s\S]+$/)
+  const jwksUrl = read.optional('PODGATE_JWKS_URL', /^\S+$/)
+  const given = [secret && 'PODGATE_JWT_SECRET', publicKey && 'PODGATE_JWT_PUBLIC_KEY', jwksUrl && 'PODGATE_JWKS_URL'].filter(Boolean)
+  if (given.length > 1) {
+    throw new ConfigError(String(given[1]), `set only one of PODGATE_JWT_SECRET, PODGATE_JWT_PUBLIC_KEY, PODGATE_JWKS_URL (also set: ${given[0]})`)
+  }
+  if (secret !== undefined) {
+    const bytes = new TextEncoder().encode(secret)
+    // RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
+    if (bytes.length < 32) throw new ConfigError('PODGATE_JWT_SECRET', `must be at least 32 bytes, got ${bytes.length}`)
+    return { kind: 'secret', secret: bytes }
+  }
+  if (publicKey !== undefined) {
+    let pem = publicKey
+    if (!pem.includes('-----BEGIN')) {
+      try {
+        pem = readFileSync(publicKey, 'utf8')
+      } catch (err) {
+        throw new ConfigError('PODGATE_JWT_PUBLIC_KEY', `neither a PEM key nor a readable file (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+      }
+    }
+    if (!/-----BEGIN (PUBLIC KEY|CERTIFICATE)-----/.test(pem)) {
+      throw new ConfigError('PODGATE_JWT_PUBLIC_KEY', 'must be a PEM "PUBLIC KEY" or "CERTIFICATE" (never a private key)')
+    }
+    return { kind: 'public-key', pem }
+  }
+  if (jwksUrl !== undefined) {
+    let url: URL
+    try {
+      url = new URL(jwksUrl)
+    } catch {
+      throw new ConfigError('PODGATE_JWKS_URL', `not a URL: ${JSON.stringify(jwksUrl)}`)
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError('PODGATE_JWKS_URL', 'must be an http(s) URL')
+    return { kind: 'jwks', url, cooldownMs: read.duration('PODGATE_JWKS_COOLDOWN', DEFAULT_JWKS_COOLDOWN_MS) }
+  }
+  if (required) throw new ConfigError('PODGATE_JWT_SECRET', 'no token key configured: set PODGATE_JWT_SECRET, PODGATE_JWT_PUBLIC_KEY or PODGATE_JWKS_URL')
+  // Only reachable for commands that never verify a token: an unusable random key.
+  return { kind: 'secret', secret: crypto.getRandomValues(new Uint8Array(32)) }
+}
+
+function readAlgorithms (read: EnvReader, key: KeySource): readonly JwtAlgorithm[] {
+  const allowed: readonly JwtAlgorithm[] = key.kind === 'secret' ? HMAC_ALGORITHMS : ASYMMETRIC_ALGORITHMS
+  const listed = read.list('PODGATE_JWT_ALGORITHMS')
+  if (listed === undefined) return allowed
+  for (const alg of listed) {
+    if (!(allowed as readonly string[]).includes(alg)) {
+      throw new ConfigError('PODGATE_JWT_ALGORITHMS', `${JSON.stringify(alg)} is not usable with ${key.kind === 'secret' ? 'a shared secret' : 'a public key'}; allowed: ${allowed.join(', ')}`)
+    }
+  }
+  return listed as JwtAlgorithm[]
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+
+/** Parses "250ms", "5s", "10m", "1h", or a bare number of seconds, into milliseconds. */
+export function parseDuration (text: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim())
+  if (match === null) return undefined
+  const value = Number(match[1]) * (UNITS[match[2] ?? 's'] ?? 1000)
+  return Number.isFinite(value) ? Math.round(value) : undefined
+}
+
+class EnvReader {
+  readonly #env: Env
+  constructor (env: Env) { this.#env = env }
+
+  #raw (name: string): string | undefined {
+    const value = this.#env[name]
+    return value === undefined || value.trim() === '' ? undefined : value
+  }
+
+  optional (name: string, pattern: RegExp, expected?: string): string | undefined {
+    const value = this.#raw(name)
+    if (value !== undefined && !pattern.test(value)) {
+      throw new ConfigError(name, `invalid value${expected ? `: expected ${expected}` : ` ${JSON.stringify(value.slice(0, 64))}`}`)
+    }
+    return value
+  }
+
+  string (name: string, fallback: string, pattern: RegExp): string {
+    return this.optional(name, pattern) ?? fallback
+  }
+
+  list (name: string): string[] | undefined {
+    const value = this.#raw(name)
+    if (value === undefined) return undefined
+    const items = value.split(',').map((item) => item.trim()).filter((item) => item !== '')
+    if (items.length === 0) throw new ConfigError(name, 'empty list')
+    return items
+  }
+
+  integer (name: string, fallback: number, min: number, max: number): number {
+    const value = this.#raw(name)
+    if (value === undefined) return fallback
+    const n = Number(value)
+    if (!/^\d+$/.test(value.trim()) || n < min || n > max) throw new ConfigError(name, `expected an integer from ${min} to ${max}, got ${JSON.stringify(value)}`)
+    return n
+  }
+
+  boolean (name: string, fallback: boolean): boolean {
+    const value = this.#raw(name)?.trim().toLowerCase()
+    if (value === undefined) return fallback
+    if (['1', 'true', 'yes', 'on'].includes(value)) return true
+    if (['0', 'false', 'no', 'off'].includes(value)) return false
+    throw new ConfigError(name, `expected true or false, got ${JSON.stringify(value)}`)
+  }
+
+  duration (name: string, fallback: number): number {
+    const value = this.#raw(name)
+    if (value === undefined) return fallback
+    const ms = parseDuration(value)
+    if (ms === undefined) throw new ConfigError(name, `expected a duration such as 500ms, 30s, 10m or 1h, got ${JSON.stringify(value)}`)
+    return ms
+  }
+
+  oneOf<T extends string> (name: string, values: readonly T[], fallback: T): T {
+    const value = this.#raw(name)
+    if (value === undefined) return fallback
+    if (!(values as readonly string[]).includes(value)) throw new ConfigError(name, `expected one of ${values.join(', ')}, got ${JSON.stringify(value)}`)
+    return value as T
+  }
+}
+
+function deepFreeze<T> (value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value) && !(value instanceof Uint8Array) && !(value instanceof URL)) {
+    for (const child of Object.values(value)) deepFreeze(child)
+    Object.freeze(value)
+  }
+  return value
+}

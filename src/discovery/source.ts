@@ -1,0 +1,74 @@
+// The contract between the gateway and whatever knows where users' pods are: an immutable
+// snapshot (user id → ready endpoints), swapped whole on every change, and change events.
+// The request path only ever calls `snapshot.get(user)`.
+
+export interface Endpoint {
+  /** IP address (v4 or v6, without brackets). */
+  readonly address: string
+  readonly port: number
+  /** `http://address:port` (IPv6 bracketed); the key of the endpoint's connection pool. */
+  readonly origin: string
+}
+
+export type EndpointSnapshot = ReadonlyMap<string, readonly Endpoint[]>
+
+export interface EndpointChange {
+  readonly snapshot: EndpointSnapshot
+  /** Users whose endpoint list differs from the previous snapshot. */
+  readonly users: ReadonlySet<string>
+}
+
+export type EndpointListener = (change: EndpointChange) => void
+
+export interface EndpointSource {
+  /** The current snapshot; replaced, never mutated. */
+  readonly snapshot: EndpointSnapshot
+  /** Resolves once the first complete view is loaded; gates /readyz. */
+  readonly synced: Promise<void>
+  readonly isSynced: boolean
+  /** Subscribes to snapshot swaps; returns the unsubscribe function. */
+  onChange (listener: EndpointListener): () => void
+  start (): Promise<void>
+  close (): Promise<void>
+}
+
+export function endpoint (address: string, port: number): Endpoint {
+  const host = address.includes(':') ? `[${address}]` : address
+  return Object.freeze({ address, port, origin: `http://${host}:${port}` })
+}
+
+/** Users whose endpoint lists differ between two snapshots (compared by origin, in order). */
+export function changedUsers (before: EndpointSnapshot, after: EndpointSnapshot): Set<string> {
+  const changed = new Set<string>()
+  for (const [user, list] of after) {
+    const old = before.get(user)
+    if (old === undefined || old.length !== list.length || old.some((e, i) => e.origin !== list[i]?.origin)) changed.add(user)
+  }
+  for (const user of before.keys()) if (!after.has(user)) changed.add(user)
+  return changed
+}
+
+/**
+ * Holds the snapshot and its listeners; sources extend it and call `publish` with a
+ * whole new map whenever their view changes.
+ */
+export class SnapshotPublisher {
+  #snapshot: EndpointSnapshot = new Map()
+  readonly #listeners = new Set<EndpointListener>()
+
+  get snapshot (): EndpointSnapshot { return this.#snapshot }
+
+  onChange (listener: EndpointListener): () => void {
+    this.#listeners.add(listener)
+    return () => { this.#listeners.delete(listener) }
+  }
+
+  /** Swaps in `next` and notifies listeners if any user's endpoints changed. */
+  protected publish (next: EndpointSnapshot): void {
+    const users = changedUsers(this.#snapshot, next)
+    this.#snapshot = next
+    if (users.size === 0) return
+    const change: EndpointChange = { snapshot: next, users }
+    for (const listener of this.#listeners) listener(change)
+  }
+}

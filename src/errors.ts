@@ -1,0 +1,96 @@
+// Every error podgate raises on purpose: a stable `code`, the HTTP status it maps to,
+// and the original failure kept as `cause`.
+
+export class PodgateError extends Error {
+  readonly code: string = 'PODGATE_ERROR'
+  readonly status: number = 500
+
+  constructor (message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+  }
+}
+
+/** Why a token was refused; the closed set used as the `reason` metric label. */
+export const AUTH_FAILURE_REASONS = [
+  'missing', 'malformed', 'signature', 'algorithm', 'expired', 'not_yet_valid',
+  'issuer', 'audience', 'claim', 'user', 'key', 'too_large',
+] as const
+export type AuthFailureReason = typeof AUTH_FAILURE_REASONS[number]
+
+export class AuthError extends PodgateError {
+  override readonly code = 'PODGATE_AUTH'
+  override readonly status = 401
+  readonly reason: AuthFailureReason
+
+  constructor (reason: AuthFailureReason, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.reason = reason
+  }
+}
+
+export class WorkloadNotFoundError extends PodgateError {
+  override readonly code = 'PODGATE_NO_WORKLOAD'
+  override readonly status = 404
+}
+
+export class BadRequestError extends PodgateError {
+  override readonly code = 'PODGATE_BAD_REQUEST'
+  override readonly status = 400
+}
+
+/** The workload exists but has no ready endpoint yet (starting, suspended, scaling). */
+export class NotReadyError extends PodgateError {
+  override readonly code = 'PODGATE_NOT_READY'
+  override readonly status = 503
+  readonly retryAfterSeconds: number
+
+  constructor (message: string, retryAfterSeconds = 5, options?: { cause?: unknown }) {
+    super(message, options)
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
+
+/** The workload cannot start (ImagePullBackOff, Unschedulable, …): waiting will not help. */
+export class WorkloadFailedError extends PodgateError {
+  override readonly code = 'PODGATE_WORKLOAD_FAILED'
+  override readonly status = 503
+  readonly retryAfterSeconds = 30
+}
+
+export const UPSTREAM_ERROR_KINDS = ['connect', 'reset', 'protocol', 'timeout', 'aborted'] as const
+export type UpstreamErrorKind = typeof UPSTREAM_ERROR_KINDS[number]
+
+export class UpstreamError extends PodgateError {
+  override readonly code = 'PODGATE_UPSTREAM'
+  override readonly status = 502
+  readonly kind: UpstreamErrorKind
+
+  constructor (kind: UpstreamErrorKind, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.kind = kind
+  }
+}
+
+export class UpstreamTimeoutError extends PodgateError {
+  override readonly code = 'PODGATE_UPSTREAM_TIMEOUT'
+  override readonly status = 504
+  readonly kind = 'timeout' as const
+}
+
+export class DrainingError extends PodgateError {
+  override readonly code = 'PODGATE_DRAINING'
+  override readonly status = 503
+  readonly retryAfterSeconds = 1
+}
+
+/** Bad configuration: start-up stops with this one line. */
+export class ConfigError extends PodgateError {
+  override readonly code = 'PODGATE_CONFIG'
+  readonly variable: string
+
+  constructor (variable: string, problem: string) {
+    super(`${variable}: ${problem}`)
+    this.variable = variable
+  }
+}
