@@ -68,6 +68,8 @@ export interface Config {
   readonly adminToken: string | undefined
   readonly idleTimeoutMs: number
   readonly profilesFile: string | undefined
+  /** A static user → endpoints file that replaces Kubernetes discovery (development, benchmarks). */
+  readonly routesFile: string | undefined
   readonly logLevel: LogLevel
   readonly workers: number
 }
@@ -113,6 +115,7 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     adminToken: read.optional('PODGATE_ADMIN_TOKEN', /^\S{16,}$/, 'at least 16 characters without spaces'),
     idleTimeoutMs: read.duration('PODGATE_IDLE_TIMEOUT', 0),
     profilesFile: read.optional('PODGATE_PROFILES', /^.+$/),
+    routesFile: read.optional('PODGATE_LOCAL_ROUTES', /^.+$/),
     logLevel: read.oneOf('PODGATE_LOG_LEVEL', LOG_LEVELS, 'info'),
     workers: read.integer('PODGATE_WORKERS', 1, 0, 256),
   })

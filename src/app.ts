@@ -1,0 +1,119 @@
+// Wires one podgate process: endpoint source, pools, gateway and admin servers, and the
+// drain that ends them in the right order.
+import type { AddressInfo } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { TokenVerifier } from './auth/identity.ts'
+import type { Config } from './config.ts'
+import type { EndpointSource } from './discovery/source.ts'
+import { createAdminServer, type AdminApp } from './gateway/admin.ts'
+import { Gateway, type ActivityListener, type MissingWorkload } from './gateway/gateway.ts'
+import { EndpointPools } from './gateway/pools.ts'
+import { createGatewayServer } from './gateway/server.ts'
+import type { Logger } from './log.ts'
+import { Metrics } from './metrics.ts'
+
+export interface PodgateOptions {
+  readonly config: Config
+  readonly source: EndpointSource
+  readonly verifier: TokenVerifier
+  readonly logger: Logger
+  readonly metrics?: Metrics
+  readonly onMissing?: MissingWorkload
+  readonly onActivity?: ActivityListener
+  /** Registers extra routes (the admin API) on the admin server before it listens. */
+  readonly adminRoutes?: (app: AdminApp) => void | Promise<void>
+  /** Whether the gateway port is served at all (off for a provisioner-only replica). */
+  readonly serveGateway?: boolean
+}
+
+export interface RunningPodgate {
+  readonly gatewayUrl: string
+  readonly adminUrl: string
+  readonly gateway: Gateway
+  readonly metrics: Metrics
+  /** Stops taking traffic and waits (bounded) for in-flight requests; idempotent. */
+  drain (): Promise<void>
+  /** Drains, then closes every server, pool and watch this process opened; idempotent. */
+  close (): Promise<void>
+}
+
+export async function startPodgate (options: PodgateOptions): Promise<RunningPodgate> {
+  const { config, source, verifier, logger } = options
+  const metrics = options.metrics ?? new Metrics()
+  const pools = new EndpointPools(source, config.gateway)
+  const gateway = new Gateway({
+    auth: config.auth,
+    gateway: config.gateway,
+    source,
+    verifier,
+    pools,
+    metrics,
+    logger,
+    onMissing: options.onMissing,
+    onActivity: options.onActivity,
+  })
+  const trackSnapshot = (): void => {
+    let endpoints = 0
+    for (const list of source.snapshot.values()) endpoints += list.length
+    metrics.endpoints.set(endpoints)
+    metrics.users.set(source.snapshot.size)
+  }
+  const unsubscribe = source.onChange(trackSnapshot)
+  trackSnapshot()
+  source.synced.then(() => { metrics.sourceSynced.set(1) }, () => {})
+
+  const admin = createAdminServer({
+    notReady: () => {
+      if (gateway.draining) return 'draining'
+      if (!source.isSynced) return 'endpoint source not synced'
+      return undefined
+    },
+  }, metrics, logger)
+  await options.adminRoutes?.(admin)
+  const server = createGatewayServer(gateway, metrics, logger)
+
+  await source.start()
+  const { host, port, adminPort } = config.gateway
+  await admin.listen({ host, port: adminPort })
+  if (options.serveGateway ?? true) await server.listen({ host, port })
+  const url = (app: { server: { address: () => AddressInfo | string | null } }): string => {
+    const address = app.server.address() as AddressInfo | null
+    if (address === null) return ''
+    const shown = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address
+    return `http://${shown.includes(':') ? `[${shown}]` : shown}:${address.port}`
+  }
+
+  let drained: Promise<void> | undefined
+  const drain = (): Promise<void> => {
+    drained ??= (async () => {
+      gateway.startDraining()
+      metrics.draining.set(1)
+      logger.info({ inFlight: gateway.inFlight, timeoutMs: config.gateway.drainTimeoutMs }, 'draining')
+      // Stop accepting connections; idle keep-alive ones close now, busy ones after their response.
+      server.server.close()
+      server.server.closeIdleConnections()
+      const timedOut = await Promise.race([
+        gateway.idle().then(() => false),
+        sleep(config.gateway.drainTimeoutMs, true, { ref: false }),
+      ])
+      if (timedOut) logger.warn({ inFlight: gateway.inFlight }, 'drain timed out; closing remaining connections')
+      gateway.closeUpgraded()
+      server.server.closeAllConnections()
+      await (timedOut ? pools.destroy() : pools.close())
+    })()
+    return drained
+  }
+  let closed: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closed ??= (async () => {
+      await drain()
+      unsubscribe()
+      await server.close()
+      await admin.close()
+      await source.close()
+      verifier.close()
+    })()
+    return closed
+  }
+  return { gatewayUrl: url(server), adminUrl: url(admin), gateway, metrics, drain, close }
+}

@@ -1,0 +1,133 @@
+// Streams one request to a user's pod over that endpoint's pool and the response back,
+// with backpressure both ways. A connect failure of a body-less idempotent request is
+// retried once on another of the user's endpoints.
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Dispatcher } from 'undici'
+import type { Endpoint } from '../discovery/source.ts'
+import { UpstreamError, type UpstreamTimeoutError } from '../errors.ts'
+import type { Metrics } from '../metrics.ts'
+import { downstreamHeaders } from './headers.ts'
+import type { EndpointPools } from './pools.ts'
+import { neverSent, sendError, upstreamFailure } from './respond.ts'
+
+export interface ForwardTarget {
+  readonly pools: EndpointPools
+  readonly metrics: Metrics
+  readonly headersTimeoutMs: number
+  readonly bodyTimeoutMs: number
+  /** Round-robin position, shared by every user: cheap, and spreads each user's load evenly. */
+  turn: number
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+const CLIENT_GONE = new UpstreamError('aborted', 'client closed the connection')
+
+export function hasBody (req: IncomingMessage): boolean {
+  const length = req.headers['content-length']
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')
+}
+
+/**
+ * Forwards `req` to one of `endpoints` (non-empty). `headers` are the upstream request
+ * headers. Errors are answered on `res`; nothing is thrown.
+ */
+export function forward (req: IncomingMessage, res: ServerResponse, endpoints: readonly Endpoint[], headers: string[], target: ForwardTarget): void {
+  target.turn = (target.turn + 1) & 0x3fffffff
+  const first = target.turn % endpoints.length
+  const body = hasBody(req) ? req : null
+  const retries = body === null && IDEMPOTENT.has(req.method ?? '') ? Math.min(1, endpoints.length - 1) : 0
+  new Exchange(req, res, endpoints, first, headers, body, retries, target).dispatch()
+}
+
+class Exchange implements Dispatcher.DispatchHandler {
+  readonly #req: IncomingMessage
+  readonly #res: ServerResponse
+  readonly #endpoints: readonly Endpoint[]
+  #index: number
+  readonly #headers: string[]
+  readonly #body: IncomingMessage | null
+  #retries: number
+  readonly #target: ForwardTarget
+  #controller: Dispatcher.DispatchController | undefined
+  #started = false
+
+  constructor (req: IncomingMessage, res: ServerResponse, endpoints: readonly Endpoint[], index: number, headers: string[], body: IncomingMessage | null, retries: number, target: ForwardTarget) {
+    this.#req = req
+    this.#res = res
+    this.#endpoints = endpoints
+    this.#index = index
+    this.#headers = headers
+    this.#body = body
+    this.#retries = retries
+    this.#target = target
+    res.once('close', this.#onClientClose)
+  }
+
+  dispatch (): void {
+    const endpoint = this.#endpoints[this.#index] as Endpoint
+    const pool = this.#target.pools.get(endpoint.origin)
+    if (pool === undefined) {
+      this.onResponseError(undefined, new UpstreamError('connect', 'endpoint left the routing table'))
+      return
+    }
+    pool.dispatch({
+      path: this.#req.url ?? '/',
+      method: this.#req.method ?? 'GET',
+      headers: this.#headers,
+      body: this.#body,
+      headersTimeout: this.#target.headersTimeoutMs,
+      bodyTimeout: this.#target.bodyTimeoutMs,
+    }, this)
+  }
+
+  readonly #onClientClose = (): void => {
+    if (!this.#res.writableFinished) this.#controller?.abort(CLIENT_GONE)
+  }
+
+  readonly #resume = (): void => { this.#controller?.resume() }
+
+  onRequestStart (controller: Dispatcher.DispatchController): void {
+    this.#controller = controller
+    if (this.#res.destroyed) controller.abort(CLIENT_GONE)
+  }
+
+  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
+    // 1xx interim responses (100 Continue, 103 Early Hints) are not relayed.
+    if (statusCode < 200) return
+    this.#started = true
+    const res = this.#res
+    if (res.destroyed) return
+    res.writeHead(statusCode, statusMessage, downstreamHeaders(headers))
+    // A streamed response (SSE, long poll) may wait before its first chunk; its headers should not.
+    if (headers['content-length'] === undefined) res.flushHeaders()
+  }
+
+  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#res.write(chunk)) {
+      controller.pause()
+      this.#res.once('drain', this.#resume)
+    }
+  }
+
+  onResponseEnd (): void {
+    this.#res.end()
+  }
+
+  onResponseError (_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    this.#res.off('drain', this.#resume)
+    if (err === CLIENT_GONE) {
+      this.#target.metrics.upstreamError('aborted')
+      return
+    }
+    const failure: UpstreamError | UpstreamTimeoutError = upstreamFailure(err)
+    if (!this.#started && this.#retries > 0 && neverSent(failure) && !this.#res.destroyed) {
+      this.#retries--
+      this.#index = (this.#index + 1) % this.#endpoints.length
+      this.#target.metrics.upstreamRetries.inc()
+      this.dispatch()
+      return
+    }
+    this.#target.metrics.upstreamError(failure.kind)
+    sendError(this.#res, failure)
+  }
+}

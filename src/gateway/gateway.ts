@@ -1,0 +1,205 @@
+// The request path: token → user → ready endpoints → forward. Works on node's raw
+// request/response so the same code serves plain HTTP and upgrades.
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { extractToken } from '../auth/extract.ts'
+import type { Identity, TokenVerifier } from '../auth/identity.ts'
+import type { AuthConfig, GatewayConfig } from '../config.ts'
+import type { Endpoint, EndpointSource } from '../discovery/source.ts'
+import { AuthError, DrainingError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import { statusClass, type Metrics, type StatusClass } from '../metrics.ts'
+import { forward, type ForwardTarget } from './forward.ts'
+import { upstreamHeaders, type ForwardingOptions } from './headers.ts'
+import type { EndpointPools } from './pools.ts'
+import { sendError } from './respond.ts'
+import { forwardUpgrade, rejectUpgrade, type UpgradeTarget } from './upgrade.ts'
+
+/**
+ * What to do for a verified user with no ready endpoint. The default answers 404; the
+ * provisioner plugs in spawn-on-demand (create the workload, wait for an endpoint).
+ */
+export type MissingWorkload = (user: string, accept: string | undefined) => Promise<readonly Endpoint[]>
+
+/** Observes verified, routed traffic (idle culling counts it as activity). */
+export type ActivityListener = (user: string) => void
+
+export interface GatewayOptions {
+  readonly auth: AuthConfig
+  readonly gateway: GatewayConfig
+  readonly source: EndpointSource
+  readonly verifier: TokenVerifier
+  readonly pools: EndpointPools
+  readonly metrics: Metrics
+  readonly logger: Logger
+  readonly onMissing?: MissingWorkload
+  readonly onActivity?: ActivityListener
+}
+
+const MISSING = new AuthError('missing', 'no token: send a bearer token or the session cookie')
+const NOT_FOUND: MissingWorkload = () => Promise.reject(new WorkloadNotFoundError('no workload for this user'))
+
+export class Gateway {
+  readonly #auth: AuthConfig
+  readonly #source: EndpointSource
+  readonly #verifier: TokenVerifier
+  readonly #metrics: Metrics
+  readonly #logger: Logger
+  readonly #accessLog: boolean
+  readonly #forwarding: ForwardingOptions
+  readonly #target: UpgradeTarget & ForwardTarget
+  readonly #onMissing: MissingWorkload
+  readonly #onActivity: ActivityListener | undefined
+  readonly #byClass: Record<StatusClass, { inc: () => void, observe: (v: number) => void }>
+  #inFlight = 0
+  #draining = false
+  #idle: (() => void) | undefined
+  readonly #sockets = new Set<Duplex>()
+
+  constructor (options: GatewayOptions) {
+    this.#auth = options.auth
+    this.#source = options.source
+    this.#verifier = options.verifier
+    this.#metrics = options.metrics
+    this.#logger = options.logger
+    this.#accessLog = options.gateway.accessLog
+    this.#forwarding = { userHeader: options.gateway.userHeader, trustProxy: options.gateway.trustProxy }
+    this.#onMissing = options.onMissing ?? NOT_FOUND
+    this.#onActivity = options.onActivity
+    const metrics = options.metrics
+    this.#target = {
+      pools: options.pools,
+      metrics,
+      headersTimeoutMs: options.gateway.headersTimeoutMs,
+      bodyTimeoutMs: options.gateway.bodyTimeoutMs,
+      turn: 0,
+      onOpen: () => { metrics.openWebSockets.inc() },
+      onClose: () => { metrics.openWebSockets.dec() },
+    }
+    // Label children bound once: the hot path does no label lookups.
+    const bind = (c: StatusClass): { inc: () => void, observe: (v: number) => void } => {
+      const counter = metrics.requests.labels(c)
+      const histogram = metrics.requestDuration.labels(c)
+      return { inc: () => { counter.inc() }, observe: (v) => { histogram.observe(v) } }
+    }
+    this.#byClass = { '1xx': bind('1xx'), '2xx': bind('2xx'), '3xx': bind('3xx'), '4xx': bind('4xx'), '5xx': bind('5xx') }
+  }
+
+  get inFlight (): number { return this.#inFlight }
+  get draining (): boolean { return this.#draining }
+
+  /** Serves one HTTP request. Never throws; every failure is answered on `res`. */
+  handle (req: IncomingMessage, res: ServerResponse): void {
+    const started = process.hrtime.bigint()
+    this.#inFlight++
+    res.once('close', () => { this.#finished(req, res, started) })
+    if (this.#draining) res.setHeader('connection', 'close')
+    const identity = this.#identify(req)
+    if (identity instanceof Promise) {
+      identity.then((id) => { this.#route(req, res, id.user) }, (err: unknown) => { this.#fail(res, err) })
+    } else if (identity instanceof AuthError) {
+      this.#fail(res, identity)
+    } else {
+      this.#route(req, res, identity.user)
+    }
+  }
+
+  /** Serves one Upgrade request (WebSocket). Never throws. */
+  upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.#draining) {
+      rejectUpgrade(socket, new DrainingError('draining'))
+      return
+    }
+    this.#sockets.add(socket)
+    socket.once('close', () => { this.#sockets.delete(socket) })
+    const go = (user: string): void => {
+      this.#endpoints(user, req).then((endpoints) => {
+        if (socket.destroyed) return
+        this.#onActivity?.(user)
+        forwardUpgrade(req, socket, head, endpoints, upstreamHeaders(req, user, this.#forwarding), this.#target)
+      }, (err: unknown) => { rejectUpgrade(socket, err) })
+    }
+    const identity = this.#identify(req)
+    if (identity instanceof Promise) identity.then((id) => { go(id.user) }, (err: unknown) => { rejectUpgrade(socket, err) })
+    else if (identity instanceof AuthError) rejectUpgrade(socket, identity)
+    else go(identity.user)
+  }
+
+  /** Stops taking work: responses carry `connection: close`, new upgrades are refused. */
+  startDraining (): void {
+    this.#draining = true
+  }
+
+  /** Resolves when no request is in flight (WebSockets are not waited for). */
+  idle (): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve()
+    return new Promise((resolve) => { this.#idle = resolve })
+  }
+
+  /** Ends every proxied WebSocket (at the end of the drain). */
+  closeUpgraded (): void {
+    for (const socket of this.#sockets) socket.destroy()
+    this.#sockets.clear()
+  }
+
+  // Synchronous on a verified-token cache hit; a promise only when jose must run (the
+  // verifier counts its own refusals; the ones decided here are counted here).
+  #identify (req: IncomingMessage): Identity | AuthError | Promise<Identity> {
+    let token: string | undefined
+    try {
+      token = extractToken(req.headers, this.#auth.cookieName, this.#auth.maxTokenBytes)
+    } catch (err) {
+      const refused = err instanceof AuthError ? err : new AuthError('malformed', 'unreadable credentials')
+      this.#metrics.authFailure(refused.reason)
+      return refused
+    }
+    if (token === undefined) {
+      this.#metrics.authFailure('missing')
+      return MISSING
+    }
+    return this.#verifier.cached(token) ?? this.#verifier.verify(token)
+  }
+
+  #route (req: IncomingMessage, res: ServerResponse, user: string): void {
+    const endpoints = this.#source.snapshot.get(user)
+    this.#onActivity?.(user)
+    if (endpoints !== undefined && endpoints.length > 0) {
+      forward(req, res, endpoints, upstreamHeaders(req, user, this.#forwarding), this.#target)
+      return
+    }
+    this.#onMissing(user, req.headers.accept).then((found) => {
+      if (res.destroyed) return
+      forward(req, res, found, upstreamHeaders(req, user, this.#forwarding), this.#target)
+    }, (err: unknown) => { this.#fail(res, err) })
+  }
+
+  #endpoints (user: string, req: IncomingMessage): Promise<readonly Endpoint[]> {
+    const endpoints = this.#source.snapshot.get(user)
+    if (endpoints !== undefined && endpoints.length > 0) return Promise.resolve(endpoints)
+    return this.#onMissing(user, req.headers.accept)
+  }
+
+  #fail (res: ServerResponse, err: unknown): void {
+    if (!(err instanceof PodgateError)) this.#logger.error({ err }, 'unexpected failure on the request path')
+    sendError(res, err)
+  }
+
+  #finished (req: IncomingMessage, res: ServerResponse, started: bigint): void {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9
+    const status = res.headersSent ? res.statusCode : 499
+    const metric = this.#byClass[statusClass(status)]
+    metric.inc()
+    metric.observe(seconds)
+    if (this.#accessLog) {
+      const url = req.url ?? ''
+      const query = url.indexOf('?')
+      // The query string is left out: some apps carry tokens in it.
+      this.#logger.info({ method: req.method, path: query === -1 ? url : url.slice(0, query), status, ms: Math.round(seconds * 1e6) / 1e3, aborted: !res.writableFinished }, 'request')
+    }
+    if (--this.#inFlight === 0 && this.#idle !== undefined) {
+      const resolve = this.#idle
+      this.#idle = undefined
+      resolve()
+    }
+  }
+}

@@ -1,0 +1,82 @@
+// Header hygiene between client and user pod: hop-by-hop headers never cross, the identity
+// header is only ever the one podgate sets, and X-Forwarded-* describe the real client.
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+
+/** RFC 9110 §7.6.1 connection-specific fields, plus ones undici refuses to be given. */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
+  'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings',
+])
+
+const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded'])
+
+export interface ForwardingOptions {
+  /** Lower-case name of the identity header (default x-user-id). */
+  readonly userHeader: string
+  /** Whether X-Forwarded-* from the client (an Ingress in front) are believed and extended. */
+  readonly trustProxy: boolean
+}
+
+/**
+ * Builds the upstream request headers as a flat [name, value, …] list from the client's
+ * raw headers. Every inbound copy of the identity header is dropped, whatever its case.
+ */
+export function upstreamHeaders (req: IncomingMessage, user: string, options: ForwardingOptions): string[] {
+  const raw = req.rawHeaders
+  const extraHop = connectionTokens(req.headers.connection)
+  const out: string[] = []
+  let forwardedFor: string | undefined
+  let forwardedProto: string | undefined
+  let forwardedHost: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    const value = raw[i + 1] as string
+    const lower = name.toLowerCase()
+    if (lower === options.userHeader || HOP_BY_HOP.has(lower) || (extraHop !== undefined && extraHop.has(lower))) continue
+    if (FORWARDED.has(lower)) {
+      if (options.trustProxy) {
+        if (lower === 'x-forwarded-for') forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`
+        else if (lower === 'x-forwarded-proto') forwardedProto ??= value
+        else if (lower === 'x-forwarded-host') forwardedHost ??= value
+        else out.push(name, value)
+      }
+      continue
+    }
+    out.push(name, value)
+  }
+  const socket = req.socket
+  const remote = socket.remoteAddress ?? ''
+  const proto = (socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http'
+  out.push(
+    'x-forwarded-for', forwardedFor === undefined ? remote : `${forwardedFor}, ${remote}`,
+    'x-forwarded-proto', forwardedProto ?? proto,
+    'x-forwarded-host', forwardedHost ?? req.headers.host ?? '',
+    options.userHeader, user,
+  )
+  return out
+}
+
+/** Response headers from the user pod, minus the hop-by-hop ones. */
+export function downstreamHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const extraHop = connectionTokens(headers.connection)
+  const out: OutgoingHttpHeaders = {}
+  for (const name in headers) {
+    if (HOP_BY_HOP.has(name) || (extraHop !== undefined && extraHop.has(name))) continue
+    out[name] = headers[name]
+  }
+  return out
+}
+
+/** Header names listed in a Connection header (RFC 9110 §7.6.1), lower-cased. */
+function connectionTokens (connection: string | string[] | undefined): Set<string> | undefined {
+  if (connection === undefined) return undefined
+  const text = Array.isArray(connection) ? connection.join(',') : connection
+  let tokens: Set<string> | undefined
+  for (const token of text.split(',')) {
+    const name = token.trim().toLowerCase()
+    if (name === '' || name === 'close' || name === 'keep-alive' || name === 'upgrade') continue
+    tokens ??= new Set()
+    tokens.add(name)
+  }
+  return tokens
+}

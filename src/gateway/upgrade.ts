@@ -1,0 +1,144 @@
+// WebSocket (and any HTTP/1.1 Upgrade) proxying: the upgrade request goes to the user's
+// pod over its pool; on 101 the two sockets are spliced, so frames flow both ways untouched
+// and a close or reset on either side ends the other.
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { Dispatcher } from 'undici'
+import type { Endpoint } from '../discovery/source.ts'
+import { PodgateError, UpstreamError } from '../errors.ts'
+import { downstreamHeaders } from './headers.ts'
+import type { ForwardTarget } from './forward.ts'
+import { upstreamFailure } from './respond.ts'
+
+export interface UpgradeTarget extends ForwardTarget {
+  /** Called once per spliced connection with a function that reports its traffic. */
+  readonly onOpen?: () => void
+  readonly onClose?: () => void
+}
+
+/** Writes a complete HTTP error response on a raw socket that has not been upgraded. */
+export function rejectUpgrade (socket: Duplex, err: unknown): number {
+  const error = err instanceof PodgateError ? err : new PodgateError('internal error')
+  const body = JSON.stringify({ error: error.code, message: error.message })
+  const extra = error.status === 401 ? 'www-authenticate: Bearer realm="podgate"\r\n' : ''
+  if (socket.writable) {
+    socket.end(`HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n${extra}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+  }
+  closeAfterWrite(socket)
+  return error.status
+}
+
+/** Ends a socket and destroys it once what was written has been flushed. */
+function closeAfterWrite (socket: Duplex): void {
+  if (socket.writableFinished || socket.destroyed) {
+    socket.destroy()
+    return
+  }
+  socket.once('finish', () => socket.destroy())
+  socket.end()
+}
+
+export function forwardUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, endpoints: readonly Endpoint[], headers: string[], target: UpgradeTarget): void {
+  target.turn = (target.turn + 1) & 0x3fffffff
+  const endpoint = endpoints[target.turn % endpoints.length] as Endpoint
+  const pool = target.pools.get(endpoint.origin)
+  if (pool === undefined) {
+    rejectUpgrade(socket, new UpstreamError('connect', 'endpoint left the routing table'))
+    return
+  }
+  const upgrade = String(req.headers.upgrade ?? 'websocket')
+  socket.on('error', () => { socket.destroy() })
+  pool.dispatch({
+    path: req.url ?? '/',
+    method: req.method ?? 'GET',
+    headers,
+    upgrade,
+    headersTimeout: target.headersTimeoutMs,
+  }, new UpgradeExchange(socket, head, upgrade, target))
+}
+
+class UpgradeExchange implements Dispatcher.DispatchHandler {
+  readonly #client: Duplex
+  readonly #head: Buffer
+  readonly #upgrade: string
+  readonly #target: UpgradeTarget
+
+  constructor (client: Duplex, head: Buffer, upgrade: string, target: UpgradeTarget) {
+    this.#client = client
+    this.#head = head
+    this.#upgrade = upgrade
+    this.#target = target
+  }
+
+  onRequestStart (controller: Dispatcher.DispatchController): void {
+    if (this.#client.destroyed) controller.abort(new UpstreamError('aborted', 'client closed the connection'))
+  }
+
+  onRequestUpgrade (_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, upstream: Duplex): void {
+    const client = this.#client
+    if (client.destroyed) {
+      upstream.destroy()
+      return
+    }
+    client.write(statusLine(statusCode) + `connection: Upgrade\r\nupgrade: ${this.#upgrade}\r\n` + headerLines(downstreamHeaders(headers)) + '\r\n')
+    if (this.#head.length > 0) upstream.write(this.#head)
+    this.#target.onOpen?.()
+    let closed = false
+    const close = (): void => {
+      if (closed) return
+      closed = true
+      this.#target.onClose?.()
+    }
+    // pipe() ends the other side when one side ends (a WebSocket close frame has already
+    // passed through by then); an error or abrupt close destroys both.
+    upstream.pipe(client)
+    client.pipe(upstream)
+    const destroyBoth = (): void => {
+      upstream.destroy()
+      client.destroy()
+    }
+    upstream.on('error', destroyBoth)
+    client.on('error', destroyBoth)
+    upstream.on('close', () => { closeAfterWrite(client); close() })
+    client.on('close', () => { upstream.destroy(); close() })
+  }
+
+  // The pod answered the upgrade with an ordinary response (401, 404, …): relay it.
+  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    const out = downstreamHeaders(headers)
+    delete out['content-length']
+    this.#client.write(statusLine(statusCode) + 'connection: close\r\ntransfer-encoding: chunked\r\n' + headerLines(out) + '\r\n')
+  }
+
+  onResponseData (_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#client.write(`${chunk.length.toString(16)}\r\n`)
+    this.#client.write(chunk)
+    this.#client.write('\r\n')
+  }
+
+  onResponseEnd (): void {
+    this.#client.end('0\r\n\r\n')
+  }
+
+  onResponseError (_controller: Dispatcher.DispatchController, err: Error): void {
+    const failure = upstreamFailure(err)
+    this.#target.metrics.upstreamError(failure.kind)
+    rejectUpgrade(this.#client, failure)
+  }
+}
+
+function statusLine (status: number): string {
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`
+}
+
+function headerLines (headers: OutgoingHttpHeaders): string {
+  let text = ''
+  for (const name in headers) {
+    const value = headers[name]
+    if (value === undefined) continue
+    if (Array.isArray(value)) for (const v of value) text += `${name}: ${v}\r\n`
+    else text += `${name}: ${value}\r\n`
+  }
+  return text
+}

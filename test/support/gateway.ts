@@ -1,0 +1,62 @@
+// Starts a podgate gateway in the test process against real local backends, with a
+// LocalEndpointSource the test drives, and tears everything down with the test.
+import { randomBytes } from 'node:crypto'
+import { startPodgate, type PodgateOptions, type RunningPodgate } from '../../src/app.ts'
+import { mintToken } from '../../src/auth/mint.ts'
+import { createTokenVerifier } from '../../src/auth/verifier.ts'
+import { loadConfig, type Config } from '../../src/config.ts'
+import { LocalEndpointSource } from '../../src/discovery/local.ts'
+import { endpoint } from '../../src/discovery/source.ts'
+import { createLogger } from '../../src/log.ts'
+import { createBackend, type LocalBackend } from '../../src/local/backend.ts'
+import { Metrics } from '../../src/metrics.ts'
+
+interface Teardown { teardown (fn: () => unknown): void }
+
+export interface TestGateway {
+  readonly url: string
+  readonly adminUrl: string
+  readonly config: Config
+  readonly source: LocalEndpointSource
+  readonly metrics: Metrics
+  readonly podgate: RunningPodgate
+  readonly secret: string
+  token (user: string, ttlSeconds?: number): Promise<string>
+  /** Starts a backend for `user` and routes to it (adding to the user's endpoints). */
+  backend (user: string): Promise<LocalBackend>
+}
+
+export async function startTestGateway (t: Teardown, env: Record<string, string> = {}, extra: Partial<PodgateOptions> = {}): Promise<TestGateway> {
+  const secret = randomBytes(32).toString('hex')
+  const config = loadConfig({
+    PODGATE_JWT_SECRET: secret,
+    PODGATE_HOST: '127.0.0.1',
+    PODGATE_PORT: '0',
+    PODGATE_ADMIN_PORT: '0',
+    PODGATE_ACCESS_LOG: 'false',
+    ...env,
+  })
+  const logger = createLogger('silent')
+  const metrics = new Metrics({ defaultMetrics: false })
+  const source = new LocalEndpointSource()
+  const verifier = createTokenVerifier(config.auth, { metrics, logger })
+  const podgate = await startPodgate({ config, source, verifier, logger, metrics, ...extra })
+  t.teardown(() => podgate.close())
+  const key = config.auth.key
+  return {
+    url: podgate.gatewayUrl,
+    adminUrl: podgate.adminUrl,
+    config,
+    source,
+    metrics,
+    podgate,
+    secret,
+    token: (user, ttlSeconds = 600) => mintToken({ secret: key.kind === 'secret' ? key.secret : new Uint8Array(), user, ttlSeconds }),
+    backend: async (user) => {
+      const backend = await createBackend({ user })
+      t.teardown(() => backend.close())
+      source.set(user, [...(source.snapshot.get(user) ?? []), endpoint('127.0.0.1', backend.address.port)])
+      return backend
+    },
+  }
+}
