@@ -10,6 +10,7 @@ import { Gateway, type ActivityListener, type MissingWorkload } from './gateway/
 import { EndpointPools } from './gateway/pools.ts'
 import { createGatewayServer } from './gateway/server.ts'
 import type { Logger } from './log.ts'
+import { startBufferGovernor } from './memory.ts'
 import { Metrics } from './metrics.ts'
 
 export interface PodgateOptions {
@@ -73,6 +74,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
   const server = createGatewayServer(gateway, metrics, logger)
 
   await source.start()
+  const governor = startBufferGovernor()
   const { host, port, adminPort } = config.gateway
   await admin.listen({ host, port: adminPort })
   if (options.serveGateway ?? true) await server.listen({ host, port })
@@ -107,6 +109,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
   const close = (): Promise<void> => {
     closed ??= (async () => {
       await drain()
+      governor.stop()
       unsubscribe()
       await server.close()
       await admin.close()

@@ -1,0 +1,58 @@
+// Runs `podgate serve` as a child process (the real CLI, its own heap) and reads the
+// addresses it logs on start.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+
+export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
+
+interface Teardown { teardown (fn: () => unknown): void }
+
+export interface ServeProcess {
+  readonly child: ChildProcess
+  readonly gatewayUrl: string
+  readonly adminUrl: string
+  /** Resident set size in bytes, from /proc. */
+  rss (): number
+  /** Sends SIGTERM and resolves with the exit code. */
+  stop (): Promise<number | null>
+}
+
+export async function startServe (t: Teardown, env: Record<string, string>): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [MAIN, 'serve'], {
+    env: { PATH: process.env.PATH, NODE_OPTIONS: process.env.SERVE_NODE_OPTIONS ?? '', PODGATE_HOST: '127.0.0.1', PODGATE_PORT: '0', PODGATE_ADMIN_PORT: '0', PODGATE_ACCESS_LOG: 'false', ...env },
+    stdio: ['ignore', 'pipe', process.env.SERVE_STDERR === '1' ? 'inherit' : 'pipe'],
+  })
+  let stderr = ''
+  child.stderr?.on('data', (chunk: Buffer) => { stderr += String(chunk) })
+  t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  const lines = createInterface({ input: child.stdout! })
+  const started = new Promise<{ gateway: string, admin: string }>((resolve, reject) => {
+    lines.on('line', (line) => {
+      try {
+        const entry = JSON.parse(line) as { gateway?: string, admin?: string }
+        if (entry.gateway !== undefined && entry.admin !== undefined) resolve({ gateway: entry.gateway, admin: entry.admin })
+      } catch { /* not a log line */ }
+    })
+    child.once('exit', (code) => { reject(new Error(`podgate serve exited (${code}) before listening: ${stderr}`)) })
+  })
+  const timeout = setTimeout(() => { child.kill('SIGKILL') }, 20_000)
+  const { gateway, admin } = await started.finally(() => { clearTimeout(timeout) })
+  return {
+    child,
+    gatewayUrl: gateway,
+    adminUrl: admin,
+    rss: () => {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
+      return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) * 1024
+    },
+    stop: async () => {
+      if (child.exitCode !== null) return child.exitCode
+      child.kill('SIGTERM')
+      const [code] = await once(child, 'exit') as [number | null]
+      return code
+    },
+  }
+}
