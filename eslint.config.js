@@ -17,11 +17,4 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
-  {
-    files: ['test/**/*.ts', 'bench/**/*.ts'],
-    rules: {
-      // tap's t.test() returns a promise that tap itself awaits
-      '@typescript-eslint/no-floating-promises': ['error', { allowForKnownSafeCalls: [{ from: 'package', name: ['test', 'skip', 'todo'], package: 'tap' }] }],
-    },
-  },
 )

@@ -8,6 +8,11 @@ import type { Gateway } from './gateway.ts'
 
 /** Above the 60 s idle timeout common to cloud load balancers, so they close first. */
 const KEEP_ALIVE_TIMEOUT_MS = 65_000
+/**
+ * Node's 16 KB default answers an oversized cookie or token with a bare 431; with room to
+ * read it, podgate refuses it itself (401, PODGATE_MAX_TOKEN_BYTES) and says why.
+ */
+const MAX_HEADER_BYTES = 96 * 1024
 
 export type GatewayApp = ReturnType<typeof createGatewayServer>
 
@@ -16,6 +21,7 @@ export function createGatewayServer (gateway: Gateway, metrics: Metrics, logger:
     loggerInstance: logger,
     logController: new LogController({ disableRequestLogging: true }),
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    http: { maxHeaderSize: MAX_HEADER_BYTES },
     requestTimeout: 0,
     return503OnClosing: false,
     forceCloseConnections: false,

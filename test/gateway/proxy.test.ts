@@ -9,7 +9,7 @@ import { startTestGateway } from '../support/gateway.ts'
 
 interface Echoed { user: string, method: string, url: string, headers: Record<string, string> }
 
-function client (t: Tap.Test): Agent {
+function client (t: { teardown: (fn: () => unknown) => void }): Agent {
   const agent = new Agent({ keepAliveTimeout: 1000 })
   t.teardown(() => agent.close())
   return agent
@@ -36,7 +36,7 @@ async function closedPort (): Promise<number> {
   return port
 }
 
-t.test('each user reaches their own backend, which sees only the identity podgate set', async (t) => {
+void t.test('each user reaches their own backend, which sees only the identity podgate set', async (t) => {
   const gw = await startTestGateway(t)
   await gw.backend('alice')
   await gw.backend('bob')
@@ -79,7 +79,7 @@ t.test('each user reaches their own backend, which sees only the identity podgat
   t.equal((await bob.body.json() as Echoed).user, 'bob', 'the session cookie works too')
 })
 
-t.test('a trusted proxy in front extends X-Forwarded-For and keeps its proto and host', async (t) => {
+void t.test('a trusted proxy in front extends X-Forwarded-For and keeps its proto and host', async (t) => {
   const gw = await startTestGateway(t, { PODGATE_TRUST_PROXY: 'true' })
   await gw.backend('alice')
   const res = await request(gw.url, {
@@ -92,7 +92,7 @@ t.test('a trusted proxy in front extends X-Forwarded-For and keeps its proto and
   t.equal(body.headers['x-forwarded-host'], 'notebooks.example')
 })
 
-t.test('errors are the contract statuses, as JSON', async (t) => {
+void t.test('errors are the contract statuses, as JSON', async (t) => {
   const gw = await startTestGateway(t)
   const dispatcher = client(t)
   const none = await request(gw.url, { dispatcher })
@@ -122,7 +122,7 @@ t.test('errors are the contract statuses, as JSON', async (t) => {
   t.notMatch(metrics, /nobody|down"/, 'no user id in any label')
 })
 
-t.test('requests spread across ready endpoints; a refused connection is retried on another', async (t) => {
+void t.test('requests spread across ready endpoints; a refused connection is retried on another', async (t) => {
   const gw = await startTestGateway(t)
   const backends = [await gw.backend('alice'), await gw.backend('alice'), await gw.backend('alice')]
   const seen = new Map<number, number>()
@@ -150,7 +150,7 @@ t.test('requests spread across ready endpoints; a refused connection is retried 
   t.match(metrics, /podgate_upstream_retries_total [1-9]/)
 })
 
-t.test('request and response bodies stream through unchanged', async (t) => {
+void t.test('request and response bodies stream through unchanged', async (t) => {
   const gw = await startTestGateway(t)
   await gw.backend('alice')
   const token = await gw.token('alice')
@@ -165,7 +165,7 @@ t.test('request and response bodies stream through unchanged', async (t) => {
   t.equal(await json.body.text(), '{"a":1}', 'JSON bodies are not parsed on the way')
 })
 
-t.test('server-sent events arrive before the upstream response ends', async (t) => {
+void t.test('server-sent events arrive before the upstream response ends', async (t) => {
   const gw = await startTestGateway(t)
   await gw.backend('alice')
   const res = await request(`${gw.url}/sse?count=3`, { dispatcher: client(t), headers: { authorization: `Bearer ${await gw.token('alice')}` } })
@@ -183,7 +183,7 @@ t.test('server-sent events arrive before the upstream response ends', async (t) 
   t.equal(text.match(/^data:/gm)?.length, 3)
 })
 
-t.test('an upstream that dies mid-response breaks the client stream; the gateway keeps serving', async (t) => {
+void t.test('an upstream that dies mid-response breaks the client stream; the gateway keeps serving', async (t) => {
   const gw = await startTestGateway(t)
   await gw.backend('alice')
   const dispatcher = client(t)
@@ -196,7 +196,7 @@ t.test('an upstream that dies mid-response breaks the client stream; the gateway
   await again.body.dump()
 })
 
-t.test('an upstream that never answers gives 504 after the configured timeout', async (t) => {
+void t.test('an upstream that never answers gives 504 after the configured timeout', async (t) => {
   const gw = await startTestGateway(t, { PODGATE_HEADERS_TIMEOUT: '300ms' })
   await gw.backend('alice')
   const started = Date.now()
@@ -206,7 +206,7 @@ t.test('an upstream that never answers gives 504 after the configured timeout', 
   t.ok(Date.now() - started >= 250, 'not before the timeout')
 })
 
-t.test('WebSocket frames pass both ways and a close is propagated', async (t) => {
+void t.test('WebSocket frames pass both ways and a close is propagated', async (t) => {
   const gw = await startTestGateway(t)
   await gw.backend('alice')
   const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/ws`, { headers: { authorization: `Bearer ${await gw.token('alice')}` } })
@@ -228,7 +228,7 @@ t.test('WebSocket frames pass both ways and a close is propagated', async (t) =>
   response.resume()
 })
 
-t.test('readiness follows the source and the drain; in-flight requests finish', async (t) => {
+void t.test('readiness follows the source and the drain; in-flight requests finish', async (t) => {
   const gw = await startTestGateway(t, { PODGATE_DRAIN_TIMEOUT: '5s' })
   await gw.backend('alice')
   const dispatcher = client(t)

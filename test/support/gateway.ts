@@ -28,8 +28,9 @@ export interface TestGateway {
 
 export async function startTestGateway (t: Teardown, env: Record<string, string> = {}, extra: Partial<PodgateOptions> = {}): Promise<TestGateway> {
   const secret = randomBytes(32).toString('hex')
+  const ownKey = env.PODGATE_JWT_PUBLIC_KEY !== undefined || env.PODGATE_JWKS_URL !== undefined
   const config = loadConfig({
-    PODGATE_JWT_SECRET: secret,
+    PODGATE_JWT_SECRET: ownKey ? undefined : secret,
     PODGATE_HOST: '127.0.0.1',
     PODGATE_PORT: '0',
     PODGATE_ADMIN_PORT: '0',
