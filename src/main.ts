@@ -61,7 +61,8 @@ async function endpointSource (config: Config, logger: Logger, metrics: Metrics)
 
 async function demo (env: NodeJS.ProcessEnv): Promise<number> {
   const config = loadConfig(env, { requireKey: false })
-  const logger = createLogger(config.logLevel)
+  // stdout carries the instructions to paste; logs go beside them on stderr.
+  const logger = createLogger(config.logLevel, process.stderr)
   const { runDemo } = await import('./demo.ts')
   const running = await runDemo({ config, env, logger, out: process.stdout })
   await untilSignal(logger)

@@ -6,7 +6,7 @@ import { extractToken } from '../auth/extract.ts'
 import type { Identity, TokenVerifier } from '../auth/identity.ts'
 import type { AuthConfig, GatewayConfig } from '../config.ts'
 import type { Endpoint, EndpointSource } from '../discovery/source.ts'
-import { AuthError, DrainingError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
+import { AuthError, DrainingError, NotReadyError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import { statusClass, type Metrics, type StatusClass } from '../metrics.ts'
 import { forward, type ForwardTarget } from './forward.ts'
@@ -37,7 +37,6 @@ export interface GatewayOptions {
 }
 
 const MISSING = new AuthError('missing', 'no token: send a bearer token or the session cookie')
-const NOT_FOUND: MissingWorkload = () => Promise.reject(new WorkloadNotFoundError('no workload for this user'))
 
 export class Gateway {
   readonly #auth: AuthConfig
@@ -63,8 +62,11 @@ export class Gateway {
     this.#metrics = options.metrics
     this.#logger = options.logger
     this.#accessLog = options.gateway.accessLog
-    this.#forwarding = { userHeader: options.gateway.userHeader, trustProxy: options.gateway.trustProxy }
-    this.#onMissing = options.onMissing ?? NOT_FOUND
+    this.#forwarding = { userHeader: options.gateway.userHeader, trustProxy: options.gateway.trustProxy, cookieName: options.auth.cookieName }
+    // Without a provisioner: a known user whose pods are not ready waits (503), anyone else is 404.
+    this.#onMissing = options.onMissing ?? ((user) => Promise.reject(this.#source.snapshot.has(user)
+      ? new NotReadyError('workload is not ready yet', 5)
+      : new WorkloadNotFoundError('no workload for this user')))
     this.#onActivity = options.onActivity
     const metrics = options.metrics
     this.#target = {

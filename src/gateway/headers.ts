@@ -15,11 +15,15 @@ export interface ForwardingOptions {
   readonly userHeader: string
   /** Whether X-Forwarded-* from the client (an Ingress in front) are believed and extended. */
   readonly trustProxy: boolean
+  /** podgate's session cookie: consumed here, never shown to the pod. */
+  readonly cookieName: string
 }
 
 /**
  * Builds the upstream request headers as a flat [name, value, …] list from the client's
- * raw headers. Every inbound copy of the identity header is dropped, whatever its case.
+ * raw headers. Every inbound copy of the identity header is dropped, whatever its case, and
+ * so is podgate's own credential (a bearer Authorization, the session cookie): the pod
+ * learns who the user is from the identity header, and a token it never sees it cannot leak.
  */
 export function upstreamHeaders (req: IncomingMessage, user: string, options: ForwardingOptions): string[] {
   const raw = req.rawHeaders
@@ -33,6 +37,12 @@ export function upstreamHeaders (req: IncomingMessage, user: string, options: Fo
     const value = raw[i + 1] as string
     const lower = name.toLowerCase()
     if (lower === options.userHeader || HOP_BY_HOP.has(lower) || (extraHop !== undefined && extraHop.has(lower))) continue
+    if (lower === 'authorization' && isBearer(value)) continue
+    if (lower === 'cookie') {
+      const rest = withoutCookie(value, options.cookieName)
+      if (rest !== '') out.push(name, rest)
+      continue
+    }
     if (FORWARDED.has(lower)) {
       if (options.trustProxy) {
         if (lower === 'x-forwarded-for') forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`
@@ -79,4 +89,23 @@ function connectionTokens (connection: string | string[] | undefined): Set<strin
     tokens.add(name)
   }
   return tokens
+}
+
+function isBearer (value: string): boolean {
+  const start = value.length - value.trimStart().length
+  return value.length > start + 6 && value.slice(start, start + 7).toLowerCase() === 'bearer '
+}
+
+/** The Cookie header without the `name` cookie (every copy); unchanged when absent. */
+export function withoutCookie (header: string, name: string): string {
+  if (!header.includes(name)) return header
+  const kept: string[] = []
+  for (const pair of header.split(';')) {
+    const trimmed = pair.trim()
+    if (trimmed === '') continue
+    const eq = trimmed.indexOf('=')
+    if ((eq === -1 ? trimmed : trimmed.slice(0, eq).trimEnd()) === name) continue
+    kept.push(trimmed)
+  }
+  return kept.join('; ')
 }

@@ -76,7 +76,10 @@ void t.test('each user reaches their own backend, which sees only the identity p
 
   const bob = await request(gw.url, { dispatcher, headers: { cookie: `theme=dark; session=${await gw.token('bob')}` } })
   t.equal(bob.statusCode, 200)
-  t.equal((await bob.body.json() as Echoed).user, 'bob', 'the session cookie works too')
+  const bobSaw = await bob.body.json() as Echoed
+  t.equal(bobSaw.user, 'bob', 'the session cookie works too')
+  t.equal(bobSaw.headers.cookie, 'theme=dark', "the pod keeps its own cookies but never sees podgate's")
+  t.notOk('authorization' in body.headers, 'nor the bearer token')
 })
 
 void t.test('a trusted proxy in front extends X-Forwarded-For and keeps its proto and host', async (t) => {
@@ -109,6 +112,12 @@ void t.test('errors are the contract statuses, as JSON', async (t) => {
   t.equal(nobody.statusCode, 404, 'a verified user without a workload')
   t.match(await nobody.body.json(), { error: 'PODGATE_NO_WORKLOAD' })
 
+  gw.source.set('starting', [])
+  const starting = await request(gw.url, { dispatcher, headers: { authorization: `Bearer ${await gw.token('starting')}` } })
+  t.equal(starting.statusCode, 503, 'a known user with no ready endpoint')
+  t.equal(starting.headers['retry-after'], '5')
+  t.match(await starting.body.json(), { error: 'PODGATE_NOT_READY' })
+
   gw.source.set('down', [endpoint('127.0.0.1', await closedPort())])
   const down = await request(gw.url, { dispatcher, headers: { authorization: `Bearer ${await gw.token('down')}` } })
   t.equal(down.statusCode, 502)
@@ -116,10 +125,10 @@ void t.test('errors are the contract statuses, as JSON', async (t) => {
 
   const metrics = await (await request(`${gw.adminUrl}/metrics`, { dispatcher })).body.text()
   t.match(metrics, /podgate_requests_total\{class="4xx"\} 3/)
-  t.match(metrics, /podgate_requests_total\{class="5xx"\} 1/)
+  t.match(metrics, /podgate_requests_total\{class="5xx"\} 2/)
   t.match(metrics, /podgate_auth_failures_total\{reason="missing"\} 1/)
   t.match(metrics, /podgate_upstream_errors_total\{kind="connect"\} 1/)
-  t.notMatch(metrics, /nobody|down"/, 'no user id in any label')
+  t.notMatch(metrics, /nobody|starting|down"/, 'no user id in any label')
 })
 
 void t.test('requests spread across ready endpoints; a refused connection is retried on another', async (t) => {
