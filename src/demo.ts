@@ -1,0 +1,165 @@
+// `podgate demo` (npm start): the real gateway in front of per-user backend processes on
+// 127.0.0.1, with tokens minted on the spot and curl lines to paste.
+import { startPodgate } from './app.ts'
+import { mintToken } from './auth/mint.ts'
+import { createTokenVerifier } from './auth/verifier.ts'
+import type { Config, Env } from './config.ts'
+import { LocalEndpointSource } from './discovery/local.ts'
+import type { Endpoint } from './discovery/source.ts'
+import { ConfigError, WorkloadNotFoundError } from './errors.ts'
+import { LocalDriver, type LocalDriverOptions } from './local/driver.ts'
+import type { Logger } from './log.ts'
+import { Metrics } from './metrics.ts'
+
+export const DEMO_USERS = ['alice', 'bob'] as const
+const TOKEN_TTL_SECONDS = 12 * 60 * 60
+
+export interface DemoOptions {
+  /** Loaded with `loadConfig(env, { requireKey: false })`: the demo brings its own key. */
+  readonly config: Config
+  readonly env: Env
+  readonly logger: Logger
+  readonly out: NodeJS.WritableStream
+  /** Overrides for the local driver (tests shorten its timeouts). */
+  readonly driver?: Partial<Omit<LocalDriverOptions, 'source' | 'logger'>>
+}
+
+export interface RunningDemo {
+  readonly gatewayUrl: string
+  readonly adminUrl: string
+  readonly tokens: Readonly<Record<typeof DEMO_USERS[number], string>>
+  /** Drains the gateway, then stops every backend process; idempotent. */
+  close (): Promise<void>
+}
+
+export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
+  const { env, logger, out } = options
+  const config = demoConfig(options.config, env)
+  if (config.auth.key.kind !== 'secret') throw new Error('unreachable: demoConfig always yields a shared secret')
+  const secret = config.auth.key.secret
+  const metrics = new Metrics()
+  const source = new LocalEndpointSource()
+  const driver = new LocalDriver({ ...options.driver, source, logger: logger.child({ component: 'local-driver' }) })
+
+  let started: Awaited<ReturnType<typeof startPodgate>> | undefined
+  try {
+    const endpoints = await Promise.all(DEMO_USERS.map((user) => driver.ensureUser(user)))
+    const verifier = createTokenVerifier(config.auth, { metrics, logger })
+    try {
+      started = await startPodgate({
+        config,
+        source,
+        verifier,
+        logger,
+        metrics,
+        onMissing: (user) => workloadFor(driver, user, config.gateway.spawnOnDemand),
+      })
+    } catch (err) {
+      verifier.close()
+      throw err
+    }
+    const mint = (user: string): Promise<string> => mintToken({
+      secret, user, ttlSeconds: TOKEN_TTL_SECONDS, claim: config.auth.userClaim, issuer: config.auth.issuer?.[0], audience: config.auth.audience?.[0],
+    })
+    const tokens = { alice: await mint('alice'), bob: await mint('bob') }
+    out.write(instructions({
+      gatewayUrl: started.gatewayUrl,
+      adminUrl: started.adminUrl,
+      cookieName: config.auth.cookieName,
+      tokens,
+      backends: DEMO_USERS.map((user, i) => ({ user, origin: endpoints[i]?.origin ?? '', pid: driver.status(user)?.pid })),
+      secretFromEnv: isSet(env.PODGATE_JWT_SECRET),
+    }))
+    const running = started
+    let closing: Promise<void> | undefined
+    return {
+      gatewayUrl: running.gatewayUrl,
+      adminUrl: running.adminUrl,
+      tokens,
+      close: () => {
+        closing ??= running.close().finally(() => driver.close())
+        return closing
+      },
+    }
+  } catch (err) {
+    await started?.close().catch((closeErr: unknown) => { logger.error({ err: closeErr }, 'closing the demo gateway failed') })
+    await driver.close()
+    throw err
+  }
+}
+
+/**
+ * The configuration the demo runs with: PODGATE_JWT_SECRET when given, otherwise a fresh
+ * random secret; loopback only unless PODGATE_HOST says otherwise.
+ */
+export function demoConfig (config: Config, env: Env): Config {
+  const { key } = config.auth
+  if (key.kind !== 'secret') {
+    const variable = key.kind === 'jwks' ? 'PODGATE_JWKS_URL' : 'PODGATE_JWT_PUBLIC_KEY'
+    throw new ConfigError(variable, 'podgate demo signs its own tokens and needs a shared secret: unset it, or set PODGATE_JWT_SECRET instead')
+  }
+  const secret = isSet(env.PODGATE_JWT_SECRET) ? key.secret : crypto.getRandomValues(new Uint8Array(32))
+  return Object.freeze({
+    ...config,
+    auth: Object.freeze({ ...config.auth, key: Object.freeze({ kind: 'secret' as const, secret }) }),
+    gateway: isSet(env.PODGATE_HOST) ? config.gateway : Object.freeze({ ...config.gateway, host: '127.0.0.1' }),
+  })
+}
+
+/** A user with no ready endpoint: wait for their backend, or start one when spawn-on-demand is on. */
+async function workloadFor (driver: LocalDriver, user: string, spawnOnDemand: boolean): Promise<readonly Endpoint[]> {
+  if (driver.status(user) === undefined && !spawnOnDemand) throw new WorkloadNotFoundError('no workload for this user')
+  return [await driver.ensureUser(user)]
+}
+
+interface Instructions {
+  readonly gatewayUrl: string
+  readonly adminUrl: string
+  readonly cookieName: string
+  readonly tokens: Readonly<Record<string, string>>
+  readonly backends: ReadonlyArray<{ user: string, origin: string, pid: number | undefined }>
+  readonly secretFromEnv: boolean
+}
+
+function instructions (i: Instructions): string {
+  const gw = i.gatewayUrl
+  const bearer = (user: string): string => quote(`Authorization: Bearer ${i.tokens[user] ?? ''}`)
+  const hint = i.secretFromEnv
+    ? 'Tokens are signed with PODGATE_JWT_SECRET, so `npm run podgate -- token alice` mints more that this gateway accepts.'
+    : 'Tokens are signed with a random secret that dies with this process; set PODGATE_JWT_SECRET (32+ bytes) to make `npm run podgate -- token alice` mint tokens it accepts.'
+  return [
+    '',
+    `podgate demo: gateway ${gw}  admin ${i.adminUrl}`,
+    ...i.backends.map((b) => `  backend ${b.user.padEnd(6)} ${b.origin}  (pid ${b.pid ?? '?'})`),
+    '',
+    `Paste these (tokens valid for ${TOKEN_TTL_SECONDS / 3600}h):`,
+    '',
+    '# alice, bearer token: her backend answers and sees X-User-ID: alice',
+    `curl -s ${gw}/ -H ${bearer('alice')}`,
+    '',
+    `# bob, session cookie (${i.cookieName})`,
+    `curl -s ${gw}/ -b ${quote(`${i.cookieName}=${i.tokens.bob ?? ''}`)}`,
+    '',
+    '# no token: 401',
+    `curl -si ${gw}/`,
+    '',
+    '# a request body streamed through the gateway to alice\'s backend and back',
+    `curl -s ${gw}/echo -H ${bearer('alice')} --data-binary 'hello through podgate'`,
+    '',
+    '# metrics',
+    `curl -s ${i.adminUrl}/metrics | grep '^podgate_'`,
+    '',
+    hint,
+    'Ctrl-C stops the gateway and both backends.',
+    '',
+  ].join('\n')
+}
+
+/** Single-quotes `text` for a POSIX shell. */
+function quote (text: string): string {
+  return `'${text.replaceAll("'", "'\\''")}'`
+}
+
+function isSet (value: string | undefined): boolean {
+  return value !== undefined && value.trim() !== ''
+}
