@@ -1,6 +1,7 @@
 // Header hygiene between client and user pod: hop-by-hop headers never cross, the identity
 // header is only ever the one podgate sets, and X-Forwarded-* describe the real client.
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import { bearerToken } from '../auth/extract.ts'
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus ones undici refuses to be given. */
 const HOP_BY_HOP = new Set([
@@ -37,7 +38,7 @@ export function upstreamHeaders (req: IncomingMessage, user: string, options: Fo
     const value = raw[i + 1] as string
     const lower = name.toLowerCase()
     if (lower === options.userHeader || HOP_BY_HOP.has(lower) || (extraHop !== undefined && extraHop.has(lower))) continue
-    if (lower === 'authorization' && isBearer(value)) continue
+    if (lower === 'authorization' && bearerToken(value) !== undefined) continue
     if (lower === 'cookie') {
       const rest = withoutCookie(value, options.cookieName)
       if (rest !== '') out.push(name, rest)
@@ -89,11 +90,6 @@ function connectionTokens (connection: string | string[] | undefined): Set<strin
     tokens.add(name)
   }
   return tokens
-}
-
-function isBearer (value: string): boolean {
-  const start = value.length - value.trimStart().length
-  return value.length > start + 6 && value.slice(start, start + 7).toLowerCase() === 'bearer '
 }
 
 /** The Cookie header without the `name` cookie (every copy); unchanged when absent. */

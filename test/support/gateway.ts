@@ -52,7 +52,10 @@ export async function startTestGateway (t: Teardown, env: Record<string, string>
     metrics,
     podgate,
     secret,
-    token: (user, ttlSeconds = 600) => mintToken({ secret: key.kind === 'secret' ? key.secret : new Uint8Array(), user, ttlSeconds }),
+    token: (user, ttlSeconds = 600) => {
+      if (key.kind !== 'secret') throw new Error('token(): this gateway verifies with a public key; sign with its private key instead')
+      return mintToken({ secret: key.secret, user, ttlSeconds })
+    },
     backend: async (user) => {
       const backend = await createBackend({ user })
       t.teardown(() => backend.close())

@@ -1,0 +1,195 @@
+// Token verification with jose, behind a verified-token cache. Every refusal is an AuthError
+// whose reason is one of AUTH_FAILURE_REASONS; nothing else ever leaves verify().
+import { errors, jwtVerify, type CompactJWSHeaderParameters, type FlattenedJWSInput, type JWTPayload, type JWTVerifyOptions } from 'jose'
+import { LRUCache } from 'lru-cache'
+import type { AuthConfig } from '../config.ts'
+import { AuthError, ConfigError } from '../errors.ts'
+import type { Logger } from '../log.ts'
+import type { Metrics } from '../metrics.ts'
+import type { Identity, TokenVerifier } from './identity.ts'
+import { createVerificationKeys, type VerificationKeys } from './keys.ts'
+import { isValidUserId } from './user-id.ts'
+
+export interface TokenVerifierOptions {
+  readonly metrics?: Metrics | undefined
+  /** Epoch milliseconds; drives exp/nbf checks, cache expiry and the JWKS cooldown. */
+  readonly now?: (() => number) | undefined
+  readonly fetch?: typeof fetch | undefined
+  readonly logger?: Logger | undefined
+}
+
+// A token without a kid may match several JWKS keys; each costs one signature check.
+const MAX_CANDIDATE_KEYS = 4
+const REQUIRED_CLAIMS = Object.freeze(['exp'])
+const CACHE_HIT = Object.freeze({ result: 'hit' })
+const CACHE_MISS = Object.freeze({ result: 'miss' })
+
+/**
+ * Builds the verifier for the configured key source. Throws ConfigError (naming the variable)
+ * when the key or the algorithm list cannot work, so a bad setup stops start-up.
+ * verify() always does the full check and fills the cache; callers try cached() first.
+ */
+export function createTokenVerifier (auth: AuthConfig, options: TokenVerifierOptions = {}): TokenVerifier {
+  return new JwtVerifier(auth, options)
+}
+
+class JwtVerifier implements TokenVerifier {
+  readonly #keys: VerificationKeys
+  readonly #now: () => number
+  readonly #metrics: Metrics | undefined
+  readonly #logger: Logger | undefined
+  readonly #cache: LRUCache<string, Identity> | undefined
+  readonly #userClaim: string
+  readonly #maxTokenBytes: number
+  readonly #algorithms: string[]
+  readonly #issuer: string[] | undefined
+  readonly #audience: string[] | undefined
+  readonly #clockToleranceS: number
+  readonly #resolveKey = (header: CompactJWSHeaderParameters, token: FlattenedJWSInput) => this.#keys.resolve(header, token)
+
+  constructor (auth: AuthConfig, options: TokenVerifierOptions) {
+    checkAuthConfig(auth)
+    const now = options.now ?? Date.now
+    this.#now = now
+    this.#metrics = options.metrics
+    this.#logger = options.logger
+    this.#userClaim = auth.userClaim
+    this.#maxTokenBytes = auth.maxTokenBytes
+    this.#issuer = auth.issuer === undefined ? undefined : [...auth.issuer]
+    this.#audience = auth.audience === undefined ? undefined : [...auth.audience]
+    this.#clockToleranceS = auth.clockToleranceS
+    const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init))
+    this.#keys = createVerificationKeys(auth, { now, fetch: fetchImpl, metrics: options.metrics, logger: options.logger })
+    this.#algorithms = [...this.#keys.algorithms]
+    // Expiry runs on the injected clock; ttlResolution 0 stops lru-cache from caching it behind a timer.
+    this.#cache = auth.tokenCacheSize === 0
+      ? undefined
+      : new LRUCache<string, Identity>({ max: auth.tokenCacheSize, ttlResolution: 0, perf: { now } })
+  }
+
+  cached (token: string): Identity | undefined {
+    const cache = this.#cache
+    if (cache === undefined) return undefined
+    const identity = cache.get(token)
+    if (identity !== undefined && identity.expiresAt > this.#now()) {
+      this.#metrics?.tokenCache.inc(CACHE_HIT)
+      return identity
+    }
+    this.#metrics?.tokenCache.inc(CACHE_MISS)
+    return undefined
+  }
+
+  async verify (token: string): Promise<Identity> {
+    try {
+      const identity = await this.#check(token)
+      const ttl = identity.expiresAt - this.#now()
+      if (this.#cache !== undefined && ttl > 0) this.#cache.set(token, identity, { ttl })
+      return identity
+    } catch (err) {
+      const failure = toAuthError(err)
+      if (!(err instanceof AuthError) && !(err instanceof errors.JOSEError)) this.#logger?.debug({ err }, 'unexpected token verification error')
+      this.#metrics?.authFailure(failure.reason)
+      throw failure
+    }
+  }
+
+  close (): void {
+    this.#keys.close()
+    this.#cache?.clear()
+  }
+
+  async #check (token: string): Promise<Identity> {
+    if (typeof token !== 'string' || token.length === 0) throw new AuthError('missing', 'no token')
+    if (token.length > this.#maxTokenBytes) throw new AuthError('too_large', `token is ${token.length} bytes, more than the ${this.#maxTokenBytes} allowed`)
+    const options: JWTVerifyOptions = {
+      algorithms: this.#algorithms,
+      issuer: this.#issuer,
+      audience: this.#audience,
+      clockTolerance: this.#clockToleranceS,
+      requiredClaims: REQUIRED_CLAIMS as string[],
+      currentDate: new Date(this.#now()),
+    }
+    let payload: JWTPayload
+    try {
+      payload = (await jwtVerify(token, this.#resolveKey, options)).payload
+    } catch (err) {
+      if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err
+      payload = await verifyWithCandidates(token, err, options)
+    }
+    const claim = this.#userClaim
+    const user = Object.hasOwn(payload, claim) ? payload[claim] : undefined
+    if (user === undefined) throw new AuthError('user', `token has no ${JSON.stringify(claim)} claim`)
+    if (typeof user !== 'string') throw new AuthError('user', `claim ${JSON.stringify(claim)} is ${kindOf(user)}, not a string`)
+    if (!isValidUserId(user)) throw new AuthError('user', `claim ${JSON.stringify(claim)} is not a DNS-1123 label`)
+    // jose has checked that exp is present and a number.
+    return Object.freeze({ user, expiresAt: (payload.exp as number) * 1000 })
+  }
+}
+
+/** Tries each key of an ambiguous JWKS match; only a signature mismatch moves on to the next. */
+async function verifyWithCandidates (token: string, ambiguous: errors.JWKSMultipleMatchingKeys, options: JWTVerifyOptions): Promise<JWTPayload> {
+  let tried = 0
+  for await (const key of ambiguous) {
+    try {
+      return (await jwtVerify(token, key, options)).payload
+    } catch (err) {
+      if (!(err instanceof errors.JWSSignatureVerificationFailed)) throw err
+    }
+    if (++tried === MAX_CANDIDATE_KEYS) break
+  }
+  throw new AuthError('signature', `signature matches none of the ${tried} JWKS keys tried; the token should name its kid`)
+}
+
+/** The AuthError for any verification failure; jose's errors map by code. */
+function toAuthError (err: unknown): AuthError {
+  if (err instanceof AuthError) return err
+  if (!(err instanceof errors.JOSEError)) {
+    return new AuthError('key', `token could not be checked against the key: ${describe(err)}`, { cause: err })
+  }
+  const refused = `token refused: ${err.message}`
+  switch (err.code) {
+    case 'ERR_JWT_EXPIRED':
+      return new AuthError('expired', refused, { cause: err })
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      return new AuthError(claimReason(err as errors.JWTClaimValidationFailed), refused, { cause: err })
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+      return new AuthError('signature', refused, { cause: err })
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+      return new AuthError('algorithm', refused, { cause: err })
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
+    case 'ERR_JWKS_INVALID':
+    case 'ERR_JWKS_TIMEOUT':
+    case 'ERR_JWK_INVALID':
+      return new AuthError('key', refused, { cause: err })
+    default:
+      // ERR_JWS_INVALID, ERR_JWT_INVALID, ERR_JOSE_NOT_SUPPORTED (unknown crit) and the rest.
+      return new AuthError('malformed', refused, { cause: err })
+  }
+}
+
+function claimReason (err: errors.JWTClaimValidationFailed): AuthError['reason'] {
+  switch (err.claim) {
+    case 'nbf': return err.reason === 'check_failed' ? 'not_yet_valid' : 'claim'
+    case 'iss': return 'issuer'
+    case 'aud': return 'audience'
+    default: return 'claim'
+  }
+}
+
+function kindOf (value: unknown): string {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`
+}
+
+function describe (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+function checkAuthConfig (auth: AuthConfig): void {
+  if (!Number.isInteger(auth.tokenCacheSize) || auth.tokenCacheSize < 0) throw new ConfigError('PODGATE_TOKEN_CACHE_SIZE', `expected a non-negative integer, got ${auth.tokenCacheSize}`)
+  if (!Number.isInteger(auth.maxTokenBytes) || auth.maxTokenBytes < 1) throw new ConfigError('PODGATE_MAX_TOKEN_BYTES', `expected a positive integer, got ${auth.maxTokenBytes}`)
+  if (!Number.isFinite(auth.clockToleranceS) || auth.clockToleranceS < 0) throw new ConfigError('PODGATE_JWT_CLOCK_TOLERANCE', `expected a non-negative duration, got ${auth.clockToleranceS}`)
+  if (typeof auth.userClaim !== 'string' || auth.userClaim === '') throw new ConfigError('PODGATE_USER_CLAIM', 'must name a claim')
+}

@@ -1,0 +1,52 @@
+import t from 'tap'
+import { decodeJwt, decodeProtectedHeader } from 'jose'
+import { mintToken } from '../../src/auth/mint.ts'
+import { isValidUserId } from '../../src/auth/user-id.ts'
+import { createTokenVerifier } from '../../src/auth/verifier.ts'
+import { authConfig, testSecret } from '../support/keys.ts'
+
+const NOW = Date.UTC(2030, 0, 1)
+
+void t.test('isValidUserId accepts exactly DNS-1123 labels', (t) => {
+  const valid = ['a', '0', 'alice', 'user-42', 'a-b-c', '9lives', 'x'.repeat(63)]
+  const invalid = [
+    '', 'A', 'Alice', 'alice_b', 'alice.b', '-alice', 'alice-', 'x'.repeat(64), ' alice', 'alice ', 'alice\n', 'bob\u0000',
+    '../bob', '\u0430lice', 'ａlice', 'alice\u200b', '\u00e9', 'user@example',
+  ]
+  for (const id of valid) t.ok(isValidUserId(id), `valid: ${JSON.stringify(id)}`)
+  for (const id of invalid) t.notOk(isValidUserId(id), `invalid: ${JSON.stringify(id)}`)
+  for (const value of [undefined, null, 42, ['alice'], { toString: () => 'alice' }]) t.notOk(isValidUserId(value), `not a string: ${JSON.stringify(value)}`)
+  t.end()
+})
+
+void t.test('minted tokens verify and carry the user, expiry and options', async (t) => {
+  const token = await mintToken({ secret: testSecret(), user: 'alice', ttlSeconds: 3600, now: () => NOW })
+  t.same(decodeProtectedHeader(token), { alg: 'HS256', typ: 'JWT' })
+  t.same(decodeJwt(token), { sub: 'alice', iat: NOW / 1000, exp: NOW / 1000 + 3600 })
+  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }), { now: () => NOW })
+  t.teardown(() => verifier.close())
+  t.same(await verifier.verify(token), { user: 'alice', expiresAt: NOW + 3_600_000 })
+
+  const custom = await mintToken({ secret: testSecret(), user: 'bob', ttlSeconds: 60, claim: 'uid', issuer: 'podgate-dev', audience: 'podgate', now: () => NOW })
+  const strict = createTokenVerifier(
+    authConfig({ kind: 'secret', secret: testSecret() }, { userClaim: 'uid', issuer: ['podgate-dev'], audience: ['podgate'] }),
+    { now: () => NOW },
+  )
+  t.teardown(() => strict.close())
+  t.equal((await strict.verify(custom)).user, 'bob')
+})
+
+void t.test('bad mint input is refused with a clear error', async (t) => {
+  const base = { secret: testSecret(), user: 'alice', ttlSeconds: 60 }
+  const cases: Array<[string, Parameters<typeof mintToken>[0], RegExp]> = [
+    ['uppercase user', { ...base, user: 'Alice' }, /invalid user id "Alice"/],
+    ['path user', { ...base, user: '../bob' }, /invalid user id/],
+    ['short secret', { ...base, secret: new Uint8Array(16) }, /at least 32 bytes/],
+    ['zero ttl', { ...base, ttlSeconds: 0 }, /ttlSeconds/],
+    ['fractional ttl', { ...base, ttlSeconds: 1.5 }, /ttlSeconds/],
+    ['reserved claim', { ...base, claim: 'exp' }, /cannot carry the user id/],
+  ]
+  for (const [name, options, message] of cases) {
+    await t.rejects(mintToken(options), { name: 'BadRequestError', message }, name)
+  }
+})
