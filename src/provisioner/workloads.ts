@@ -1,0 +1,64 @@
+// The durable desired state of "user X has a workload": UserWorkload objects in the API
+// server (Kubernetes driver) or the local driver's processes. The admin API, spawn on
+// demand and idle culling speak only this interface, so they work the same on both.
+
+export const WORKLOAD_GROUP = 'podgate.dev'
+export const WORKLOAD_VERSION = 'v1alpha1'
+export const WORKLOAD_PLURAL = 'userworkloads'
+export const WORKLOAD_KIND = 'UserWorkload'
+
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
+export const MANAGED_BY = 'podgate'
+export const USER_LABEL = 'podgate.dev/user'
+
+export const WORKLOAD_PHASES = ['Pending', 'Starting', 'Ready', 'Suspended', 'Failed'] as const
+export type WorkloadPhase = typeof WORKLOAD_PHASES[number]
+
+export interface WorkloadCondition {
+  readonly type: string
+  readonly status: 'True' | 'False' | 'Unknown'
+  readonly reason: string
+  readonly message: string
+  readonly lastTransitionTime: string
+}
+
+export interface WorkloadStatus {
+  readonly phase: WorkloadPhase
+  readonly readyReplicas: number
+  readonly serviceName?: string
+  /** RFC 3339. */
+  readonly lastActivity?: string
+  /** Human-readable; for Failed, the pod's reason (ImagePullBackOff: …). */
+  readonly message?: string
+  readonly conditions?: readonly WorkloadCondition[]
+}
+
+export interface Workload {
+  readonly user: string
+  readonly profile: string
+  readonly suspended: boolean
+  readonly status: WorkloadStatus
+}
+
+export interface WorkloadSpecInput {
+  /** Profile name; the default profile when undefined. */
+  readonly profile?: string
+}
+
+/** Kubernetes object name for a user's UserWorkload, Deployment and Service. */
+export function workloadName (user: string): string {
+  return `user-${user}`
+}
+
+export interface Workloads {
+  /** Creates or updates the user's workload (idempotent); resolves with the stored state. */
+  put (user: string, spec: WorkloadSpecInput): Promise<{ workload: Workload, created: boolean }>
+  get (user: string): Promise<Workload | undefined>
+  list (): Promise<Workload[]>
+  /** Deletes the workload and (through ownership) its children; false when there was none. */
+  delete (user: string): Promise<boolean>
+  /** Sets spec.suspended (suspend when idle, wake on the next request). */
+  setSuspended (user: string, suspended: boolean): Promise<void>
+  /** Records activity; implementations throttle the writes. */
+  touch (user: string, at: Date): void
+}
