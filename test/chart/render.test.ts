@@ -1,0 +1,302 @@
+// helm lint and helm template over the value sets users start from, with assertions on what
+// the rendered manifests grant and how they run podgate.
+import t from 'tap'
+import { parse } from 'yaml'
+import { readFile } from 'node:fs/promises'
+import { loadConfig, parseDuration } from '../../src/config.ts'
+import {
+  all, envVar, FULLNAME, Helm, installHelm, NAMESPACE, only, podgateContainer, REPO_DIR,
+  type Container, type Deployment, type Manifest, type PolicyRule,
+} from './chart.ts'
+
+const EXISTING_SECRET = { name: 'podgate-keys', jwtSecretKey: 'hmac', adminTokenKey: 'admin' }
+
+const VALUE_SETS: Record<string, unknown> = {
+  defaults: {},
+  existingSecret: { existingSecret: EXISTING_SECRET },
+  ingress: {
+    ingress: {
+      enabled: true,
+      className: 'nginx',
+      annotations: { 'nginx.ingress.kubernetes.io/proxy-buffering': 'off' },
+      hosts: [{ host: 'apps.example.com', paths: [{ path: '/', pathType: 'Prefix' }] }],
+      tls: [{ secretName: 'apps-tls', hosts: ['apps.example.com'] }],
+    },
+  },
+  jwks: {
+    auth: {
+      jwksUrl: 'https://idp.example.com/realms/main/protocol/openid-connect/certs',
+      issuer: ['https://idp.example.com/realms/main'],
+      audience: ['podgate'],
+      userClaim: 'preferred_username',
+    },
+  },
+  autoscalingAndMonitoring: {
+    autoscaling: { enabled: true, minReplicas: 3, maxReplicas: 12, targetMemoryUtilizationPercentage: 80 },
+    serviceMonitor: { enabled: true, labels: { release: 'kube-prometheus-stack' } },
+  },
+}
+
+// Exactly what podgate uses (issue: chart RBAC), as "group/resource verb" pairs.
+const EXPECTED_GRANTS = new Set([
+  ...['list', 'watch'].map((v) => `discovery.k8s.io/endpointslices ${v}`),
+  ...['apps/deployments', '/services', '/persistentvolumeclaims', 'networking.k8s.io/networkpolicies'].flatMap((r) =>
+    ['create', 'get', 'list', 'watch', 'patch', 'delete'].map((v) => `${r} ${v}`)),
+  ...['create', 'get', 'list', 'watch', 'patch', 'update', 'delete'].map((v) => `podgate.dev/userworkloads ${v}`),
+  ...['get', 'patch', 'update'].map((v) => `podgate.dev/userworkloads/status ${v}`),
+  ...['/pods', '/events'].flatMap((r) => ['get', 'list', 'watch'].map((v) => `${r} ${v}`)),
+  ...['get', 'create', 'update'].map((v) => `coordination.k8s.io/leases ${v}`),
+])
+
+const SECURITY_CONTEXT = {
+  runAsNonRoot: true,
+  readOnlyRootFilesystem: true,
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ['ALL'] },
+  seccompProfile: { type: 'RuntimeDefault' },
+}
+
+const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'Namespace'])
+
+function grants (rules: readonly PolicyRule[]): string[] {
+  return rules.flatMap((rule) => rule.apiGroups.flatMap((group) => rule.resources.flatMap((resource) =>
+    rule.verbs.map((verb) => `${group}/${resource} ${verb}`)))).sort()
+}
+
+/** The container's environment as podgate would see it, resolving references like the kubelet. */
+function resolveEnv (container: Container, secrets: Record<string, Record<string, string>>): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const item of container.env ?? []) {
+    const from = item.valueFrom
+    if (item.value !== undefined) env[item.name] = item.value
+    else if (from?.fieldRef?.fieldPath === 'metadata.namespace') env[item.name] = NAMESPACE
+    else if (from?.secretKeyRef !== undefined) {
+      const value = secrets[from.secretKeyRef.name]?.[from.secretKeyRef.key]
+      if (value === undefined) throw new Error(`${item.name}: Secret ${from.secretKeyRef.name} has no key ${from.secretKeyRef.key}`)
+      env[item.name] = value
+    } else throw new Error(`${item.name}: unexpected env source ${JSON.stringify(item)}`)
+  }
+  return env
+}
+
+function renderedSecrets (manifests: readonly Manifest[]): Record<string, Record<string, string>> {
+  const secrets: Record<string, Record<string, string>> = { [EXISTING_SECRET.name]: { hmac: 'h'.repeat(40), admin: 'a'.repeat(24) } }
+  for (const secret of all(manifests, 'Secret')) secrets[secret.metadata.name] = (secret as unknown as { stringData: Record<string, string> }).stringData
+  return secrets
+}
+
+let helm: Helm
+let configVariables: Set<string>
+
+t.before(async () => {
+  helm = await Helm.create(t, await installHelm(t))
+  const source = await readFile(`${REPO_DIR}/src/config.ts`, 'utf8')
+  configVariables = new Set(source.match(/PODGATE_[A-Z0-9_]+/g))
+})
+
+for (const [name, values] of Object.entries(VALUE_SETS)) {
+  void t.test(`value set: ${name}`, async (t) => {
+    const lint = await helm.lint(values)
+    t.equal(lint.code, 0, `helm lint --strict passes:\n${lint.stdout}${lint.stderr}`)
+
+    const manifests = await helm.render(values)
+    const deployment = only<Deployment>(manifests, 'Deployment')
+    const container = podgateContainer(deployment)
+    const pod = deployment.spec.template.spec
+
+    void t.test('RBAC is exactly what podgate uses, in its own namespace', (t) => {
+      t.same(all(manifests, 'ClusterRole'), [], 'no ClusterRole')
+      t.same(all(manifests, 'ClusterRoleBinding'), [], 'no ClusterRoleBinding')
+      const role = only<{ rules: PolicyRule[] }>(manifests, 'Role')
+      t.same(grants(role.rules), [...EXPECTED_GRANTS].sort())
+      t.equal(new Set(grants(role.rules)).size, grants(role.rules).length, 'no grant listed twice')
+      const binding = only<{ roleRef: { kind: string, name: string }, subjects: { kind: string, name: string, namespace: string }[] }>(manifests, 'RoleBinding')
+      t.same(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name })
+      const account = only(manifests, 'ServiceAccount')
+      t.same(binding.subjects, [{ kind: 'ServiceAccount', name: account.metadata.name, namespace: NAMESPACE }])
+      t.equal(pod.serviceAccountName, account.metadata.name, 'the pod runs as the bound ServiceAccount')
+      t.end()
+    })
+
+    void t.test('every namespaced object lands in the release namespace', (t) => {
+      for (const manifest of manifests.filter((m) => !CLUSTER_SCOPED.has(m.kind))) {
+        t.equal(manifest.metadata.namespace, NAMESPACE, `${manifest.kind}/${manifest.metadata.name}`)
+      }
+      t.end()
+    })
+
+    void t.test('probes hit /healthz and /readyz on the admin port', (t) => {
+      const admin = container.ports?.find((p) => p.name === 'admin')
+      t.equal(admin?.containerPort, 9090)
+      t.same(container.livenessProbe?.httpGet, { path: '/healthz', port: 'admin' })
+      t.same(container.readinessProbe?.httpGet, { path: '/readyz', port: 'admin' })
+      t.equal(envVar(container, 'PODGATE_ADMIN_PORT')?.value, String(admin?.containerPort), 'podgate listens where the probes look')
+      t.equal(envVar(container, 'PODGATE_PORT')?.value, String(container.ports?.find((p) => p.name === 'http')?.containerPort))
+      t.end()
+    })
+
+    void t.test('the container is locked down', (t) => {
+      t.same(container.securityContext, SECURITY_CONTEXT)
+      t.strictSame(container.securityContext, SECURITY_CONTEXT, 'nothing more, nothing less')
+      t.equal(pod.securityContext?.runAsNonRoot, true)
+      t.same(pod.securityContext?.seccompProfile, { type: 'RuntimeDefault' })
+      t.equal(pod.securityContext?.runAsUser, 10001, 'the image\'s numeric uid')
+      t.same(container.args, ['serve'])
+      t.end()
+    })
+
+    void t.test('terminationGracePeriodSeconds outlasts the drain', (t) => {
+      const drainMs = parseDuration(envVar(container, 'PODGATE_DRAIN_TIMEOUT')?.value ?? '')
+      t.ok(drainMs !== undefined && drainMs > 0, 'PODGATE_DRAIN_TIMEOUT is a duration')
+      t.ok((pod.terminationGracePeriodSeconds ?? 30) * 1000 > (drainMs ?? Infinity),
+        `grace ${pod.terminationGracePeriodSeconds}s > drain ${drainMs}ms`)
+      t.end()
+    })
+
+    void t.test('replicas spread across nodes and a PodDisruptionBudget keeps them serving', (t) => {
+      const podLabels = deployment.spec.template.metadata.labels
+      const spread = pod.topologySpreadConstraints ?? []
+      t.equal(spread.length, 1)
+      t.equal(spread[0]?.topologyKey, 'kubernetes.io/hostname')
+      t.same(spread[0]?.labelSelector.matchLabels, deployment.spec.selector.matchLabels)
+      const pdb = only<{ spec: { maxUnavailable: number, selector: { matchLabels: Record<string, string> } } }>(manifests, 'PodDisruptionBudget')
+      t.equal(pdb.apiVersion, 'policy/v1')
+      t.equal(pdb.spec.maxUnavailable, 1)
+      for (const [key, value] of Object.entries(pdb.spec.selector.matchLabels)) t.equal(podLabels[key], value, `PDB selects the pods by ${key}`)
+      t.end()
+    })
+
+    void t.test('only variables podgate reads are set, and podgate accepts them', (t) => {
+      const names = (container.env ?? []).map((e) => e.name)
+      t.same(names.filter((n) => !configVariables.has(n)), [], 'every PODGATE_* name exists in src/config.ts')
+      t.equal(pod.enableServiceLinks, false, 'no injected variables (a Service named podgate would inject PODGATE_PORT=tcp://…)')
+      t.equal(new Set(names).size, names.length, 'no variable set twice')
+      const env = resolveEnv(container, renderedSecrets(manifests))
+      const config = loadConfig(env)
+      t.equal(config.namespace, NAMESPACE)
+      t.equal(config.gateway.trustProxy, true, 'behind an Ingress by default')
+      t.equal(config.gateway.port, 8080)
+      t.equal(config.gateway.adminPort, 9090)
+      t.equal(config.profilesFile, '/etc/podgate/profiles.yaml')
+      t.ok(config.adminToken !== undefined && config.adminToken.length >= 16, 'an admin token is always configured')
+      const namespaceVar = envVar(container, 'PODGATE_NAMESPACE')
+      t.same(namespaceVar?.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } })
+      t.end()
+    })
+
+    void t.test('profiles are a ConfigMap mounted where PODGATE_PROFILES points', async (t) => {
+      const volume = pod.volumes?.find((v) => v.configMap !== undefined)
+      const mount = container.volumeMounts?.find((m) => m.name === volume?.name)
+      t.equal(mount?.mountPath, '/etc/podgate')
+      t.equal(mount?.readOnly, true)
+      const configMap = all(manifests, 'ConfigMap').find((c) => c.metadata.name === volume?.configMap?.name) as unknown as { data: Record<string, string> } | undefined
+      const file = configMap?.data['profiles.yaml']
+      t.type(file, 'string', 'the ConfigMap has profiles.yaml')
+      const chartDefaults = parse(await readFile(`${REPO_DIR}/charts/podgate/values.yaml`, 'utf8')) as { profiles: unknown }
+      t.same(parse(file ?? ''), chartDefaults.profiles)
+    })
+
+    void t.test('the Service exposes the http and admin ports by name', (t) => {
+      const service = only<{ spec: { selector: Record<string, string>, ports: { name: string, port: number, targetPort: string }[] } }>(manifests, 'Service')
+      t.same(service.spec.ports.map((p) => [p.name, p.port, p.targetPort]), [['http', 80, 'http'], ['admin', 9090, 'admin']])
+      t.same(service.spec.selector, deployment.spec.selector.matchLabels)
+      t.end()
+    })
+
+    void t.test('a NetworkPolicy admits the http port and the admin port', (t) => {
+      const policy = only<{ spec: { policyTypes: string[], ingress: { ports: { port: string }[], from?: unknown[] }[] } }>(manifests, 'NetworkPolicy')
+      t.same(policy.spec.policyTypes, ['Ingress'])
+      t.same(policy.spec.ingress.map((rule) => rule.ports.map((p) => p.port)), [['http'], ['admin']])
+      t.equal(policy.spec.ingress[0]?.from, undefined, 'user traffic from anywhere by default')
+      t.same(policy.spec.ingress[1]?.from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }])
+      t.end()
+    })
+  })
+}
+
+void t.test('defaults: the chart makes its own Secret with a generated key and admin token', async (t) => {
+  const manifests = await helm.render({})
+  const secret = only<{ stringData: Record<string, string> }>(manifests, 'Secret')
+  t.equal(secret.metadata.name, FULLNAME)
+  t.match(secret.stringData['jwt-secret'], /^[A-Za-z0-9]{48}$/)
+  t.match(secret.stringData['admin-token'], /^[A-Za-z0-9]{48}$/)
+  const container = podgateContainer(only<Deployment>(manifests, 'Deployment'))
+  t.same(envVar(container, 'PODGATE_JWT_SECRET')?.valueFrom, { secretKeyRef: { name: FULLNAME, key: 'jwt-secret' } })
+  t.same(envVar(container, 'PODGATE_ADMIN_TOKEN')?.valueFrom, { secretKeyRef: { name: FULLNAME, key: 'admin-token' } })
+  t.equal(only<Deployment>(manifests, 'Deployment').spec.replicas, 2)
+  for (const kind of ['Ingress', 'HorizontalPodAutoscaler', 'ServiceMonitor']) t.same(all(manifests, kind), [], `no ${kind} unless asked`)
+})
+
+void t.test('given secrets go into the chart\'s Secret as they are', async (t) => {
+  const manifests = await helm.render({ auth: { jwtSecret: 's'.repeat(32) }, adminToken: 'admin-token-0123456789' })
+  const secret = only<{ stringData: Record<string, string> }>(manifests, 'Secret')
+  t.same(secret.stringData, { 'jwt-secret': 's'.repeat(32), 'admin-token': 'admin-token-0123456789' })
+})
+
+void t.test('existingSecret: no Secret is rendered and the keys come from the named one', async (t) => {
+  const manifests = await helm.render(VALUE_SETS.existingSecret)
+  t.same(all(manifests, 'Secret'), [])
+  const container = podgateContainer(only<Deployment>(manifests, 'Deployment'))
+  t.same(envVar(container, 'PODGATE_JWT_SECRET')?.valueFrom, { secretKeyRef: { name: 'podgate-keys', key: 'hmac' } })
+  t.same(envVar(container, 'PODGATE_ADMIN_TOKEN')?.valueFrom, { secretKeyRef: { name: 'podgate-keys', key: 'admin' } })
+})
+
+void t.test('JWKS: the URL is a plain value and no shared secret exists anywhere', async (t) => {
+  const manifests = await helm.render(VALUE_SETS.jwks)
+  const container = podgateContainer(only<Deployment>(manifests, 'Deployment'))
+  t.same(envVar(container, 'PODGATE_JWKS_URL'), { name: 'PODGATE_JWKS_URL', value: 'https://idp.example.com/realms/main/protocol/openid-connect/certs' })
+  t.equal(envVar(container, 'PODGATE_JWT_SECRET'), undefined)
+  t.equal(envVar(container, 'PODGATE_JWT_ISSUER')?.value, 'https://idp.example.com/realms/main')
+  t.equal(envVar(container, 'PODGATE_USER_CLAIM')?.value, 'preferred_username')
+  const secret = only<{ stringData: Record<string, string> }>(manifests, 'Secret')
+  t.same(Object.keys(secret.stringData), ['admin-token'], 'only the admin token is secret')
+})
+
+void t.test('ingress on: the Ingress sends every path to the podgate Service http port', async (t) => {
+  const manifests = await helm.render(VALUE_SETS.ingress)
+  const ingress = only<{ spec: { ingressClassName: string, tls: unknown, rules: { host: string, http: { paths: { path: string, pathType: string, backend: unknown }[] } }[] } }>(manifests, 'Ingress')
+  t.equal(ingress.apiVersion, 'networking.k8s.io/v1')
+  t.equal(ingress.spec.ingressClassName, 'nginx')
+  t.same(ingress.spec.tls, [{ secretName: 'apps-tls', hosts: ['apps.example.com'] }])
+  t.same(ingress.metadata.annotations, { 'nginx.ingress.kubernetes.io/proxy-buffering': 'off' })
+  t.same(ingress.spec.rules, [{
+    host: 'apps.example.com',
+    http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: FULLNAME, port: { name: 'http' } } } }] },
+  }])
+  const anyHost = only<{ spec: { rules: unknown[] } }>(await helm.render({ ingress: { enabled: true, hosts: [{ paths: [{ path: '/', pathType: 'Prefix' }] }] } }), 'Ingress')
+  t.same(anyHost.spec.rules, [{ http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: FULLNAME, port: { name: 'http' } } } }] } }], 'a rule without host matches every host')
+})
+
+void t.test('autoscaling and monitoring on: HPA v2 drives the Deployment, ServiceMonitor scrapes the admin port', async (t) => {
+  const manifests = await helm.render(VALUE_SETS.autoscalingAndMonitoring)
+  const deployment = only<Deployment>(manifests, 'Deployment')
+  t.equal(deployment.spec.replicas, undefined, 'the HPA owns the replica count')
+  const hpa = only<{ spec: { scaleTargetRef: unknown, minReplicas: number, maxReplicas: number, metrics: { resource: { name: string, target: unknown } }[] } }>(manifests, 'HorizontalPodAutoscaler')
+  t.equal(hpa.apiVersion, 'autoscaling/v2')
+  t.same(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name })
+  t.same([hpa.spec.minReplicas, hpa.spec.maxReplicas], [3, 12])
+  t.same(hpa.spec.metrics.map((m) => [m.resource.name, m.resource.target]), [
+    ['cpu', { type: 'Utilization', averageUtilization: 70 }],
+    ['memory', { type: 'Utilization', averageUtilization: 80 }],
+  ])
+  const monitor = only<{ spec: { selector: { matchLabels: Record<string, string> }, endpoints: { port: string, path: string }[] } }>(manifests, 'ServiceMonitor')
+  t.equal(monitor.apiVersion, 'monitoring.coreos.com/v1')
+  t.equal(monitor.metadata.labels?.release, 'kube-prometheus-stack')
+  t.match(monitor.spec.endpoints, [{ port: 'admin', path: '/metrics' }])
+  const service = only(manifests, 'Service')
+  for (const [key, value] of Object.entries(monitor.spec.selector.matchLabels)) t.equal(service.metadata.labels?.[key], value, `selects the Service by ${key}`)
+})
+
+void t.test('an explicit grace period is kept; the derived one follows the drain time', async (t) => {
+  const explicit = only<Deployment>(await helm.render({ terminationGracePeriodSeconds: 45 }), 'Deployment')
+  t.equal(explicit.spec.template.spec.terminationGracePeriodSeconds, 45)
+  const derived = only<Deployment>(await helm.render({ config: { drainTimeoutSeconds: 50 } }), 'Deployment')
+  t.equal(derived.spec.template.spec.terminationGracePeriodSeconds, 60)
+  t.equal(envVar(podgateContainer(derived), 'PODGATE_DRAIN_TIMEOUT')?.value, '50s')
+})
+
+void t.test('the CRD ships with the chart', async (t) => {
+  const manifests = await helm.render({}, ['--include-crds'])
+  const crd = only(manifests, 'CustomResourceDefinition')
+  t.equal(crd.metadata.name, 'userworkloads.podgate.dev')
+})
