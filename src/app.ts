@@ -54,10 +54,8 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     onActivity: options.onActivity,
   })
   const trackSnapshot = (): void => {
-    let endpoints = 0
-    for (const list of source.snapshot.values()) endpoints += list.length
-    metrics.endpoints.set(endpoints)
-    metrics.users.set(source.snapshot.size)
+    metrics.endpoints.set(source.endpointCount)
+    metrics.users.set(source.routableUsers)
   }
   const unsubscribe = source.onChange(trackSnapshot)
   trackSnapshot()

@@ -23,6 +23,9 @@ export type EndpointListener = (change: EndpointChange) => void
 export interface EndpointSource {
   /** The current snapshot; replaced, never mutated. */
   readonly snapshot: EndpointSnapshot
+  /** Users with at least one ready endpoint, and ready endpoints, in the current snapshot. */
+  readonly routableUsers: number
+  readonly endpointCount: number
   /** Resolves once the first complete view is loaded; gates /readyz. */
   readonly synced: Promise<void>
   readonly isSynced: boolean
@@ -55,20 +58,45 @@ export function changedUsers (before: EndpointSnapshot, after: EndpointSnapshot)
 export class SnapshotPublisher {
   #snapshot: EndpointSnapshot = new Map()
   readonly #listeners = new Set<EndpointListener>()
+  readonly #onListenerError: (err: unknown) => void
+  #routableUsers = 0
+  #endpointCount = 0
+
+  constructor (onListenerError: (err: unknown) => void = (err) => { queueMicrotask(() => { throw err }) }) {
+    this.#onListenerError = onListenerError
+  }
 
   get snapshot (): EndpointSnapshot { return this.#snapshot }
+  get routableUsers (): number { return this.#routableUsers }
+  get endpointCount (): number { return this.#endpointCount }
 
   onChange (listener: EndpointListener): () => void {
     this.#listeners.add(listener)
     return () => { this.#listeners.delete(listener) }
   }
 
-  /** Swaps in `next` and notifies listeners if any user's endpoints changed. */
-  protected publish (next: EndpointSnapshot): void {
-    const users = changedUsers(this.#snapshot, next)
+  /**
+   * Swaps in `next` and notifies listeners if any user's endpoints changed. A source that
+   * knows which users changed passes them and saves a diff of the whole table.
+   */
+  protected publish (next: EndpointSnapshot, users: ReadonlySet<string> = changedUsers(this.#snapshot, next)): void {
+    const previous = this.#snapshot
+    for (const user of users) {
+      const before = previous.get(user)?.length ?? 0
+      const after = next.get(user)?.length ?? 0
+      this.#endpointCount += after - before
+      this.#routableUsers += Number(after > 0) - Number(before > 0)
+    }
     this.#snapshot = next
     if (users.size === 0) return
     const change: EndpointChange = { snapshot: next, users }
-    for (const listener of this.#listeners) listener(change)
+    for (const listener of this.#listeners) {
+      try {
+        listener(change)
+      } catch (err) {
+        // One listener's bug must neither starve the others nor reach the source's watch.
+        this.#onListenerError(err)
+      }
+    }
   }
 }

@@ -112,13 +112,13 @@ void t.test('errors are the contract statuses, as JSON', async (t) => {
   t.equal(nobody.statusCode, 404, 'a verified user without a workload')
   t.match(await nobody.body.json(), { error: 'PODGATE_NO_WORKLOAD' })
 
-  gw.source.set('starting', [])
+  gw.local.set('starting', [])
   const starting = await request(gw.url, { dispatcher, headers: { authorization: `Bearer ${await gw.token('starting')}` } })
   t.equal(starting.statusCode, 503, 'a known user with no ready endpoint')
   t.equal(starting.headers['retry-after'], '5')
   t.match(await starting.body.json(), { error: 'PODGATE_NOT_READY' })
 
-  gw.source.set('down', [endpoint('127.0.0.1', await closedPort())])
+  gw.local.set('down', [endpoint('127.0.0.1', await closedPort())])
   const down = await request(gw.url, { dispatcher, headers: { authorization: `Bearer ${await gw.token('down')}` } })
   t.equal(down.statusCode, 502)
   t.match(await down.body.json(), { error: 'PODGATE_UPSTREAM' })
@@ -149,7 +149,7 @@ void t.test('requests spread across ready endpoints; a refused connection is ret
   for (const count of seen.values()) t.ok(count >= 5, `fair share (${count} of 30)`)
 
   const refused = await closedPort()
-  gw.source.set('alice', [endpoint('127.0.0.1', refused), endpoint('127.0.0.1', backends[0]!.address.port)])
+  gw.local.set('alice', [endpoint('127.0.0.1', refused), endpoint('127.0.0.1', backends[0]!.address.port)])
   for (let i = 0; i < 4; i++) {
     const res = await request(gw.url, { dispatcher, headers: { authorization: `Bearer ${token}` } })
     t.equal(res.statusCode, 200, 'GET retried on the live endpoint')

@@ -6,7 +6,7 @@ import { mintToken } from '../../src/auth/mint.ts'
 import { createTokenVerifier } from '../../src/auth/verifier.ts'
 import { loadConfig, type Config } from '../../src/config.ts'
 import { LocalEndpointSource } from '../../src/discovery/local.ts'
-import { endpoint } from '../../src/discovery/source.ts'
+import { endpoint, type EndpointSource } from '../../src/discovery/source.ts'
 import { createLogger } from '../../src/log.ts'
 import { createBackend, type LocalBackend } from '../../src/local/backend.ts'
 import { Metrics } from '../../src/metrics.ts'
@@ -17,7 +17,10 @@ export interface TestGateway {
   readonly url: string
   readonly adminUrl: string
   readonly config: Config
-  readonly source: LocalEndpointSource
+  /** The endpoint source the gateway routes from (`local` unless the test passed its own). */
+  readonly source: EndpointSource
+  /** A local source the test drives directly; routed from only when no other was passed. */
+  readonly local: LocalEndpointSource
   readonly metrics: Metrics
   readonly podgate: RunningPodgate
   readonly secret: string
@@ -39,9 +42,10 @@ export async function startTestGateway (t: Teardown, env: Record<string, string>
   })
   const logger = createLogger('silent')
   const metrics = new Metrics({ defaultMetrics: false })
-  const source = new LocalEndpointSource()
+  const local = new LocalEndpointSource()
+  const source = extra.source ?? local
   const verifier = createTokenVerifier(config.auth, { metrics, logger })
-  const podgate = await startPodgate({ config, source, verifier, logger, metrics, ...extra })
+  const podgate = await startPodgate({ config, verifier, logger, metrics, ...extra, source })
   t.teardown(() => podgate.close())
   const key = config.auth.key
   return {
@@ -49,6 +53,7 @@ export async function startTestGateway (t: Teardown, env: Record<string, string>
     adminUrl: podgate.adminUrl,
     config,
     source,
+    local,
     metrics,
     podgate,
     secret,
@@ -59,7 +64,7 @@ export async function startTestGateway (t: Teardown, env: Record<string, string>
     backend: async (user) => {
       const backend = await createBackend({ user })
       t.teardown(() => backend.close())
-      source.set(user, [...(source.snapshot.get(user) ?? []), endpoint('127.0.0.1', backend.address.port)])
+      local.set(user, [...(local.snapshot.get(user) ?? []), endpoint('127.0.0.1', backend.address.port)])
       return backend
     },
   }
