@@ -1,15 +1,20 @@
-// `podgate demo` (npm start): the real gateway in front of per-user backend processes on
-// 127.0.0.1, with tokens minted on the spot and curl lines to paste.
+// `podgate demo` (npm start): the real gateway and provisioner in front of per-user backend
+// processes on 127.0.0.1, with tokens minted on the spot and curl lines to paste.
+import { randomBytes } from 'node:crypto'
 import { startPodgate } from './app.ts'
 import { mintToken } from './auth/mint.ts'
 import { createTokenVerifier } from './auth/verifier.ts'
 import type { Config, Env } from './config.ts'
 import { LocalEndpointSource } from './discovery/local.ts'
-import type { Endpoint } from './discovery/source.ts'
-import { ConfigError, WorkloadNotFoundError } from './errors.ts'
+import { ConfigError } from './errors.ts'
 import { LocalDriver, type LocalDriverOptions } from './local/driver.ts'
 import type { Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
+import { ActivityRecorder } from './provisioner/activity.ts'
+import { registerAdminApi } from './provisioner/admin-api.ts'
+import { Culler } from './provisioner/culler.ts'
+import { LocalWorkloads } from './provisioner/local-workloads.ts'
+import { createSpawner, type SpawnerOptions } from './provisioner/spawner.ts'
 
 export const DEMO_USERS = ['alice', 'bob'] as const
 const TOKEN_TTL_SECONDS = 12 * 60 * 60
@@ -22,12 +27,19 @@ export interface DemoOptions {
   readonly out: NodeJS.WritableStream
   /** Overrides for the local driver (tests shorten its timeouts). */
   readonly driver?: Partial<Omit<LocalDriverOptions, 'source' | 'logger'>>
+  /** Overrides for spawn on demand (tests shorten the browser grace period). */
+  readonly spawner?: Pick<SpawnerOptions, 'browserGraceMs'>
+  /** Time between idle sweeps when PODGATE_IDLE_TIMEOUT is set. */
+  readonly cullIntervalMs?: number
 }
 
 export interface RunningDemo {
   readonly gatewayUrl: string
   readonly adminUrl: string
   readonly tokens: Readonly<Record<typeof DEMO_USERS[number], string>>
+  /** PODGATE_ADMIN_TOKEN, or the one generated for this run. */
+  readonly adminToken: string
+  readonly workloads: LocalWorkloads
   /** Drains the gateway, then stops every backend process; idempotent. */
   close (): Promise<void>
 }
@@ -40,10 +52,30 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
   const metrics = new Metrics()
   const source = new LocalEndpointSource()
   const driver = new LocalDriver({ ...options.driver, source, logger: logger.child({ component: 'local-driver' }) })
+  const workloads = new LocalWorkloads({ driver, source, logger: logger.child({ component: 'workloads' }) })
+  const adminToken = config.adminToken ?? randomBytes(24).toString('base64url')
+  const recorder = new ActivityRecorder({ workloads, logger, idleTimeoutMs: config.idleTimeoutMs })
+  const culler = config.idleTimeoutMs > 0
+    ? new Culler({ workloads, logger: logger.child({ component: 'culler' }), idleTimeoutMs: config.idleTimeoutMs, intervalMs: options.cullIntervalMs })
+    : undefined
+  const stopProvisioner = async (): Promise<void> => {
+    await culler?.stop()
+    recorder.close()
+    workloads.close()
+  }
 
   let started: Awaited<ReturnType<typeof startPodgate>> | undefined
   try {
+    await Promise.all(DEMO_USERS.map((user) => workloads.put(user, {})))
     const endpoints = await Promise.all(DEMO_USERS.map((user) => driver.ensureUser(user)))
+    const spawner = createSpawner({
+      ...options.spawner,
+      workloads,
+      source,
+      spawnOnDemand: config.gateway.spawnOnDemand,
+      startTimeoutMs: config.gateway.startTimeoutMs,
+      logger: logger.child({ component: 'spawner' }),
+    })
     const verifier = createTokenVerifier(config.auth, { metrics, logger })
     try {
       started = await startPodgate({
@@ -52,12 +84,15 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
         verifier,
         logger,
         metrics,
-        onMissing: (user) => workloadFor(driver, user, config.gateway.spawnOnDemand),
+        onMissing: spawner.onMissing,
+        onActivity: recorder.record,
+        adminRoutes: (app) => { registerAdminApi(app, { workloads, adminToken, logger }) },
       })
     } catch (err) {
       verifier.close()
       throw err
     }
+    culler?.start()
     const mint = (user: string): Promise<string> => mintToken({
       secret, user, ttlSeconds: TOKEN_TTL_SECONDS, claim: config.auth.userClaim, issuer: config.auth.issuer?.[0], audience: config.auth.audience?.[0],
     })
@@ -66,9 +101,13 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
       gatewayUrl: started.gatewayUrl,
       adminUrl: started.adminUrl,
       cookieName: config.auth.cookieName,
-      tokens,
+      tokens: { ...tokens, carol: await mint('carol') },
       backends: DEMO_USERS.map((user, i) => ({ user, origin: endpoints[i]?.origin ?? '', pid: driver.status(user)?.pid })),
       secretFromEnv: isSet(env.PODGATE_JWT_SECRET),
+      adminToken,
+      adminTokenFromEnv: config.adminToken !== undefined,
+      spawnOnDemand: config.gateway.spawnOnDemand,
+      idleTimeoutMs: config.idleTimeoutMs,
     }))
     const running = started
     let closing: Promise<void> | undefined
@@ -76,12 +115,15 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
       gatewayUrl: running.gatewayUrl,
       adminUrl: running.adminUrl,
       tokens,
+      adminToken,
+      workloads,
       close: () => {
-        closing ??= running.close().finally(() => driver.close())
+        closing ??= stopProvisioner().then(() => running.close()).finally(() => driver.close())
         return closing
       },
     }
   } catch (err) {
+    await stopProvisioner()
     await started?.close().catch((closeErr: unknown) => { logger.error({ err: closeErr }, 'closing the demo gateway failed') })
     await driver.close()
     throw err
@@ -106,12 +148,6 @@ export function demoConfig (config: Config, env: Env): Config {
   })
 }
 
-/** A user with no ready endpoint: wait for their backend, or start one when spawn-on-demand is on. */
-async function workloadFor (driver: LocalDriver, user: string, spawnOnDemand: boolean): Promise<readonly Endpoint[]> {
-  if (driver.status(user) === undefined && !spawnOnDemand) throw new WorkloadNotFoundError('no workload for this user')
-  return [await driver.ensureUser(user)]
-}
-
 interface Instructions {
   readonly gatewayUrl: string
   readonly adminUrl: string
@@ -119,11 +155,16 @@ interface Instructions {
   readonly tokens: Readonly<Record<string, string>>
   readonly backends: ReadonlyArray<{ user: string, origin: string, pid: number | undefined }>
   readonly secretFromEnv: boolean
+  readonly adminToken: string
+  readonly adminTokenFromEnv: boolean
+  readonly spawnOnDemand: boolean
+  readonly idleTimeoutMs: number
 }
 
 function instructions (i: Instructions): string {
   const gw = i.gatewayUrl
   const bearer = (user: string): string => quote(`Authorization: Bearer ${i.tokens[user] ?? ''}`)
+  const admin = quote(`Authorization: Bearer ${i.adminToken}`)
   const hint = i.secretFromEnv
     ? 'Tokens are signed with PODGATE_JWT_SECRET, so `npm run podgate -- token alice` mints more that this gateway accepts.'
     : 'Tokens are signed with a random secret that dies with this process; set PODGATE_JWT_SECRET (32+ bytes) to make `npm run podgate -- token alice` mint tokens it accepts.'
@@ -149,10 +190,33 @@ function instructions (i: Instructions): string {
     '# metrics',
     `curl -s ${i.adminUrl}/metrics | grep '^podgate_'`,
     '',
+    `# admin API (admin token ${i.adminTokenFromEnv ? 'from PODGATE_ADMIN_TOKEN' : 'generated for this run; set PODGATE_ADMIN_TOKEN to choose one'}): create carol, list users`,
+    `curl -s -X PUT ${i.adminUrl}/api/users/carol -H ${admin}`,
+    `curl -s ${i.adminUrl}/api/users -H ${admin}`,
+    '',
+    '# carol\'s first request waits until her backend is up',
+    `curl -s ${gw}/ -H ${bearer('carol')}`,
+    '',
+    i.spawnOnDemand ? '# delete carol: her backend stops (with spawn on demand, her next request starts a new one)' : '# delete carol: her backend stops and her requests are 404 again',
+    `curl -s -X DELETE ${i.adminUrl}/api/users/carol -H ${admin}`,
+    '',
+    i.spawnOnDemand
+      ? 'Spawn on demand is on (PODGATE_SPAWN_ON_DEMAND): any valid token starts a backend for its user.'
+      : 'Set PODGATE_SPAWN_ON_DEMAND=true to start a backend for any valid token on its first request.',
+    i.idleTimeoutMs > 0
+      ? `Backends idle for ${formatDuration(i.idleTimeoutMs)} are stopped (PODGATE_IDLE_TIMEOUT); the next request starts them again.`
+      : 'Set PODGATE_IDLE_TIMEOUT (e.g. 5m) to stop idle backends; the next request starts them again.',
     hint,
-    'Ctrl-C stops the gateway and both backends.',
+    'Ctrl-C stops the gateway and every backend.',
     '',
   ].join('\n')
+}
+
+function formatDuration (ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`
+  if (ms % 1000 === 0) return `${ms / 1000}s`
+  return `${ms}ms`
 }
 
 /** Single-quotes `text` for a POSIX shell. */

@@ -1,13 +1,21 @@
 // Every error podgate raises on purpose: a stable `code`, the HTTP status it maps to,
 // and the original failure kept as `cause`.
 
+export interface PodgateErrorOptions {
+  readonly cause?: unknown
+  /** An HTML page to answer a browser with instead of JSON (the "workspace is starting" page). */
+  readonly page?: string
+}
+
 export class PodgateError extends Error {
   readonly code: string = 'PODGATE_ERROR'
   readonly status: number = 500
+  readonly page: string | undefined
 
-  constructor (message: string, options?: { cause?: unknown }) {
-    super(message, options)
+  constructor (message: string, options?: PodgateErrorOptions) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
     this.name = new.target.name
+    this.page = options?.page
   }
 }
 
@@ -45,7 +53,7 @@ export class NotReadyError extends PodgateError {
   override readonly status = 503
   readonly retryAfterSeconds: number
 
-  constructor (message: string, retryAfterSeconds = 5, options?: { cause?: unknown }) {
+  constructor (message: string, retryAfterSeconds = 5, options?: PodgateErrorOptions) {
     super(message, options)
     this.retryAfterSeconds = retryAfterSeconds
   }

@@ -55,7 +55,9 @@ export function sendError (res: ServerResponse, err: unknown): number {
   if (error instanceof NotReadyError || error instanceof WorkloadFailedError || error instanceof DrainingError) {
     headers['retry-after'] = String(error.retryAfterSeconds)
   }
-  const body = JSON.stringify({ error: error.code, message: error.message })
+  const page = error.page
+  if (page !== undefined) headers['content-type'] = 'text/html; charset=utf-8'
+  const body = page ?? JSON.stringify({ error: error.code, message: error.message })
   headers['content-length'] = String(Buffer.byteLength(body))
   res.writeHead(status, headers)
   res.end(body)

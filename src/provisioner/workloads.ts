@@ -1,6 +1,7 @@
 // The durable desired state of "user X has a workload": UserWorkload objects in the API
 // server (Kubernetes driver) or the local driver's processes. The admin API, spawn on
 // demand and idle culling speak only this interface, so they work the same on both.
+import { isValidUserId } from '../auth/user-id.ts'
 
 export const WORKLOAD_GROUP = 'podgate.dev'
 export const WORKLOAD_VERSION = 'v1alpha1'
@@ -38,7 +39,17 @@ export interface Workload {
   readonly profile: string
   readonly suspended: boolean
   readonly status: WorkloadStatus
+  /** RFC 3339 (metadata.creationTimestamp); idle culling counts from it until there is activity. */
+  readonly createdAt?: string
 }
+
+/** A workload changed (spec or status); `workload` is undefined once it is deleted. */
+export interface WorkloadChange {
+  readonly user: string
+  readonly workload: Workload | undefined
+}
+
+export type WorkloadListener = (change: WorkloadChange) => void
 
 export interface WorkloadSpecInput {
   /** Profile name; the default profile when undefined. */
@@ -48,6 +59,16 @@ export interface WorkloadSpecInput {
 /** Kubernetes object name for a user's UserWorkload, Deployment and Service. */
 export function workloadName (user: string): string {
   return `user-${user}`
+}
+
+/** Longest user id whose `user-<id>` still fits a 63-character DNS label (Service names). */
+export const MAX_WORKLOAD_USER_LENGTH = 63 - 'user-'.length
+
+/** Why `user` cannot have a workload, or undefined when it can. */
+export function workloadUserProblem (user: unknown): string | undefined {
+  if (!isValidUserId(user)) return 'expected a DNS-1123 label: lowercase letters, digits and \'-\', starting and ending with a letter or digit'
+  if (user.length > MAX_WORKLOAD_USER_LENGTH) return `at most ${MAX_WORKLOAD_USER_LENGTH} characters (user-<id> names a Kubernetes Service), got ${user.length}`
+  return undefined
 }
 
 export interface Workloads {
@@ -61,4 +82,8 @@ export interface Workloads {
   setSuspended (user: string, suspended: boolean): Promise<void>
   /** Records activity; implementations throttle the writes. */
   touch (user: string, at: Date): void
+  /** The last known state without I/O (an informer cache); undefined when not known. Optional. */
+  cached? (user: string): Workload | undefined
+  /** Subscribes to changes of any workload; returns the unsubscribe function. Optional: without it, waiters check status at a low rate. */
+  onChange? (listener: WorkloadListener): () => void
 }

@@ -1,0 +1,112 @@
+// Activity for idle culling: the gateway reports every routed request here; each user's
+// latest activity reaches the workload's status at most once per interval, so a busy user
+// costs one map lookup per request and one status write per interval.
+import type { ActivityListener } from '../gateway/gateway.ts'
+import type { Logger } from '../log.ts'
+import type { Workloads } from './workloads.ts'
+
+export const DEFAULT_TOUCH_INTERVAL_MS = 30_000
+/** Users silent for this many intervals are forgotten (their last activity is already written). */
+const FORGET_AFTER_INTERVALS = 10
+
+type TimerHandle = object | number
+
+export interface ActivityRecorderOptions {
+  readonly workloads: Pick<Workloads, 'touch'>
+  readonly logger: Logger
+  /** The idle timeout culling uses (0 = off): writes happen at least four times within it. */
+  readonly idleTimeoutMs: number
+  /** Overrides the write interval (default: 30 s or idleTimeoutMs / 4, whichever is smaller). */
+  readonly touchIntervalMs?: number
+  readonly now?: () => number
+  readonly setInterval?: (fn: () => void, ms: number) => TimerHandle
+  readonly clearInterval?: (handle: TimerHandle) => void
+}
+
+interface UserActivity {
+  requests: number
+  /** Time of the latest request. */
+  last: number
+  /** Time of the latest activity written to the workload. */
+  written: number
+}
+
+export class ActivityRecorder {
+  /** The gateway's onActivity hook. */
+  readonly record: ActivityListener
+  readonly intervalMs: number
+  readonly #workloads: Pick<Workloads, 'touch'>
+  readonly #logger: Logger
+  readonly #now: () => number
+  readonly #users = new Map<string, UserActivity>()
+  readonly #timer: TimerHandle
+  readonly #clearInterval: (handle: TimerHandle) => void
+  #closed = false
+
+  constructor (options: ActivityRecorderOptions) {
+    if (options?.workloads === undefined) throw new TypeError('workloads: required')
+    if (options.logger === undefined) throw new TypeError('logger: required')
+    const idle = options.idleTimeoutMs
+    if (typeof idle !== 'number' || !Number.isFinite(idle) || idle < 0) throw new TypeError(`idleTimeoutMs: expected a number ≥ 0, got ${String(idle)}`)
+    const interval = options.touchIntervalMs ?? (idle > 0 ? Math.min(DEFAULT_TOUCH_INTERVAL_MS, idle / 4) : DEFAULT_TOUCH_INTERVAL_MS)
+    if (typeof interval !== 'number' || !Number.isFinite(interval) || interval <= 0) throw new TypeError(`touchIntervalMs: expected a positive number, got ${String(interval)}`)
+    this.intervalMs = interval
+    this.#workloads = options.workloads
+    this.#logger = options.logger
+    this.#now = options.now ?? Date.now
+    this.#clearInterval = options.clearInterval ?? ((handle) => { clearInterval(handle as NodeJS.Timeout) })
+    const every = options.setInterval ?? ((fn, ms) => setInterval(fn, ms).unref())
+    // Trailing writes: the last request of a burst reaches the status within one interval.
+    this.#timer = every(() => { this.flush() }, interval)
+
+    this.record = (user) => {
+      const at = this.#now()
+      const activity = this.#users.get(user)
+      if (activity === undefined) {
+        this.#users.set(user, { requests: 1, last: at, written: at })
+        this.#write(user, at)
+        return
+      }
+      activity.requests++
+      activity.last = at
+      if (at - activity.written >= interval) {
+        activity.written = at
+        this.#write(user, at)
+      }
+    }
+  }
+
+  /** Requests recorded for `user` since it was last forgotten. */
+  requests (user: string): number {
+    return this.#users.get(user)?.requests ?? 0
+  }
+
+  /** Writes activity not yet written and forgets users silent for a long time. */
+  flush (): void {
+    const now = this.#now()
+    for (const [user, activity] of this.#users) {
+      if (activity.last > activity.written) {
+        activity.written = activity.last
+        this.#write(user, activity.last)
+      } else if (now - activity.last >= FORGET_AFTER_INTERVALS * this.intervalMs) {
+        this.#users.delete(user)
+      }
+    }
+  }
+
+  /** Writes what is pending and stops the timer; idempotent. */
+  close (): void {
+    if (this.#closed) return
+    this.#closed = true
+    this.#clearInterval(this.#timer)
+    this.flush()
+  }
+
+  #write (user: string, at: number): void {
+    try {
+      this.#workloads.touch(user, new Date(at))
+    } catch (err) {
+      this.#logger.warn({ err, user }, 'recording activity failed')
+    }
+  }
+}

@@ -1,0 +1,247 @@
+// Spawn on demand: a verified user with no ready endpoint gets their workload created (or
+// woken), and the request waits — woken by endpoint events, never by polling — until an
+// endpoint is ready, the workload fails, or the start timeout passes.
+import type { EndpointSource, Endpoint } from '../discovery/source.ts'
+import { BadRequestError, NotReadyError, PodgateError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
+import type { MissingWorkload } from '../gateway/gateway.ts'
+import { startingPage } from '../gateway/starting-page.ts'
+import type { Logger } from '../log.ts'
+import type { Workload, Workloads } from './workloads.ts'
+
+export const DEFAULT_BROWSER_GRACE_MS = 2_000
+export const DEFAULT_STATUS_CHECK_MS = 2_000
+export const DEFAULT_RETRY_AFTER_S = 5
+export const PAGE_REFRESH_S = 3
+
+type TimerHandle = object | number
+
+export interface SpawnerOptions {
+  readonly workloads: Workloads
+  readonly source: EndpointSource
+  /** Create a workload for a user who has none; otherwise such users get 404. */
+  readonly spawnOnDemand: boolean
+  /** How long an API client waits for an endpoint before a 503. */
+  readonly startTimeoutMs: number
+  readonly logger: Logger
+  /** How long a browser waits before it gets the self-refreshing starting page. */
+  readonly browserGraceMs?: number
+  /** Status check interval, only for Workloads without change events. */
+  readonly statusCheckMs?: number
+  readonly retryAfterSeconds?: number
+  readonly now?: () => number
+  readonly setTimeout?: (fn: () => void, ms: number) => TimerHandle
+  readonly clearTimeout?: (handle: TimerHandle) => void
+}
+
+/** One user's wait, shared by every request for that user. */
+interface Watch {
+  readonly user: string
+  readonly ready: Promise<readonly Endpoint[]>
+  waiters: number
+  settled: boolean
+  stop (): void
+}
+
+export interface Spawner {
+  /** The gateway's MissingWorkload hook. */
+  readonly onMissing: MissingWorkload
+  /** Users with a wait in progress (for probes and tests). */
+  readonly waiting: number
+}
+
+export function createSpawner (options: SpawnerOptions): Spawner {
+  const { workloads, source, logger } = options
+  if (workloads === undefined) throw new TypeError('workloads: required')
+  if (source === undefined) throw new TypeError('source: required (the endpoint source the gateway routes on)')
+  if (logger === undefined) throw new TypeError('logger: required')
+  if (typeof options.spawnOnDemand !== 'boolean') throw new TypeError('spawnOnDemand: expected a boolean')
+  const startTimeoutMs = positive('startTimeoutMs', options.startTimeoutMs)
+  const graceMs = Math.min(startTimeoutMs, nonNegative('browserGraceMs', options.browserGraceMs ?? DEFAULT_BROWSER_GRACE_MS))
+  const statusCheckMs = positive('statusCheckMs', options.statusCheckMs ?? DEFAULT_STATUS_CHECK_MS)
+  const retryAfter = options.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_S
+  if (!Number.isInteger(retryAfter) || retryAfter < 1) throw new TypeError(`retryAfterSeconds: expected a whole number of seconds ≥ 1, got ${String(retryAfter)}`)
+  const timeoutText = startTimeoutMs < 1000 ? `${startTimeoutMs} ms` : `${Math.round(startTimeoutMs / 1000)} s`
+  const now = options.now ?? Date.now
+  // Unref'd: a waiting request's own socket keeps the process alive, a timer alone must not.
+  const schedule = options.setTimeout ?? ((fn, ms) => setTimeout(fn, ms).unref())
+  const cancel = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
+
+  const watches = new Map<string, Watch>()
+  // Creating or waking is shared too, so a wait that ends and restarts never issues a second one.
+  const ensuring = new Map<string, Promise<void>>()
+
+  /** Makes the workload exist and not be suspended; rejects when it cannot run. */
+  const ensure = (user: string): Promise<void> => {
+    let pending = ensuring.get(user)
+    if (pending === undefined) {
+      pending = ensureOnce(user).finally(() => { ensuring.delete(user) })
+      ensuring.set(user, pending)
+    }
+    return pending
+  }
+
+  const ensureOnce = async (user: string): Promise<void> => {
+    const workload = workloads.cached?.(user) ?? await workloads.get(user)
+    if (workload === undefined) {
+      if (!options.spawnOnDemand) throw new WorkloadNotFoundError('no workload for this user')
+      try {
+        const { created } = await workloads.put(user, {})
+        logger.info({ user, created }, 'spawning a workload on first request')
+      } catch (err) {
+        // A token may name a user no workload can be made for (a 59–63 character id).
+        if (err instanceof BadRequestError) throw new WorkloadNotFoundError(`no workload can be created for this user (${err.message})`, { cause: err })
+        throw err
+      }
+      return
+    }
+    if (workload.suspended) {
+      logger.info({ user }, 'waking a suspended workload')
+      await workloads.setSuspended(user, false)
+      return
+    }
+    const failure = failureOf(workload)
+    if (failure !== undefined) throw failure
+  }
+
+  const watch = (user: string): Watch => {
+    const started = now()
+    const { promise: ready, resolve, reject } = Promise.withResolvers<readonly Endpoint[]>()
+    // Every waiter attaches its own handlers; this keeps an abandoned wait from being unhandled.
+    ready.catch(() => {})
+    let statusTimer: TimerHandle | undefined
+    const unsubscribes: Array<() => void> = []
+    const current: Watch = {
+      user,
+      ready,
+      waiters: 0,
+      settled: false,
+      stop: () => {
+        if (current.settled) return
+        current.settled = true
+        if (watches.get(user) === current) watches.delete(user)
+        for (const unsubscribe of unsubscribes) unsubscribe()
+        if (statusTimer !== undefined) cancel(statusTimer)
+      },
+    }
+    const succeed = (endpoints: readonly Endpoint[]): void => {
+      if (current.settled) return
+      current.stop()
+      const at = now()
+      logger.info({ user, ms: at - started }, 'workload ready')
+      try {
+        // The requests that waited are served now: activity, however long the start took.
+        workloads.touch(user, new Date(at))
+      } catch (err) {
+        logger.warn({ err, user }, 'recording activity failed')
+      }
+      resolve(endpoints)
+    }
+    const fail = (err: unknown): void => {
+      if (current.settled) return
+      current.stop()
+      if (!(err instanceof PodgateError)) logger.error({ err, user }, 'waiting for a workload failed')
+      reject(err)
+    }
+    const judge = (workload: Workload | undefined): void => {
+      if (workload === undefined) {
+        fail(new WorkloadNotFoundError('the workload was deleted while starting'))
+        return
+      }
+      const failure = failureOf(workload)
+      if (failure !== undefined) fail(failure)
+    }
+
+    unsubscribes.push(source.onChange((change) => {
+      if (!change.users.has(user)) return
+      const endpoints = change.snapshot.get(user)
+      if (endpoints !== undefined && endpoints.length > 0) succeed(endpoints)
+    }))
+    const evented = workloads.onChange !== undefined
+    if (workloads.onChange !== undefined) {
+      unsubscribes.push(workloads.onChange((change) => {
+        if (change.user === user) judge(change.workload)
+      }))
+    }
+    // Re-check after subscribing: an endpoint that became ready in between raised no event we saw.
+    const endpoints = source.snapshot.get(user)
+    if (endpoints !== undefined && endpoints.length > 0) {
+      succeed(endpoints)
+      return current
+    }
+    ensure(user).then(() => {
+      if (current.settled || evented) return
+      const check = (): void => {
+        statusTimer = schedule(() => {
+          workloads.get(user).then((workload) => {
+            if (current.settled) return
+            judge(workload)
+            if (!current.settled) check()
+          }, (err: unknown) => {
+            logger.warn({ err, user }, 'workload status check failed; checking again')
+            if (!current.settled) check()
+          })
+        }, statusCheckMs)
+      }
+      check()
+    }, fail)
+    return current
+  }
+
+  const onMissing: MissingWorkload = (user, accept) => {
+    let current = watches.get(user)
+    if (current === undefined) {
+      current = watch(user)
+      if (!current.settled) watches.set(user, current)
+    }
+    const shared = current
+    shared.waiters++
+    const browser = accept !== undefined && accept.includes('text/html')
+    return new Promise<readonly Endpoint[]>((resolve, reject) => {
+      let done = false
+      const leave = (): void => {
+        done = true
+        cancel(timer)
+        // The last waiter to give up ends the shared wait; a later request starts a fresh one.
+        if (--shared.waiters === 0) shared.stop()
+      }
+      const timer = schedule(() => {
+        if (done) return
+        leave()
+        reject(browser
+          ? new NotReadyError('the workspace is starting', PAGE_REFRESH_S, { page: startingPage({ user, refreshSeconds: PAGE_REFRESH_S }) })
+          : new NotReadyError(`the workload is not ready after ${timeoutText}`, retryAfter))
+      }, browser ? graceMs : startTimeoutMs)
+      shared.ready.then((endpoints) => {
+        if (done) return
+        leave()
+        resolve(endpoints)
+      }, (err: unknown) => {
+        if (done) return
+        leave()
+        reject(browser && err instanceof WorkloadFailedError
+          ? new WorkloadFailedError(err.message, { cause: err, page: startingPage({ user, refreshSeconds: err.retryAfterSeconds, failure: err.message }) })
+          : err instanceof Error ? err : new PodgateError(String(err)))
+      })
+    })
+  }
+
+  return {
+    onMissing,
+    get waiting () { return watches.size },
+  }
+}
+
+function failureOf (workload: Workload): WorkloadFailedError | undefined {
+  if (workload.status.phase !== 'Failed') return undefined
+  return new WorkloadFailedError(workload.status.message ?? 'the workload failed to start')
+}
+
+function positive (name: string, value: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) throw new TypeError(`${name}: expected a positive number, got ${String(value)}`)
+  return value
+}
+
+function nonNegative (name: string, value: number): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new TypeError(`${name}: expected a number ≥ 0, got ${String(value)}`)
+  return value
+}
