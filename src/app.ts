@@ -21,6 +21,8 @@ export interface PodgateOptions {
   readonly metrics?: Metrics
   readonly onMissing?: MissingWorkload
   readonly onActivity?: ActivityListener
+  /** How often open WebSockets that carried client traffic count as activity (default 30 s). */
+  readonly activityIntervalMs?: number
   /** Registers extra routes (the admin API) on the admin server before it listens. */
   readonly adminRoutes?: (app: AdminApp) => void | Promise<void>
   /** Whether the gateway port is served at all (off for a provisioner-only replica). */
@@ -52,6 +54,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     logger,
     onMissing: options.onMissing,
     onActivity: options.onActivity,
+    activityIntervalMs: options.activityIntervalMs,
   })
   const trackSnapshot = (): void => {
     metrics.endpoints.set(source.endpointCount)

@@ -34,6 +34,8 @@ export interface GatewayOptions {
   readonly logger: Logger
   readonly onMissing?: MissingWorkload
   readonly onActivity?: ActivityListener
+  /** How often open WebSockets that carried client traffic are reported as activity. */
+  readonly activityIntervalMs?: number
 }
 
 const MISSING = new AuthError('missing', 'no token: send a bearer token or the session cookie')
@@ -53,7 +55,9 @@ export class Gateway {
   #inFlight = 0
   #draining = false
   #idle: (() => void) | undefined
-  readonly #sockets = new Set<Duplex>()
+  /** Upgraded connections: whose they are, and how many bytes the client had sent at the last look. */
+  readonly #sockets = new Map<Duplex, { user: string | undefined, bytesRead: number }>()
+  #activityTimer: NodeJS.Timeout | undefined
 
   constructor (options: GatewayOptions) {
     this.#auth = options.auth
@@ -68,6 +72,11 @@ export class Gateway {
       ? new NotReadyError('workload is not ready yet', 5)
       : new WorkloadNotFoundError('no workload for this user')))
     this.#onActivity = options.onActivity
+    if (options.onActivity !== undefined) {
+      // One timer for all sockets, reading the byte counts the sockets keep anyway: no cost per frame.
+      this.#activityTimer = setInterval(() => { this.#reportSocketActivity() }, options.activityIntervalMs ?? 30_000)
+      this.#activityTimer.unref()
+    }
     const metrics = options.metrics
     this.#target = {
       pools: options.pools,
@@ -112,12 +121,15 @@ export class Gateway {
       rejectUpgrade(socket, new DrainingError('draining'))
       return
     }
-    this.#sockets.add(socket)
+    const entry = { user: undefined as string | undefined, bytesRead: 0 }
+    this.#sockets.set(socket, entry)
     socket.once('close', () => { this.#sockets.delete(socket) })
     const go = (user: string): void => {
       this.#endpoints(user, req).then((endpoints) => {
         if (socket.destroyed) return
         this.#onActivity?.(user)
+        entry.user = user
+        entry.bytesRead = bytesRead(socket)
         forwardUpgrade(req, socket, head, endpoints, upstreamHeaders(req, user, this.#forwarding), this.#target)
       }, (err: unknown) => { rejectUpgrade(socket, err) })
     }
@@ -140,8 +152,19 @@ export class Gateway {
 
   /** Ends every proxied WebSocket (at the end of the drain). */
   closeUpgraded (): void {
-    for (const socket of this.#sockets) socket.destroy()
+    clearInterval(this.#activityTimer)
+    for (const socket of this.#sockets.keys()) socket.destroy()
     this.#sockets.clear()
+  }
+
+  /** A WebSocket the client keeps talking on is activity, however long ago it connected. */
+  #reportSocketActivity (): void {
+    for (const [socket, entry] of this.#sockets) {
+      const read = bytesRead(socket)
+      if (entry.user === undefined || read === entry.bytesRead) continue
+      entry.bytesRead = read
+      this.#onActivity?.(entry.user)
+    }
   }
 
   // Synchronous on a verified-token cache hit; a promise only when jose must run (the
@@ -204,4 +227,8 @@ export class Gateway {
       resolve()
     }
   }
+}
+
+function bytesRead (socket: Duplex): number {
+  return (socket as Duplex & { bytesRead?: number }).bytesRead ?? 0
 }

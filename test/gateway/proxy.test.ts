@@ -256,3 +256,23 @@ void t.test('readiness follows the source and the drain; in-flight requests fini
   await drained
   await t.rejects(request(gw.url, { dispatcher: client(t) }), 'no new connections after the drain')
 })
+
+void t.test('a WebSocket the client keeps using counts as activity; a silent one does not', async (t) => {
+  const seen: string[] = []
+  const gw = await startTestGateway(t, {}, { onActivity: (user) => { seen.push(user) }, activityIntervalMs: 40 })
+  await gw.backend('alice')
+  const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/ws`, { headers: { authorization: `Bearer ${await gw.token('alice')}` } })
+  t.teardown(() => { ws.terminate() })
+  await once(ws, 'open')
+  t.same(seen, ['alice'], 'the upgrade itself is activity')
+  for (let i = 0; i < 5; i++) {
+    ws.send(`ping ${i}`)
+    await once(ws, 'message')
+    await new Promise((resolve) => setTimeout(resolve, 60))
+  }
+  const busy = seen.length
+  t.ok(busy >= 3, `frames kept reporting activity (${busy} reports)`)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  t.ok(seen.length <= busy + 1, 'a silent socket stops counting')
+  t.ok(seen.every((user) => user === 'alice'))
+})
