@@ -1,0 +1,73 @@
+// The performance goals of the benchmark issue, checked as ratios from one run. A miss is
+// reported (FAIL), never an error: the harness only fails when it could not measure.
+import type { PathResult } from './measure.ts'
+import { USERS_PATH_PREFIX } from './paths/index.ts'
+
+export type GoalStatus = 'PASS' | 'FAIL' | 'SKIP' | 'INFO'
+
+export interface GoalResult {
+  readonly goal: string
+  readonly target: string
+  readonly measured: string
+  readonly status: GoalStatus
+}
+
+const MAX_CPU_US_PER_REQUEST = 30
+const MAX_ADDED_P50_MS = 0.1
+const MAX_BYTES_PER_USER = 2048
+const MAX_STREAM_GROWTH_KB = 64 * 1024
+
+export function evaluateGoals (results: readonly PathResult[]): GoalResult[] {
+  const byId = new Map(results.filter((result) => result.status === 'ok').map((result) => [result.id, result]))
+  const rps = (id: string): number | undefined => byId.get(id)?.throughput?.rps.median
+  const usersPaths = [...byId.keys()].filter((id) => id.startsWith(USERS_PATH_PREFIX)).map((id) => Number(id.slice(USERS_PATH_PREFIX.length))).sort((a, b) => a - b)
+  const mostUsers = usersPaths.length > 1 ? usersPaths[usersPaths.length - 1] : undefined
+  const streamed = byId.get('podgate-hs256')?.stream
+  return [
+    atMost('podgate CPU per request, HS256 cache on', MAX_CPU_US_PER_REQUEST, 'µs', byId.get('podgate-hs256')?.throughput?.cpuUsPerRequest?.median),
+    ratio('podgate (cache on) vs configurable-http-proxy, req/s', 3, rps('podgate-hs256'), rps('chp')),
+    ratio('podgate (cache on) vs nginx + Lua cached verification, req/s', 0.6, rps('podgate-hs256'), rps('nginx-lua-cached')),
+    ratio('podgate (cache off) vs nginx + Lua verifying every request, req/s', 0.5, rps('podgate-hs256-nocache'), rps('nginx-lua-keepalive')),
+    atMost('p50 latency added over direct at 1 connection', MAX_ADDED_P50_MS, 'ms', difference(byId.get('podgate-hs256')?.latency?.p50Ms.median, byId.get('direct')?.latency?.p50Ms.median)),
+    ratio(`${(mostUsers ?? 100_000).toLocaleString('en-US')} users routable vs 1, req/s`, 0.95, mostUsers === undefined ? undefined : rps(`${USERS_PATH_PREFIX}${mostUsers}`), rps(`${USERS_PATH_PREFIX}1`)),
+    atMost('RSS growth per routable user', MAX_BYTES_PER_USER, 'bytes', mostUsers === undefined ? undefined : bytesPerUser(byId.get(`${USERS_PATH_PREFIX}1`), byId.get(`${USERS_PATH_PREFIX}${mostUsers}`), mostUsers)),
+    ratio('WebSocket messages/s through podgate vs direct', 0.8, byId.get('podgate-hs256')?.websocket?.messagesPerS.median, byId.get('direct')?.websocket?.messagesPerS.median),
+    atMost(`${streamed === undefined ? '1 GiB' : formatBytes(streamed.bytes)} streamed body: proxy RSS growth (flat memory)`, MAX_STREAM_GROWTH_KB / 1024, 'MiB', streamed === undefined ? undefined : difference(streamed.peakRssKb, streamed.rssBeforeKb, 1 / 1024)),
+    info('scaling from 1 to 2 worker processes, req/s', rps('podgate-2-workers'), rps('podgate-hs256')),
+  ]
+}
+
+function ratio (goal: string, minimum: number, value: number | undefined, reference: number | undefined): GoalResult {
+  const target = `≥ ${minimum}×`
+  if (value === undefined || reference === undefined || reference === 0) return { goal, target, measured: 'not measured', status: 'SKIP' }
+  const measured = value / reference
+  return { goal, target, measured: `${measured.toFixed(2)}× (${Math.round(value)} / ${Math.round(reference)})`, status: measured >= minimum ? 'PASS' : 'FAIL' }
+}
+
+function atMost (goal: string, maximum: number, unit: string, value: number | undefined | null): GoalResult {
+  const target = `≤ ${maximum} ${unit}`
+  if (value === undefined || value === null || !Number.isFinite(value)) return { goal, target, measured: 'not measured', status: 'SKIP' }
+  return { goal, target, measured: `${round(value)} ${unit}`, status: value <= maximum ? 'PASS' : 'FAIL' }
+}
+
+function info (goal: string, value: number | undefined, reference: number | undefined): GoalResult {
+  if (value === undefined || reference === undefined || reference === 0) return { goal, target: 'reported', measured: 'not measured', status: 'SKIP' }
+  return { goal, target: 'reported', measured: `${(value / reference).toFixed(2)}×`, status: 'INFO' }
+}
+
+function difference (value: number | null | undefined, reference: number | null | undefined, scale = 1): number | undefined {
+  return value === null || value === undefined || reference === null || reference === undefined ? undefined : (value - reference) * scale
+}
+
+function bytesPerUser (one: PathResult | undefined, many: PathResult | undefined, users: number): number | undefined {
+  const grown = difference(many?.idleRssKb, one?.idleRssKb, 1024)
+  return grown === undefined ? undefined : grown / (users - 1)
+}
+
+function round (value: number): string {
+  return Math.abs(value) >= 100 ? value.toFixed(0) : Math.abs(value) >= 1 ? value.toFixed(1) : value.toFixed(3)
+}
+
+export function formatBytes (bytes: number): string {
+  return bytes >= 1024 ** 3 ? `${Number((bytes / 1024 ** 3).toFixed(1))} GiB` : `${Number((bytes / 1024 ** 2).toFixed(1))} MiB`
+}

@@ -1,0 +1,220 @@
+// The one scenario runner: starts a path, checks it answers correctly, then runs each of its
+// measures with the load generator in its own pinned process, and reads the proxy's cost
+// from /proc around every run.
+import { cpus } from 'node:os'
+import { join } from 'node:path'
+import { backgroundShare, readCpuCounters } from './background-load.ts'
+import type { HttpLoadResult, HttpLoadSpec } from './load/http-load.ts'
+import type { StreamLoadResult, StreamLoadSpec } from './load/stream-load.ts'
+import type { WsLoadResult, WsLoadSpec } from './load/ws-load.ts'
+import { probe } from './http-probe.ts'
+import type { BenchPath, PathContext, RunningPath } from './paths/types.ts'
+import { sampleGroup } from './proc-stats.ts'
+import type { BenchSettings } from './settings.ts'
+import { summarize } from './stats.ts'
+import type { Summary } from './stats.ts'
+
+export interface ThroughputRun {
+  readonly rps: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly requests: number
+  /** Proxy CPU time (user + system) over the run divided by the requests served. */
+  readonly cpuUsPerRequest: number | null
+  readonly rssKb: number | null
+  /** Percent of the machine's CPU time other programs took during the run. */
+  readonly backgroundPct: number
+}
+
+export interface ThroughputResult {
+  readonly connections: number
+  readonly durationS: number
+  readonly runs: readonly ThroughputRun[]
+  readonly rps: Summary
+  readonly p50Ms: Summary
+  readonly p99Ms: Summary
+  readonly cpuUsPerRequest: Summary | null
+  /** Largest proxy RSS seen after a run. */
+  readonly rssKb: number | null
+  /** The most CPU other programs took during any run, in percent. */
+  readonly backgroundPct: number
+}
+
+export interface LatencyResult {
+  readonly connections: 1
+  readonly p50Ms: Summary
+  readonly p99Ms: Summary
+}
+
+export interface WebSocketResult {
+  readonly connections: number
+  readonly messageBytes: number
+  readonly messagesPerS: Summary
+}
+
+export interface StreamResult {
+  readonly bytes: number
+  readonly mibPerS: number
+  readonly rssBeforeKb: number | null
+  /** Highest proxy RSS sampled every 50 ms while the body streamed. */
+  readonly peakRssKb: number | null
+}
+
+export interface PathResult {
+  readonly id: string
+  readonly title: string
+  readonly status: 'ok' | 'skipped' | 'failed'
+  readonly reason?: string
+  /** Proxy RSS once started and answering, before any load. */
+  readonly idleRssKb?: number | null
+  readonly throughput?: ThroughputResult
+  readonly latency?: LatencyResult
+  readonly websocket?: WebSocketResult
+  readonly stream?: StreamResult
+}
+
+export interface MeasureOptions {
+  readonly settings: BenchSettings
+  readonly context: PathContext
+  readonly ticksPerSecond: number
+}
+
+const FIXED_BODY_BYTES = 100
+/** Share of failed requests above which a run's numbers mean nothing. */
+const MAX_FAILED_SHARE = 0.001
+const RSS_SAMPLE_MS = 50
+
+export async function measurePath (path: BenchPath, options: MeasureOptions): Promise<PathResult> {
+  const { context } = options
+  const base = { id: path.id, title: path.title }
+  const skipReason = await path.unavailable?.(context)
+  if (skipReason !== undefined) return { ...base, status: 'skipped', reason: skipReason }
+  try {
+    const running = await path.start(context)
+    await checkAnswers(running)
+    const result: PathResult = { ...base, status: 'ok', idleRssKb: rssOf(running) }
+    return {
+      ...result,
+      ...(path.measures.includes('throughput') ? { throughput: await measureThroughput(running, options) } : {}),
+      ...(path.measures.includes('latency') ? { latency: await measureLatency(running, options) } : {}),
+      ...(path.measures.includes('websocket') ? { websocket: await measureWebSocket(running, options) } : {}),
+      ...(path.measures.includes('stream') ? { stream: await measureStream(running, options) } : {}),
+    }
+  } catch (err) {
+    return { ...base, status: 'failed', reason: (err as Error).message }
+  } finally {
+    await context.processes.stopAll()
+  }
+}
+
+/** A path that answers 401 or 404 quickly would look fast: check it serves the real body first. */
+async function checkAnswers (running: RunningPath): Promise<void> {
+  const response = await probe(`${running.baseUrl}/fixed`, { headers: running.headerSets[0] })
+  if (response.status !== 200 || response.body.length !== FIXED_BODY_BYTES) {
+    throw new Error(`GET ${running.baseUrl}/fixed answered HTTP ${response.status} with ${response.body.length} bytes, expected 200 with ${FIXED_BODY_BYTES}: ${response.body.toString().slice(0, 200)}`)
+  }
+}
+
+async function measureThroughput (running: RunningPath, options: MeasureOptions): Promise<ThroughputResult> {
+  const { settings } = options
+  if (settings.warmupS > 0) await httpLoad(running, settings.connections, settings.warmupS, options)
+  const runs: ThroughputRun[] = []
+  for (let run = 0; run < settings.runs; run++) {
+    const ours = [options.context.upstream.process.pid, ...(running.proxyPgid === undefined ? [] : [running.proxyPgid])]
+    const countersBefore = readCpuCounters(ours)
+    const startedAt = performance.now()
+    const before = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
+    const load = await httpLoad(running, settings.connections, settings.durationS, options)
+    const after = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
+    const background = backgroundShare(countersBefore, readCpuCounters(ours), (performance.now() - startedAt) / 1000, cpus().length, options.ticksPerSecond)
+    const cpuUs = before === undefined || after === undefined ? null : (after.cpuTicks - before.cpuTicks) / options.ticksPerSecond * 1e6
+    runs.push({
+      rps: load.rps,
+      p50Ms: load.p50Ms,
+      p99Ms: load.p99Ms,
+      requests: load.ok,
+      cpuUsPerRequest: cpuUs === null ? null : cpuUs / load.ok,
+      rssKb: after?.rssKb ?? null,
+      backgroundPct: Math.round(background * 1000) / 10,
+    })
+  }
+  const cpu = runs.map((run) => run.cpuUsPerRequest).filter((value) => value !== null)
+  const rss = runs.map((run) => run.rssKb).filter((value) => value !== null)
+  return {
+    connections: settings.connections,
+    durationS: settings.durationS,
+    runs,
+    rps: summarize(runs.map((run) => run.rps)),
+    p50Ms: summarize(runs.map((run) => run.p50Ms)),
+    p99Ms: summarize(runs.map((run) => run.p99Ms)),
+    cpuUsPerRequest: cpu.length === 0 ? null : summarize(cpu),
+    rssKb: rss.length === 0 ? null : Math.max(...rss),
+    backgroundPct: Math.max(...runs.map((run) => run.backgroundPct)),
+  }
+}
+
+async function measureLatency (running: RunningPath, options: MeasureOptions): Promise<LatencyResult> {
+  const runs: HttpLoadResult[] = []
+  for (let run = 0; run < options.settings.runs; run++) runs.push(await httpLoad(running, 1, options.settings.latencyDurationS, options))
+  return { connections: 1, p50Ms: summarize(runs.map((run) => run.p50Ms)), p99Ms: summarize(runs.map((run) => run.p99Ms)) }
+}
+
+async function httpLoad (running: RunningPath, connections: number, durationS: number, options: MeasureOptions): Promise<HttpLoadResult> {
+  const spec: HttpLoadSpec = { url: `${running.baseUrl}/fixed`, connections, durationS, headerSets: running.headerSets }
+  const result = await runLoad<HttpLoadResult>('http-load.ts', spec, durationS, options)
+  const failed = result.requests - result.ok + result.errors + result.timeouts
+  if (result.ok === 0 || failed > result.requests * MAX_FAILED_SHARE) {
+    throw new Error(`${connections}-connection load: ${result.ok} OK of ${result.requests} responses, ${result.errors} errors, ${result.timeouts} timeouts, statuses ${JSON.stringify(result.statusCodes)}`)
+  }
+  return result
+}
+
+async function measureWebSocket (running: RunningPath, options: MeasureOptions): Promise<WebSocketResult> {
+  const { settings } = options
+  const spec: WsLoadSpec = {
+    url: `${running.baseUrl.replace(/^http/, 'ws')}/ws`,
+    connections: settings.wsConnections,
+    durationS: settings.durationS,
+    messageBytes: settings.wsMessageBytes,
+    headers: running.headerSets[0] ?? {},
+  }
+  const rates: number[] = []
+  for (let run = 0; run < settings.runs; run++) {
+    const result = await runLoad<WsLoadResult>('ws-load.ts', spec, settings.durationS, options)
+    if (result.errors > 0) throw new Error(`WebSocket load: ${result.errors} of ${spec.connections} connections closed or stalled`)
+    rates.push(result.messagesPerS)
+  }
+  return { connections: spec.connections, messageBytes: spec.messageBytes, messagesPerS: summarize(rates) }
+}
+
+async function measureStream (running: RunningPath, options: MeasureOptions): Promise<StreamResult> {
+  const bytes = options.settings.streamBytes
+  // at a pessimistic 50 MiB/s, plus start-up
+  const timeoutS = Math.ceil(bytes / 1024 ** 2 / 50) + 10
+  const spec: StreamLoadSpec = { url: `${running.baseUrl}/echo`, bytes, headers: running.headerSets[0] ?? {}, timeoutS }
+  const rssBeforeKb = rssOf(running)
+  let peakRssKb = rssBeforeKb
+  const sampler = setInterval(() => {
+    const rss = rssOf(running)
+    if (rss !== null && (peakRssKb === null || rss > peakRssKb)) peakRssKb = rss
+  }, RSS_SAMPLE_MS)
+  try {
+    const result = await runLoad<StreamLoadResult>('stream-load.ts', spec, timeoutS, options)
+    if (result.status !== 200 || result.receivedBytes !== bytes) {
+      throw new Error(`streamed body: HTTP ${result.status}, ${result.receivedBytes} of ${bytes} bytes echoed`)
+    }
+    return { bytes, mibPerS: result.mibPerS, rssBeforeKb, peakRssKb }
+  } finally {
+    clearInterval(sampler)
+  }
+}
+
+async function runLoad<T> (script: string, spec: object, durationS: number, options: MeasureOptions): Promise<T> {
+  const { context } = options
+  const child = context.processes.spawn(script, process.execPath, [join(context.benchDir, 'load', script), JSON.stringify(spec)], { cpus: context.cpus.load })
+  return await child.result<T>((durationS + 30) * 1000)
+}
+
+function rssOf (running: RunningPath): number | null {
+  return running.proxyPgid === undefined ? null : sampleGroup(running.proxyPgid).rssKb
+}

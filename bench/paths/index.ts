@@ -1,0 +1,33 @@
+// Every path the benchmark compares, in the order they run and appear in the tables.
+import type { BenchSettings } from '../settings.ts'
+import { chpPath } from './chp.ts'
+import { directPath } from './direct.ts'
+import { nginxPath } from './nginx.ts'
+import { podgatePath } from './podgate.ts'
+import type { BenchPath } from './types.ts'
+
+export const USERS_PATH_PREFIX = 'podgate-users-'
+
+export function benchPaths (settings: BenchSettings): BenchPath[] {
+  const podgate = { alg: 'HS256', tokenCache: true, users: 1, tokens: 1, workers: 1 } as const
+  return [
+    directPath,
+    podgatePath({ ...podgate, id: 'podgate-hs256', title: 'podgate, HS256, token cache on', measures: ['throughput', 'latency', 'websocket', 'stream'] }),
+    podgatePath({ ...podgate, id: 'podgate-hs256-nocache', title: 'podgate, HS256, token cache off', tokenCache: false, measures: ['throughput', 'latency'] }),
+    podgatePath({ ...podgate, id: 'podgate-es256', title: 'podgate, ES256, token cache on', alg: 'ES256', measures: ['throughput', 'latency'] }),
+    nginxPath('keepalive', ['throughput', 'latency']),
+    nginxPath('lua-variable', ['throughput', 'latency']),
+    nginxPath('lua-keepalive', ['throughput', 'latency']),
+    nginxPath('lua-cached', ['throughput', 'latency']),
+    chpPath(['throughput', 'latency']),
+    ...settings.userCounts.map((users) => podgatePath({
+      ...podgate,
+      id: `${USERS_PATH_PREFIX}${users}`,
+      title: `podgate, ${users.toLocaleString('en-US')} user${users === 1 ? '' : 's'} routable, 16 tokens`,
+      users,
+      tokens: 16,
+      measures: ['throughput'],
+    })),
+    podgatePath({ ...podgate, id: 'podgate-2-workers', title: 'podgate, HS256, cache on, 2 worker processes', workers: 2, measures: ['throughput'] }),
+  ]
+}

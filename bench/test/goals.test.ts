@@ -1,0 +1,105 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+import { evaluateGoals } from '../goals.ts'
+import type { GoalResult } from '../goals.ts'
+import type { PathResult, ThroughputResult } from '../measure.ts'
+import { toMarkdown, writeReport } from '../report.ts'
+import type { BenchReport } from '../report.ts'
+import { parseSettings } from '../settings.ts'
+import { summarize } from '../stats.ts'
+
+function throughput (rps: number, cpuUs: number | null, backgroundPct = 0): ThroughputResult {
+  const run = { rps, p50Ms: 1, p99Ms: 4, requests: rps * 5, cpuUsPerRequest: cpuUs, rssKb: cpuUs === null ? null : 60_000, backgroundPct }
+  return { connections: 64, durationS: 5, runs: [run], rps: summarize([rps]), p50Ms: summarize([1]), p99Ms: summarize([4]), cpuUsPerRequest: cpuUs === null ? null : summarize([cpuUs]), rssKb: run.rssKb, backgroundPct }
+}
+
+function ok (id: string, extra: Partial<PathResult> = {}): PathResult {
+  return { id, title: id, status: 'ok', ...extra }
+}
+
+const latency = (p50: number): PathResult['latency'] => ({ connections: 1, p50Ms: summarize([p50]), p99Ms: summarize([p50 * 3]) })
+
+const results: PathResult[] = [
+  ok('direct', { throughput: throughput(40_000, null), latency: latency(0.05), websocket: { connections: 32, messageBytes: 64, messagesPerS: summarize([30_000]) } }),
+  ok('podgate-hs256', {
+    idleRssKb: 50_000,
+    throughput: throughput(30_000, 25),
+    latency: latency(0.12),
+    websocket: { connections: 32, messageBytes: 64, messagesPerS: summarize([27_000]) },
+    stream: { bytes: 1024 ** 3, mibPerS: 400, rssBeforeKb: 50_000, peakRssKb: 150_000 },
+  }),
+  ok('podgate-hs256-nocache', { throughput: throughput(20_000, 40) }),
+  ok('nginx-lua-keepalive', { throughput: throughput(42_000, 23) }),
+  ok('nginx-lua-cached', { throughput: throughput(58_000, 16) }),
+  ok('chp', { throughput: throughput(9_000, 92, 30) }),
+  ok('podgate-users-1', { idleRssKb: 50_000, throughput: throughput(30_000, 25) }),
+  ok('podgate-users-100000', { idleRssKb: 50_000 + 100_000, throughput: throughput(29_000, 26) }),
+  { id: 'podgate-2-workers', title: 'x', status: 'failed', reason: 'exited' },
+]
+
+const byGoal = (goals: GoalResult[], pattern: RegExp): GoalResult => {
+  const goal = goals.find((candidate) => pattern.test(candidate.goal))
+  if (goal === undefined) throw new Error(`no goal matching ${String(pattern)}`)
+  return goal
+}
+
+void t.test('each goal is a ratio or bound over the paths it names', (t) => {
+  const goals = evaluateGoals(results)
+  t.match(byGoal(goals, /CPU per request/), { status: 'PASS', measured: '25.0 µs' })
+  t.match(byGoal(goals, /configurable-http-proxy/), { status: 'PASS', measured: /^3\.33×/ })
+  t.match(byGoal(goals, /cached verification/), { status: 'FAIL', measured: /^0\.52×/ })
+  t.match(byGoal(goals, /cache off/), { status: 'FAIL', measured: /^0\.48×/ })
+  t.match(byGoal(goals, /p50 latency added/), { status: 'PASS', measured: '0.070 ms' })
+  t.match(byGoal(goals, /100,000 users routable vs 1/), { status: 'PASS', measured: /^0\.97×/ })
+  // 100,000 KiB over 99,999 extra users is 1024 bytes each
+  t.match(byGoal(goals, /RSS growth per routable user/), { status: 'PASS', measured: '1024 bytes' })
+  t.match(byGoal(goals, /WebSocket/), { status: 'PASS', measured: /^0\.90×/ })
+  t.match(byGoal(goals, /1 GiB streamed body/), { status: 'FAIL', measured: /^97\.7 MiB/ })
+  t.match(byGoal(goals, /2 worker/), { status: 'SKIP' }, 'a failed path is not measured')
+  t.end()
+})
+
+void t.test('goals whose paths did not run are SKIP, never PASS', (t) => {
+  const goals = evaluateGoals([ok('direct', { throughput: throughput(40_000, null) })])
+  t.same(new Set(goals.map((goal) => goal.status)), new Set(['SKIP']))
+  t.end()
+})
+
+void t.test('the markdown report has the machine, every measured path, the goals, and what did not run', (t) => {
+  const settings = parseSettings([])
+  const report: BenchReport = {
+    date: '2030-01-02T03:04:05.000Z',
+    quick: false,
+    machine: { cpuModel: 'Test CPU', cpus: 2, allowedCpus: [0, 1], memoryGiB: 8, node: 'v24.9.0', kernel: '6.1.0' },
+    pinning: 'taskset: load generator on CPU 0, proxy on CPU 1',
+    upstream: 'bench fixed responder',
+    tools: { nginx: '1.22.1' },
+    settings,
+    elapsedS: 400,
+    backgroundCpuPct: 20,
+    paths: results,
+    goals: evaluateGoals(results),
+  }
+  const markdown = toMarkdown(report)
+  t.match(markdown, 'CPU: Test CPU, 2 CPUs (allowed: 0,1)')
+  t.match(markdown, 'Node v24.9.0, Linux 6.1.0, nginx 1.22.1')
+  t.match(markdown, 'taskset: load generator on CPU 0, proxy on CPU 1')
+  t.match(markdown, 'the machine was busy')
+  t.match(markdown, '| podgate-hs256 | 30.0k | 1.00 ms | 4.00 ms | 0.120 ms | 25.0 µs (25.0–25.0) | 58.6 MiB |')
+  t.match(markdown, '| 100,000 | 29.0k |')
+  t.match(markdown, '| chp † | 9000 |', 'a path whose runs were disturbed is marked')
+  t.match(markdown, '† other programs took more than 5% of the CPU')
+  t.match(markdown, '| 1 GiB | 400 |')
+  t.match(markdown, '**podgate-2-workers** failed: exited')
+  t.match(markdown, /\| podgate \(cache on\) vs nginx \+ Lua cached verification, req\/s \| ≥ 0\.6× \| 0\.52× \(30000 \/ 58000\) \| FAIL \|/)
+
+  const dir = mkdtempSync(join(tmpdir(), 'bench-report-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  const written = writeReport(report, dir)
+  t.equal(written.json, join(dir, 'results', '2030-01-02.json'))
+  t.same(JSON.parse(readFileSync(written.json, 'utf8')), JSON.parse(JSON.stringify(report)))
+  t.equal(readFileSync(written.markdown, 'utf8'), markdown)
+  t.end()
+})

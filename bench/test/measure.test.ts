@@ -1,0 +1,136 @@
+import { createServer } from 'node:http'
+import type { Server } from 'node:http'
+import { once } from 'node:events'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t, { type Test } from 'tap'
+import { describeMachine, hasTaskset, planCpus } from '../machine.ts'
+import { measurePath } from '../measure.ts'
+import type { MeasureOptions } from '../measure.ts'
+import type { BenchPath, PathContext } from '../paths/types.ts'
+import { Prerequisites } from '../prerequisites.ts'
+import { clockTicksPerSecond } from '../proc-stats.ts'
+import { ProcessGroup } from '../processes.ts'
+import { parseSettings } from '../settings.ts'
+import { startUpstream } from '../upstream.ts'
+
+const benchDir = dirname(dirname(fileURLToPath(import.meta.url)))
+const repoDir = dirname(benchDir)
+const settings = { ...parseSettings(['--quick', '--no-install']), streamBytes: 8 * 1024 ** 2, wsConnections: 2 }
+
+async function setUp (t: Test): Promise<{ options: MeasureOptions, context: PathContext, root: ProcessGroup }> {
+  const root = new ProcessGroup()
+  const workDir = mkdtempSync(join(tmpdir(), 'bench-measure-'))
+  t.teardown(async () => {
+    await root.stopAll()
+    rmSync(workDir, { recursive: true, force: true })
+  })
+  const cpus = planCpus(describeMachine().allowedCpus, hasTaskset())
+  const upstream = await startUpstream({ processes: root, repoDir, benchDir, cpus: cpus.upstream, choice: 'fixed' })
+  const context: PathContext = {
+    repoDir,
+    benchDir,
+    workDir,
+    processes: root.child(),
+    cpus,
+    upstream,
+    prerequisites: new Prerequisites({ processes: root, cacheDir: workDir, install: false, log: () => {} }),
+    log: () => {},
+  }
+  return { options: { settings, context, ticksPerSecond: clockTicksPerSecond() }, context, root }
+}
+
+async function listen (t: Test, server: Server): Promise<string> {
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('no address')
+  return `http://127.0.0.1:${address.port}`
+}
+
+void t.test('every measure of a path, with the upstream standing in as the measured proxy', async (t) => {
+  const { options, context } = await setUp(t)
+  const path: BenchPath = {
+    id: 'self',
+    title: 'upstream measured as if it were the proxy',
+    measures: ['throughput', 'latency', 'websocket', 'stream'],
+    start: async (ctx) => await Promise.resolve({ baseUrl: ctx.upstream.url, headerSets: [{ authorization: 'Bearer x' }], proxyPgid: ctx.upstream.process.pid }),
+  }
+  const result = await measurePath(path, options)
+  t.equal(result.status, 'ok', result.reason ?? '')
+  const throughput = result.throughput!
+  t.ok(throughput.rps.median > 100, `req/s ${throughput.rps.median}`)
+  t.ok(throughput.p50Ms.median > 0 && throughput.p50Ms.median <= throughput.p99Ms.median)
+  const cpu = throughput.cpuUsPerRequest!.median
+  t.ok(cpu > 1 && cpu < 5000, `CPU per request ${cpu} µs`)
+  t.ok(throughput.rssKb! > 10_000)
+  t.ok(result.idleRssKb! > 10_000)
+  t.ok(result.latency!.p50Ms.median > 0 && result.latency!.p50Ms.median < 50, `p50 at 1 connection ${result.latency!.p50Ms.median} ms`)
+  t.ok(result.websocket!.messagesPerS.median > 100, `${result.websocket!.messagesPerS.median} messages/s`)
+  t.match(result.stream, { bytes: 8 * 1024 ** 2 })
+  t.ok(result.stream!.mibPerS > 1)
+  t.ok(result.stream!.peakRssKb! >= result.stream!.rssBeforeKb!)
+  t.ok(context.upstream.process.running, 'the shared upstream outlives the path')
+})
+
+void t.test('load cycles through the header sets', async (t) => {
+  const { options } = await setUp(t)
+  const seen = new Map<string, number>()
+  const baseUrl = await listen(t, createServer((request, response) => {
+    const token = request.headers.authorization ?? 'none'
+    seen.set(token, (seen.get(token) ?? 0) + 1)
+    response.end(Buffer.alloc(100, 'x'))
+  }))
+  const path: BenchPath = {
+    id: 'rotating',
+    title: 'rotating tokens',
+    measures: ['throughput'],
+    start: async () => await Promise.resolve({ baseUrl, headerSets: [{ authorization: 'one' }, { authorization: 'two' }], proxyPgid: undefined }),
+  }
+  const result = await measurePath(path, options)
+  t.equal(result.status, 'ok', result.reason ?? '')
+  t.ok((seen.get('one') ?? 0) > 10 && (seen.get('two') ?? 0) > 10, `both tokens used: ${JSON.stringify([...seen])}`)
+  t.equal(result.throughput!.cpuUsPerRequest, null, 'no proxy process, no proxy cost')
+})
+
+void t.test('a path that does not serve the 100-byte body fails before any load, with the status', async (t) => {
+  const { options } = await setUp(t)
+  const baseUrl = await listen(t, createServer((_request, response) => { response.writeHead(401).end('no token') }))
+  const path: BenchPath = { id: 'refusing', title: 'refusing', measures: ['throughput'], start: async () => await Promise.resolve({ baseUrl, headerSets: [{}], proxyPgid: undefined }) }
+  const result = await measurePath(path, options)
+  t.equal(result.status, 'failed')
+  t.match(result.reason, /answered HTTP 401 with 8 bytes, expected 200 with 100: no token/)
+})
+
+void t.test('an unavailable path is skipped with its reason and never started', async (t) => {
+  const { options } = await setUp(t)
+  let started = false
+  const path: BenchPath = {
+    id: 'absent',
+    title: 'absent',
+    measures: ['throughput'],
+    unavailable: async () => await Promise.resolve('nginx is not installed'),
+    start: async () => { started = true; return await Promise.reject(new Error('unreachable')) },
+  }
+  t.same(await measurePath(path, options), { id: 'absent', title: 'absent', status: 'skipped', reason: 'nginx is not installed' })
+  t.notOk(started)
+})
+
+void t.test('a path that fails to start is reported, and what it started is stopped', async (t) => {
+  const { options } = await setUp(t)
+  let leftover: { running: boolean } | undefined
+  const path: BenchPath = {
+    id: 'crashing',
+    title: 'crashing',
+    measures: ['throughput'],
+    start: async (ctx) => {
+      leftover = ctx.processes.spawn('helper', 'sleep', ['30'])
+      return await Promise.reject(new Error('proxy exited: bad config'))
+    },
+  }
+  t.match(await measurePath(path, options), { status: 'failed', reason: 'proxy exited: bad config' })
+  t.equal(leftover?.running, false)
+})
