@@ -3,7 +3,7 @@
 import type { PathResult } from './measure.ts'
 import { USERS_PATH_PREFIX } from './paths/index.ts'
 
-export type GoalStatus = 'PASS' | 'FAIL' | 'SKIP' | 'INFO'
+export type GoalStatus = 'PASS' | 'FAIL' | 'SKIP'
 
 export interface GoalResult {
   readonly goal: string
@@ -33,7 +33,6 @@ export function evaluateGoals (results: readonly PathResult[]): GoalResult[] {
     atMost('RSS growth per routable user', MAX_BYTES_PER_USER, 'bytes', mostUsers === undefined ? undefined : bytesPerUser(byId.get(`${USERS_PATH_PREFIX}1`), byId.get(`${USERS_PATH_PREFIX}${mostUsers}`), mostUsers)),
     ratio('WebSocket messages/s through podgate vs direct', 0.8, byId.get('podgate-hs256')?.websocket?.messagesPerS.median, byId.get('direct')?.websocket?.messagesPerS.median),
     atMost(`${streamed === undefined ? '1 GiB' : formatBytes(streamed.bytes)} streamed body: proxy RSS growth (flat memory)`, MAX_STREAM_GROWTH_KB / 1024, 'MiB', streamed === undefined ? undefined : difference(streamed.peakRssKb, streamed.rssBeforeKb, 1 / 1024)),
-    info('scaling from 1 to 2 worker processes, req/s', rps('podgate-2-workers'), rps('podgate-hs256')),
   ]
 }
 
@@ -48,11 +47,6 @@ function atMost (goal: string, maximum: number, unit: string, value: number | un
   const target = `≤ ${maximum} ${unit}`
   if (value === undefined || value === null || !Number.isFinite(value)) return { goal, target, measured: 'not measured', status: 'SKIP' }
   return { goal, target, measured: `${round(value)} ${unit}`, status: value <= maximum ? 'PASS' : 'FAIL' }
-}
-
-function info (goal: string, value: number | undefined, reference: number | undefined): GoalResult {
-  if (value === undefined || reference === undefined || reference === 0) return { goal, target: 'reported', measured: 'not measured', status: 'SKIP' }
-  return { goal, target: 'reported', measured: `${(value / reference).toFixed(2)}×`, status: 'INFO' }
 }
 
 function difference (value: number | null | undefined, reference: number | null | undefined, scale = 1): number | undefined {

@@ -71,7 +71,6 @@ export interface Config {
   /** A static user → endpoints file that replaces Kubernetes discovery (development, benchmarks). */
   readonly routesFile: string | undefined
   readonly logLevel: LogLevel
-  readonly workers: number
 }
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -117,7 +116,6 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     profilesFile: read.optional('PODGATE_PROFILES', /^.+$/),
     routesFile: read.optional('PODGATE_LOCAL_ROUTES', /^.+$/),
     logLevel: read.oneOf('PODGATE_LOG_LEVEL', LOG_LEVELS, 'info'),
-    workers: read.integer('PODGATE_WORKERS', 1, 0, 256),
   })
 }
 

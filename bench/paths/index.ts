@@ -9,7 +9,7 @@ import type { BenchPath } from './types.ts'
 export const USERS_PATH_PREFIX = 'podgate-users-'
 
 export function benchPaths (settings: BenchSettings): BenchPath[] {
-  const podgate = { alg: 'HS256', tokenCache: true, users: 1, tokens: 1, workers: 1 } as const
+  const podgate = { alg: 'HS256', tokenCache: true, users: 1, tokens: 1 } as const
   return [
     directPath,
     podgatePath({ ...podgate, id: 'podgate-hs256', title: 'podgate, HS256, token cache on', measures: ['throughput', 'latency', 'websocket', 'stream'] }),
@@ -28,6 +28,5 @@ export function benchPaths (settings: BenchSettings): BenchPath[] {
       tokens: 16,
       measures: ['throughput'],
     })),
-    podgatePath({ ...podgate, id: 'podgate-2-workers', title: 'podgate, HS256, cache on, 2 worker processes', workers: 2, measures: ['throughput'] }),
   ]
 }

@@ -17,7 +17,6 @@ export interface PodgateVariant {
   readonly users: number
   /** Tokens the load cycles through, for distinct users where the table has them. */
   readonly tokens: number
-  readonly workers: number
 }
 
 const START_TIMEOUT_MS = 30_000
@@ -47,12 +46,11 @@ export function podgatePath (variant: PodgateVariant): BenchPath {
         PODGATE_ADMIN_PORT: String(adminPort),
         [variant.alg === 'HS256' ? 'PODGATE_JWT_SECRET' : 'PODGATE_JWT_PUBLIC_KEY']: key.verifier,
         PODGATE_LOCAL_ROUTES: routesFile,
-        PODGATE_WORKERS: String(variant.workers),
         PODGATE_LOG_LEVEL: 'warn',
         PODGATE_ACCESS_LOG: 'false',
         ...(variant.tokenCache ? {} : { PODGATE_TOKEN_CACHE_SIZE: '0' }),
       }
-      const cpus = variant.workers > 1 ? context.cpus.proxyWorkers : context.cpus.proxy
+      const cpus = context.cpus.proxy
       const proxy = context.processes.spawn(variant.id, process.execPath, [join(context.repoDir, 'src', 'main.ts'), 'serve'], { cpus, env, cwd: context.repoDir })
       await waitUntilReady(`http://127.0.0.1:${adminPort}/readyz`, { process: proxy, timeoutMs: START_TIMEOUT_MS })
       return { baseUrl: `http://127.0.0.1:${port}`, headerSets: tokens.map(bearer), proxyPgid: proxy.pid }
