@@ -1,6 +1,7 @@
 // PODGATE_* environment → one frozen, typed Config. Each bad value is a ConfigError that
 // names the variable; start-up prints that one line and exits.
 import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
 import { ConfigError } from './errors.ts'
 
 export const DEFAULT_PORT = 8080
@@ -65,6 +66,12 @@ export interface Config {
   readonly auth: AuthConfig
   readonly gateway: GatewayConfig
   readonly namespace: string | undefined
+  /** Whether `serve` runs the provisioner (UserWorkloads, admin API, spawn, culling). */
+  readonly provisioner: boolean
+  /** This replica's name in the leader-election Lease. */
+  readonly podName: string
+  /** Labels of podgate's own pods; each user's NetworkPolicy admits only them. */
+  readonly gatewayPodSelector: Readonly<Record<string, string>>
   readonly adminToken: string | undefined
   readonly idleTimeoutMs: number
   readonly profilesFile: string | undefined
@@ -111,6 +118,9 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     auth,
     gateway,
     namespace: read.optional('PODGATE_NAMESPACE', /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/),
+    provisioner: read.boolean('PODGATE_PROVISIONER', true),
+    podName: read.string('PODGATE_POD_NAME', hostname(), /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/i),
+    gatewayPodSelector: read.labels('PODGATE_GATEWAY_POD_SELECTOR', { 'app.kubernetes.io/name': 'podgate' }),
     adminToken: read.optional('PODGATE_ADMIN_TOKEN', /^\S{16,}$/, 'at least 16 characters without spaces'),
     idleTimeoutMs: read.duration('PODGATE_IDLE_TIMEOUT', 0),
     profilesFile: read.optional('PODGATE_PROFILES', /^.+$/),
@@ -235,6 +245,19 @@ class EnvReader {
     const ms = parseDuration(value)
     if (ms === undefined) throw new ConfigError(name, `expected a duration such as 500ms, 30s, 10m or 1h, got ${JSON.stringify(value)}`)
     return ms
+  }
+
+  /** `key=value,key=value` label pairs (Kubernetes label syntax). */
+  labels (name: string, fallback: Record<string, string>): Record<string, string> {
+    const items = this.list(name)
+    if (items === undefined) return fallback
+    const labels: Record<string, string> = {}
+    for (const item of items) {
+      const match = /^((?:[a-z0-9.-]{1,253}\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)=([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$/.exec(item)
+      if (match === null) throw new ConfigError(name, `expected key=value label pairs separated by commas, got ${JSON.stringify(item)}`)
+      labels[match[1] as string] = match[3] ?? ''
+    }
+    return labels
   }
 
   oneOf<T extends string> (name: string, values: readonly T[], fallback: T): T {

@@ -10,11 +10,9 @@ import { ConfigError } from './errors.ts'
 import { LocalDriver, type LocalDriverOptions } from './local/driver.ts'
 import type { Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
-import { ActivityRecorder } from './provisioner/activity.ts'
-import { registerAdminApi } from './provisioner/admin-api.ts'
-import { Culler } from './provisioner/culler.ts'
+import { createProvisionerHooks } from './provisioner/hooks.ts'
 import { LocalWorkloads } from './provisioner/local-workloads.ts'
-import { createSpawner, type SpawnerOptions } from './provisioner/spawner.ts'
+import type { SpawnerOptions } from './provisioner/spawner.ts'
 
 export const DEMO_USERS = ['alice', 'bob'] as const
 const TOKEN_TTL_SECONDS = 12 * 60 * 60
@@ -54,13 +52,13 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
   const driver = new LocalDriver({ ...options.driver, source, logger: logger.child({ component: 'local-driver' }) })
   const workloads = new LocalWorkloads({ driver, source, logger: logger.child({ component: 'workloads' }) })
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url')
-  const recorder = new ActivityRecorder({ workloads, logger, idleTimeoutMs: config.idleTimeoutMs })
-  const culler = config.idleTimeoutMs > 0
-    ? new Culler({ workloads, logger: logger.child({ component: 'culler' }), idleTimeoutMs: config.idleTimeoutMs, intervalMs: options.cullIntervalMs })
-    : undefined
+  const hooks = createProvisionerHooks({
+    config, workloads, source, logger, adminToken,
+    ...(options.spawner === undefined ? {} : { spawner: options.spawner }),
+    ...(options.cullIntervalMs === undefined ? {} : { cullIntervalMs: options.cullIntervalMs }),
+  })
   const stopProvisioner = async (): Promise<void> => {
-    await culler?.stop()
-    recorder.close()
+    await hooks.close()
     workloads.close()
   }
 
@@ -68,14 +66,6 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
   try {
     await Promise.all(DEMO_USERS.map((user) => workloads.put(user, {})))
     const endpoints = await Promise.all(DEMO_USERS.map((user) => driver.ensureUser(user)))
-    const spawner = createSpawner({
-      ...options.spawner,
-      workloads,
-      source,
-      spawnOnDemand: config.gateway.spawnOnDemand,
-      startTimeoutMs: config.gateway.startTimeoutMs,
-      logger: logger.child({ component: 'spawner' }),
-    })
     const verifier = createTokenVerifier(config.auth, { metrics, logger })
     try {
       started = await startPodgate({
@@ -84,15 +74,13 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
         verifier,
         logger,
         metrics,
-        onMissing: spawner.onMissing,
-        onActivity: recorder.record,
-        adminRoutes: (app) => { registerAdminApi(app, { workloads, adminToken, logger }) },
+        ...hooks.gateway,
       })
     } catch (err) {
       verifier.close()
       throw err
     }
-    culler?.start()
+    await hooks.culling(true)
     const mint = (user: string): Promise<string> => mintToken({
       secret, user, ttlSeconds: TOKEN_TTL_SECONDS, claim: config.auth.userClaim, issuer: config.auth.issuer?.[0], audience: config.auth.audience?.[0],
     })

@@ -2,15 +2,11 @@
 // podgate command line: serve | demo | token. Loads configuration, wires, starts, and
 // drains on SIGTERM/SIGINT.
 import { parseArgs } from 'node:util'
-import { createTokenVerifier } from './auth/verifier.ts'
 import { mintToken } from './auth/mint.ts'
 import { isValidUserId } from './auth/user-id.ts'
-import { startPodgate } from './app.ts'
-import { loadConfig, parseDuration, type Config } from './config.ts'
-import type { EndpointSource } from './discovery/source.ts'
+import { loadConfig, parseDuration } from './config.ts'
 import { PodgateError } from './errors.ts'
 import { createLogger, type Logger } from './log.ts'
-import { Metrics } from './metrics.ts'
 
 const USAGE = `usage: podgate <command>
 
@@ -40,23 +36,12 @@ export async function main (argv: readonly string[], env: NodeJS.ProcessEnv): Pr
 async function serve (env: NodeJS.ProcessEnv): Promise<number> {
   const config = loadConfig(env)
   const logger = createLogger(config.logLevel)
-  const metrics = new Metrics()
-  const source = await endpointSource(config, logger, metrics)
-  const verifier = createTokenVerifier(config.auth, { metrics, logger })
-  const running = await startPodgate({ config, source, verifier, logger, metrics })
-  logger.info({ gateway: running.gatewayUrl, admin: running.adminUrl }, 'podgate serving')
+  const { runServe } = await import('./serve.ts')
+  const running = await runServe(config, logger)
+  logger.info({ gateway: running.podgate.gatewayUrl, admin: running.podgate.adminUrl }, 'podgate serving')
   await untilSignal(logger)
   await running.close()
   return 0
-}
-
-async function endpointSource (config: Config, logger: Logger, metrics: Metrics): Promise<EndpointSource> {
-  if (config.routesFile !== undefined) {
-    const { RoutesFileSource } = await import('./discovery/routes-file.ts')
-    return new RoutesFileSource(config.routesFile)
-  }
-  const { createKubernetesSource } = await import('./discovery/kubernetes.ts')
-  return createKubernetesSource({ config, logger, metrics })
 }
 
 async function demo (env: NodeJS.ProcessEnv): Promise<number> {

@@ -3,10 +3,9 @@
 // serving; the informer underneath is supervised (see ../kube/informer.ts).
 import { DiscoveryV1Api, type KubeConfig, type V1EndpointSlice } from '@kubernetes/client-node'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import type { Config } from '../config.ts'
 import type { Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
-import { loadKubeConfig, resolveNamespace, type KubeEnvironment } from '../kube/kubeconfig.ts'
+import type { Cluster } from '../kube/kubeconfig.ts'
 import { SupervisedInformer, type Backoff, type CancelSchedule, type RestartReason, type Schedule } from '../kube/informer.ts'
 import { EndpointIndex, MANAGED_BY_SELECTOR } from './endpoint-slices.ts'
 import { SnapshotPublisher, type EndpointSource } from './source.ts'
@@ -175,23 +174,9 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
   }
 }
 
-/**
- * The source `podgate serve` uses: kubeconfig from KUBECONFIG / the service account /
- * ~/.kube/config, namespace from PODGATE_NAMESPACE / the pod's own / the context's / "default".
- */
-export function createKubernetesSource (options: {
-  config: Pick<Config, 'namespace'>
-  logger: Logger
-  metrics?: Metrics
-  environment?: KubeEnvironment
-}): KubernetesEndpointSource {
-  const { kubeConfig, source } = loadKubeConfig(options.environment)
-  const namespace = resolveNamespace({
-    configured: options.config.namespace,
-    kubeConfig,
-    ...(options.environment?.serviceAccountDir === undefined ? {} : { serviceAccountDir: options.environment.serviceAccountDir }),
-  })
-  const server = kubeConfig.getCurrentCluster()?.server
-  options.logger.info({ namespace, kubeconfig: source, server }, 'routing from EndpointSlices')
+/** The source `podgate serve` uses, on the cluster and namespace `resolveCluster` found. */
+export function createKubernetesSource (options: { cluster: Cluster, logger: Logger, metrics?: Metrics }): KubernetesEndpointSource {
+  const { kubeConfig, namespace, source } = options.cluster
+  options.logger.info({ namespace, kubeconfig: source, server: kubeConfig.getCurrentCluster()?.server }, 'routing from EndpointSlices')
   return new KubernetesEndpointSource({ kubeConfig, namespace, logger: options.logger, ...(options.metrics === undefined ? {} : { metrics: options.metrics }) })
 }

@@ -149,3 +149,21 @@ export function resolveNamespace (sources: NamespaceSources = {}): string {
   }
   return DEFAULT_NAMESPACE
 }
+
+export interface Cluster {
+  readonly kubeConfig: KubeConfig
+  readonly namespace: string
+  /** Where the credentials came from. */
+  readonly source: KubeConfigSource
+}
+
+/** The cluster podgate talks to and the namespace it manages, resolved once at start. */
+export function resolveCluster (configuredNamespace: string | undefined, environment: KubeEnvironment = {}): Cluster {
+  const { kubeConfig, source } = loadKubeConfig(environment)
+  const namespace = resolveNamespace({
+    configured: configuredNamespace,
+    kubeConfig,
+    ...(environment.serviceAccountDir === undefined ? {} : { serviceAccountDir: environment.serviceAccountDir }),
+  })
+  return { kubeConfig, namespace, source }
+}

@@ -4,6 +4,7 @@ import t from 'tap'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isValidUserId } from '../../src/auth/user-id.ts'
+import { MAX_WORKLOAD_USER_LENGTH, workloadUserProblem } from '../../src/provisioner/workloads.ts'
 import { CHART_DIR, parseManifests } from './chart.ts'
 
 interface Schema {
@@ -99,16 +100,17 @@ void t.test('the schema is structural: every node has a type', (t) => {
   t.end()
 })
 
-void t.test('spec.user: an immutable DNS-1123 label, the same rule podgate applies', (t) => {
+void t.test('spec.user: an immutable DNS-1123 label short enough for user-<id>, the same rule podgate applies', (t) => {
   const user = at(root, 'spec.user')
   t.equal(user.type, 'string')
-  t.equal(user.maxLength, 63)
+  t.equal(user.maxLength, MAX_WORKLOAD_USER_LENGTH)
   t.same(user['x-kubernetes-validations'], [{ rule: 'self == oldSelf', message: 'spec.user is immutable' }])
   const pattern = new RegExp(user.pattern ?? '(?!)')
-  const samples = ['alice', 'a', '7', 'user-42', 'a'.repeat(63), 'a'.repeat(64), 'Alice', '-alice', 'alice-', 'al_ice', 'al.ice', '', 'ålice', 'alice\n']
+  const samples = ['alice', 'a', '7', 'user-42', 'a'.repeat(58), 'a'.repeat(59), 'a'.repeat(63), 'a'.repeat(64), 'Alice', '-alice', 'alice-', 'al_ice', 'al.ice', '', 'ålice', 'alice\n']
   for (const id of samples) {
     const accepted = pattern.test(id) && id.length <= (user.maxLength ?? Infinity) && id.length >= 1
-    t.equal(accepted, isValidUserId(id), `${JSON.stringify(id)}: CRD and podgate agree (${accepted ? 'valid' : 'invalid'})`)
+    const podgateAccepts = isValidUserId(id) && workloadUserProblem(id) === undefined
+    t.equal(accepted, podgateAccepts, `${JSON.stringify(id)}: CRD and podgate agree (${accepted ? 'valid' : 'invalid'})`)
   }
   t.end()
 })

@@ -9,6 +9,7 @@ import {
   type Container, type Deployment, type Manifest, type PolicyRule,
 } from './chart.ts'
 
+const POD_NAME = 'podgate-7d9f8-x2x4q'
 const EXISTING_SECRET = { name: 'podgate-keys', jwtSecretKey: 'hmac', adminTokenKey: 'admin' }
 
 const VALUE_SETS: Record<string, unknown> = {
@@ -70,6 +71,7 @@ function resolveEnv (container: Container, secrets: Record<string, Record<string
     const from = item.valueFrom
     if (item.value !== undefined) env[item.name] = item.value
     else if (from?.fieldRef?.fieldPath === 'metadata.namespace') env[item.name] = NAMESPACE
+    else if (from?.fieldRef?.fieldPath === 'metadata.name') env[item.name] = POD_NAME
     else if (from?.secretKeyRef !== undefined) {
       const value = secrets[from.secretKeyRef.name]?.[from.secretKeyRef.key]
       if (value === undefined) throw new Error(`${item.name}: Secret ${from.secretKeyRef.name} has no key ${from.secretKeyRef.key}`)
@@ -179,6 +181,8 @@ for (const [name, values] of Object.entries(VALUE_SETS)) {
       t.equal(config.gateway.adminPort, 9090)
       t.equal(config.profilesFile, '/etc/podgate/profiles.yaml')
       t.ok(config.adminToken !== undefined && config.adminToken.length >= 16, 'an admin token is always configured')
+      t.equal(config.podName, POD_NAME, 'the Lease names this replica by its pod name')
+      t.same(config.gatewayPodSelector, deployment.spec.selector.matchLabels, 'user NetworkPolicies admit exactly the labels the chart selects its own pods by')
       const namespaceVar = envVar(container, 'PODGATE_NAMESPACE')
       t.same(namespaceVar?.valueFrom, { fieldRef: { fieldPath: 'metadata.namespace' } })
       t.end()

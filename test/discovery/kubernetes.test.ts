@@ -11,6 +11,7 @@ import { Metrics } from '../../src/metrics.ts'
 import { FakeKubeServer, sliceFor } from '../support/fake-kube.ts'
 import { originsOf, startKubernetesSource, waitForSnapshot } from '../support/fake-kube-source.ts'
 import { kubeConfigFor, kubeconfigYaml } from '../support/kubeconfig.ts'
+import { resolveCluster } from '../../src/kube/kubeconfig.ts'
 
 const SLICES = 'discovery.k8s.io/v1/endpointslices'
 
@@ -274,13 +275,13 @@ void t.test('createKubernetesSource: KUBECONFIG and PODGATE_NAMESPACE pick the c
   server.put(sliceFor('bob', ['10.0.0.2'], { name: 'bob', namespace: 'from-context' }))
   const metrics = new Metrics({ defaultMetrics: false })
   const environment = { env: { KUBECONFIG: file }, serviceAccountDir: join(dir, 'no-service-account') }
-  const source = createKubernetesSource({ config: { namespace: 'users' }, logger: createLogger('silent'), metrics, environment })
+  const source = createKubernetesSource({ cluster: resolveCluster('users', environment), logger: createLogger('silent'), metrics })
   t.teardown(() => source.close())
   await source.start()
   await source.synced
   t.same([...source.snapshot.keys()], ['alice'], 'PODGATE_NAMESPACE wins and the token reaches the server')
 
-  const fromContext = createKubernetesSource({ config: { namespace: undefined }, logger: createLogger('silent'), environment })
+  const fromContext = createKubernetesSource({ cluster: resolveCluster(undefined, environment), logger: createLogger('silent') })
   t.teardown(() => fromContext.close())
   await fromContext.start()
   await fromContext.synced

@@ -1,0 +1,74 @@
+// `podgate serve`: the gateway routing from EndpointSlices and, unless turned off, the
+// Kubernetes provisioner (every replica serves; the Lease holder reconciles and culls).
+// With PODGATE_LOCAL_ROUTES it routes from a static file instead, without a cluster.
+import { startPodgate, type RunningPodgate } from './app.ts'
+import { createTokenVerifier } from './auth/verifier.ts'
+import type { Config } from './config.ts'
+import type { Logger } from './log.ts'
+import { Metrics } from './metrics.ts'
+
+export interface RunningServe {
+  readonly podgate: RunningPodgate
+  close (): Promise<void>
+}
+
+export async function runServe (config: Config, logger: Logger): Promise<RunningServe> {
+  const metrics = new Metrics()
+  const verifier = createTokenVerifier(config.auth, { metrics, logger })
+  if (config.routesFile !== undefined) {
+    const { RoutesFileSource } = await import('./discovery/routes-file.ts')
+    const podgate = await startPodgate({ config, source: new RoutesFileSource(config.routesFile), verifier, logger, metrics })
+    return { podgate, close: () => podgate.close() }
+  }
+
+  const { resolveCluster } = await import('./kube/kubeconfig.ts')
+  const { createKubernetesSource } = await import('./discovery/kubernetes.ts')
+  const cluster = resolveCluster(config.namespace)
+  const source = createKubernetesSource({ cluster, logger, metrics })
+  if (!config.provisioner) {
+    const podgate = await startPodgate({ config, source, verifier, logger, metrics })
+    return { podgate, close: () => podgate.close() }
+  }
+
+  const { startKubernetesProvisioner } = await import('./provisioner/kubernetes.ts')
+  const { createProvisionerHooks } = await import('./provisioner/hooks.ts')
+  const provisioner = startKubernetesProvisioner({
+    config,
+    kubeConfig: cluster.kubeConfig,
+    namespace: cluster.namespace,
+    logger: logger.child({ component: 'provisioner' }),
+    metrics,
+    identity: config.podName,
+    gatewayPodSelector: config.gatewayPodSelector,
+  })
+  const hooks = createProvisionerHooks({
+    config,
+    workloads: provisioner.workloads,
+    source,
+    logger,
+    adminToken: config.adminToken,
+    profiles: provisioner.profiles.names,
+  })
+  // Idle culling writes suspensions: only the Lease holder does it.
+  provisioner.onLeaderChange((leading) => hooks.culling(leading))
+  let podgate: RunningPodgate
+  try {
+    podgate = await startPodgate({ config, source, verifier, logger, metrics, ...hooks.gateway })
+  } catch (err) {
+    await hooks.close()
+    await provisioner.close()
+    throw err
+  }
+  let closing: Promise<void> | undefined
+  return {
+    podgate,
+    close: () => {
+      closing ??= (async () => {
+        await podgate.close()
+        await hooks.close()
+        await provisioner.close()
+      })()
+      return closing
+    },
+  }
+}

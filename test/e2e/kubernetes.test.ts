@@ -1,0 +1,454 @@
+// podgate end to end against a real control plane (etcd, kube-apiserver, kube-controller-
+// manager built from the Go module proxy) with a simulated node whose pods are the built-in
+// backend in a network namespace. podgate runs as a local process with the chart's
+// configuration and the chart's ServiceAccount token, so the chart's RBAC is what is tested.
+// Without Go (and no cached build), root or iproute2 this file fails; it never skips.
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import t, { type Test } from 'tap'
+import { request } from 'undici'
+import { mintToken } from '../../src/auth/mint.ts'
+import { loadProfiles } from '../../src/provisioner/profiles.ts'
+import { desiredChildren } from '../../src/provisioner/templates.ts'
+import { FIELD_MANAGER } from '../../src/provisioner/kubernetes-workloads.ts'
+import { CHART_DIR, Helm, installHelm } from '../chart/chart.ts'
+import { COLD_BUILD_BUDGET_MS, locateBinaries } from './cluster/binaries.ts'
+import { ControlPlane } from './cluster/control-plane.ts'
+import { APPLY_PATCH, KubeApi } from './cluster/kube-api.ts'
+import { kubeconfigYaml } from './cluster/pki.ts'
+import { PodNetwork } from './cluster/pod-network.ts'
+import { waitFor } from './cluster/processes.ts'
+import { SimulatedNode } from './cluster/simulated-node.ts'
+import { chartEnvironment } from './chart-environment.ts'
+import { startPodgate, type PodgateProcess } from './podgate-process.ts'
+
+const NAMESPACE = 'podgate'
+const RELEASE = 'podgate'
+/** The chart's full name for this release: its ServiceAccount, Deployment and Secret. */
+const FULLNAME = 'podgate'
+const OTHER_NAMESPACE = 'elsewhere'
+const WORKLOADS = `/apis/podgate.dev/v1alpha1/namespaces/${NAMESPACE}/userworkloads`
+const E2E_BUDGET_MS = 10 * 60_000
+const ROUTE_TIMEOUT_MS = 60_000
+const OUTAGE_MS = 15_000
+
+interface Scenario { name: string, ms: number, ok: boolean }
+const scenarios: Scenario[] = []
+
+if (process.getuid?.() !== 0) throw new Error('the end-to-end suite needs root: it creates a network namespace and a veth pair for the simulated node\'s pods')
+
+// A cold build takes far longer than the suite; the limit shrinks back once the binaries are there.
+t.setTimeout(COLD_BUILD_BUDGET_MS + E2E_BUDGET_MS)
+const buildStarted = Date.now()
+const binaries = await locateBinaries()
+const helmBin = await installHelm()
+t.comment(`control plane binaries in ${binaries.dir} (${Date.now() - buildStarted} ms to locate or build)`)
+t.setTimeout(E2E_BUDGET_MS)
+
+const cluster = await ControlPlane.start({ binaries })
+const { admin } = cluster
+t.comment(`control plane started in ${cluster.timings.totalMs} ms (pki ${cluster.timings.pkiMs}, etcd ${cluster.timings.etcdMs}, kube-apiserver ${cluster.timings.apiServerMs}, kube-controller-manager ${cluster.timings.controllerManagerMs})`)
+const logDir = join(cluster.dir, 'logs')
+const runDir = join(cluster.dir, 'podgate')
+await mkdir(runDir, { recursive: true })
+
+const harness: { network?: PodNetwork, node?: SimulatedNode } = {}
+let podgate: PodgateProcess | undefined
+let podgateRuns = 0
+let serviceAccountApi: KubeApi | undefined
+t.teardown(async () => {
+  const failed = !t.passing()
+  if (failed) {
+    t.comment(cluster.logTails())
+    if (podgate !== undefined) t.comment(`--- ${podgate.process.name} ---\n${podgate.process.logTail(60)}`)
+    t.comment(`every log is kept in ${logDir}`)
+  }
+  await podgate?.stop()
+  await harness.node?.stop()
+  await harness.network?.destroy()
+  await serviceAccountApi?.close()
+  await cluster.close({ keep: failed })
+  t.comment(`scenarios: ${scenarios.map((s) => `${s.name} ${s.ok ? 'ok' : 'FAILED'} ${(s.ms / 1000).toFixed(1)} s`).join('; ')}`)
+})
+
+const network = harness.network = await PodNetwork.create()
+const node = harness.node = new SimulatedNode({ api: admin, network, logDir, log: (message) => { t.comment(message) } })
+await node.start()
+
+const helm = await Helm.create(t, helmBin)
+let secret = new Uint8Array()
+let adminToken = ''
+let profilesFile: string | undefined
+
+async function scenario (name: string, fn: (st: Test) => Promise<void>): Promise<void> {
+  await t.test(name, async (st) => {
+    const started = Date.now()
+    let threw = false
+    try {
+      await fn(st)
+    } catch (err) {
+      threw = true
+      throw err
+    } finally {
+      scenarios.push({ name, ms: Date.now() - started, ok: !threw && st.passing() })
+      st.comment(`${name}: ${Date.now() - started} ms`)
+    }
+  })
+}
+
+/** Starts podgate with the chart's environment and a fresh token of the chart's ServiceAccount. */
+async function runPodgate (): Promise<PodgateProcess> {
+  podgateRuns++
+  const podName = `podgate-local-${podgateRuns}`
+  const env = await chartEnvironment({ api: admin, namespace: NAMESPACE, deployment: FULLNAME, podName, dir: runDir })
+  const token = await serviceAccountToken()
+  const kubeconfig = join(runDir, `${podName}.kubeconfig`)
+  await writeFile(kubeconfig, kubeconfigYaml({ server: cluster.server, ca: cluster.pki.ca, user: FULLNAME, token, namespace: NAMESPACE }), { mode: 0o600 })
+  secret = new TextEncoder().encode(env.PODGATE_JWT_SECRET ?? '')
+  adminToken = env.PODGATE_ADMIN_TOKEN ?? ''
+  profilesFile = env.PODGATE_PROFILES
+  return await startPodgate({
+    name: podName,
+    logDir,
+    env: { ...env, KUBECONFIG: kubeconfig, PODGATE_PORT: '0', PODGATE_ADMIN_PORT: '0', PODGATE_HOST: '127.0.0.1' },
+  })
+}
+
+async function serviceAccountToken (): Promise<string> {
+  const answer = await admin.expect<{ status: { token: string } }>('POST', `/api/v1/namespaces/${NAMESPACE}/serviceaccounts/${FULLNAME}/token`, {
+    body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } },
+  })
+  return answer.status.token
+}
+
+async function restartPodgate (): Promise<PodgateProcess> {
+  await podgate?.stop()
+  podgate = undefined
+  podgate = await runPodgate()
+  return podgate
+}
+
+interface Answer { status: number, body: { user?: string, headers?: Record<string, string> } | undefined, text: string }
+
+async function asUser (user: string, path = '/', options: { accept?: string, timeoutMs?: number } = {}): Promise<Answer> {
+  if (podgate === undefined) throw new Error('podgate is not running')
+  const token = await mintToken({ secret, user, ttlSeconds: 3600 })
+  const response = await request(`${podgate.gatewayUrl}${path}`, {
+    headers: { authorization: `Bearer ${token}`, accept: options.accept ?? 'application/json' },
+    // podgate restarts between scenarios: no connection outlives its request.
+    reset: true,
+    signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+  })
+  const text = await response.body.text()
+  let body: Answer['body']
+  try { body = JSON.parse(text) as Answer['body'] } catch { body = undefined }
+  return { status: response.statusCode, body, text }
+}
+
+async function adminApi (method: string, path: string, body?: unknown): Promise<{ status: number, text: string }> {
+  if (podgate === undefined) throw new Error('podgate is not running')
+  const response = await request(`${podgate.adminUrl}${path}`, {
+    method: method as 'GET',
+    headers: { authorization: `Bearer ${adminToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    reset: true,
+    signal: AbortSignal.timeout(10_000),
+  })
+  return { status: response.statusCode, text: await response.body.text() }
+}
+
+/**
+ * Routes `user` like routedTo, and says when each link of the chain first appeared:
+ * Deployment (reconciler), Pod (ReplicaSet controller), pod Ready (simulated node),
+ * EndpointSlice address (EndpointSlice controller), routed (podgate's informer).
+ */
+async function routedWithMilestones (user: string, timeoutMs = ROUTE_TIMEOUT_MS): Promise<string> {
+  const started = Date.now()
+  const chain = ['Deployment', 'Pod', 'pod Ready', 'EndpointSlice', 'routed']
+  const seen: Record<string, number> = {}
+  // Each link implies the ones before it (they may have appeared between two reads).
+  const mark = (name: string, present: boolean): void => {
+    if (!present) return
+    for (const link of chain.slice(0, chain.indexOf(name) + 1)) seen[link] ??= Date.now() - started
+  }
+  await waitFor(async () => {
+    const found = await children(user)
+    mark('Deployment', found.deployment)
+    mark('Pod', found.pods.length > 0)
+    mark('pod Ready', found.pods.some((p) => p.status?.phase === 'Running'))
+    mark('EndpointSlice', found.slices.some((slice) => (slice.endpoints ?? []).some((e) => e.conditions?.ready === true)))
+    const answer = await asUser(user)
+    mark('routed', answer.status === 200 && answer.body?.user === user)
+    if (seen.routed !== undefined) return true
+    throw new Error(`${answer.status} ${answer.text.slice(0, 120)}; so far ${JSON.stringify(seen)}`)
+  }, { what: `requests for ${user} answered by ${user}'s backend`, timeoutMs, intervalMs: 250, process: podgate?.process })
+  return chain.map((link) => `${link} ≤${seen[link] ?? '?'} ms`).join(', ')
+}
+
+async function routedTo (user: string, timeoutMs = ROUTE_TIMEOUT_MS): Promise<number> {
+  const started = Date.now()
+  await waitFor(async () => {
+    const answer = await asUser(user)
+    if (answer.status === 200 && answer.body?.user === user) return true
+    throw new Error(`${answer.status} ${answer.text.slice(0, 160)}`)
+  }, { what: `requests for ${user} answered by ${user}'s backend`, timeoutMs, intervalMs: 250, process: podgate?.process })
+  return Date.now() - started
+}
+
+interface Named { metadata: { name: string, ownerReferences?: Array<{ kind: string, name: string }> } }
+interface PodList { items: Array<Named & { status?: { phase?: string, podIP?: string } }> }
+interface SliceList { items: Array<Named & { metadata: { labels?: Record<string, string> }, endpoints?: Array<{ addresses: string[], conditions?: { ready?: boolean } }> }> }
+
+function selector (user: string): string {
+  return `labelSelector=${encodeURIComponent(`podgate.dev/user=${user}`)}`
+}
+
+/** The user's children as the API server has them; a 404 is an absent object. */
+async function children (user: string): Promise<{ deployment: boolean, service: boolean, replicaSets: Named[], pods: PodList['items'], slices: SliceList['items'] }> {
+  const exists = async (path: string): Promise<boolean> => {
+    const response = await admin.request('GET', path)
+    if (response.status === 404) return false
+    if (response.status === 200) return true
+    throw new Error(`GET ${path}: ${response.status}`)
+  }
+  return {
+    deployment: await exists(`/apis/apps/v1/namespaces/${NAMESPACE}/deployments/user-${user}`),
+    service: await exists(`/api/v1/namespaces/${NAMESPACE}/services/user-${user}`),
+    replicaSets: (await admin.get<{ items: Named[] }>(`/apis/apps/v1/namespaces/${NAMESPACE}/replicasets?${selector(user)}`)).items,
+    pods: (await admin.get<PodList>(`/api/v1/namespaces/${NAMESPACE}/pods?${selector(user)}`)).items,
+    slices: (await admin.get<SliceList>(`/apis/discovery.k8s.io/v1/namespaces/${NAMESPACE}/endpointslices?${selector(user)}`)).items,
+  }
+}
+
+await scenario('helm install of charts/podgate', async (st) => {
+  const install = await helm.run(['install', RELEASE, CHART_DIR, '--namespace', NAMESPACE, '--create-namespace',
+    '--kubeconfig', cluster.adminKubeconfig, '--set', 'replicaCount=0', '--wait', '--timeout', '2m'])
+  st.equal(install.code, 0, `helm install: ${install.stderr}`)
+  const crd = await admin.get<{ status?: { conditions?: Array<{ type: string, status: string }> } }>('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/userworkloads.podgate.dev')
+  st.ok(crd.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'), 'the UserWorkload CRD is established')
+  for (const path of [
+    `/api/v1/namespaces/${NAMESPACE}/serviceaccounts/${FULLNAME}`,
+    `/apis/rbac.authorization.k8s.io/v1/namespaces/${NAMESPACE}/roles/${FULLNAME}`,
+    `/apis/rbac.authorization.k8s.io/v1/namespaces/${NAMESPACE}/rolebindings/${FULLNAME}`,
+    `/api/v1/namespaces/${NAMESPACE}/secrets/${FULLNAME}`,
+    `/api/v1/namespaces/${NAMESPACE}/configmaps/${FULLNAME}-profiles`,
+    `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/${FULLNAME}`,
+    `/api/v1/namespaces/${NAMESPACE}/services/${FULLNAME}`,
+  ]) {
+    st.equal((await admin.request('GET', path)).status, 200, `${path} exists`)
+  }
+  await admin.expect('POST', '/api/v1/namespaces', { body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name: OTHER_NAMESPACE } } })
+  // An established CRD may still answer 429 ("storage is (re)initializing") for a moment.
+  const served = Date.now()
+  await waitFor(async () => {
+    const response = await admin.request('GET', WORKLOADS)
+    if (response.status === 200) return true
+    throw new Error(`${response.status} ${response.text.slice(0, 160)}`)
+  }, { what: 'UserWorkloads listable', timeoutMs: 30_000 })
+  st.comment(`UserWorkloads listable ${Date.now() - served} ms after helm install returned`)
+})
+
+await scenario('RBAC: the chart\'s ServiceAccount reads what podgate needs and nothing else', async (st) => {
+  serviceAccountApi = new KubeApi({ server: cluster.server, ca: cluster.pki.ca, token: await serviceAccountToken() })
+  const sa = serviceAccountApi
+  const allowed = [
+    `/apis/discovery.k8s.io/v1/namespaces/${NAMESPACE}/endpointslices`,
+    WORKLOADS,
+    `/apis/apps/v1/namespaces/${NAMESPACE}/deployments`,
+    `/api/v1/namespaces/${NAMESPACE}/pods`,
+  ]
+  for (const path of allowed) st.equal((await sa.request('GET', path)).status, 200, `GET ${path} is allowed`)
+  const forbidden: Array<[string, string, unknown?]> = [
+    ['GET', `/api/v1/namespaces/${NAMESPACE}/secrets`],
+    ['GET', `/api/v1/namespaces/${NAMESPACE}/secrets/${FULLNAME}`],
+    ['GET', '/api/v1/secrets'],
+    ['GET', `/apis/discovery.k8s.io/v1/namespaces/${OTHER_NAMESPACE}/endpointslices`],
+    ['GET', `/apis/podgate.dev/v1alpha1/namespaces/${OTHER_NAMESPACE}/userworkloads`],
+    ['GET', '/apis/discovery.k8s.io/v1/endpointslices'],
+    ['POST', `/apis/apps/v1/namespaces/${OTHER_NAMESPACE}/deployments`, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'x' }, spec: { selector: { matchLabels: { a: 'b' } }, template: { metadata: { labels: { a: 'b' } }, spec: { containers: [{ name: 'c', image: 'i' }] } } } }],
+    ['DELETE', `/api/v1/namespaces/${OTHER_NAMESPACE}`],
+    ['PATCH', `/apis/rbac.authorization.k8s.io/v1/namespaces/${NAMESPACE}/roles/${FULLNAME}`, {}],
+  ]
+  for (const [method, path, body] of forbidden) {
+    const response = await sa.request(method, path, { body, ...(method === 'PATCH' ? { contentType: 'application/merge-patch+json' } : {}) })
+    st.equal(response.status, 403, `${method} ${path} is forbidden (${response.status})`)
+  }
+})
+
+await scenario('podgate starts with the chart\'s configuration and ServiceAccount', async (st) => {
+  podgate = await runPodgate()
+  st.comment(`podgate ready ${podgate.readyMs} ms after spawn`)
+  const answer = await asUser('nobody-yet')
+  st.equal(answer.status, 404, `a user without a workload is 404 while spawn on demand is off (${answer.text.slice(0, 120)})`)
+  const anonymous = await request(`${podgate.gatewayUrl}/`, { reset: true })
+  await anonymous.body.dump()
+  st.equal(anonymous.statusCode, 401, 'no token is 401')
+})
+
+/**
+ * What the reconciler does for a UserWorkload, done by the test with the provisioner's own
+ * templates and field manager: a UserWorkload created through the API (as `kubectl apply`
+ * would), its Deployment and Service server-side applied as podgate. Routing, the node, the
+ * controllers and the garbage collector are then tested whether or not a reconciler runs.
+ */
+async function applyWorkload (user: string): Promise<void> {
+  const workload = await admin.expect<{ metadata: { name: string, uid: string } }>('POST', WORKLOADS, {
+    body: { apiVersion: 'podgate.dev/v1alpha1', kind: 'UserWorkload', metadata: { name: `user-${user}` }, spec: { user } },
+  })
+  const profile = loadProfiles(profilesFile).default
+  const wanted = desiredChildren({ user, suspended: false, owner: { name: workload.metadata.name, uid: workload.metadata.uid }, profile }, { namespace: NAMESPACE })
+  const apply = `fieldManager=${FIELD_MANAGER}&force=true`
+  await admin.expect('PATCH', `/apis/apps/v1/namespaces/${NAMESPACE}/deployments/user-${user}?${apply}`, { body: wanted.deployment, contentType: APPLY_PATCH })
+  await admin.expect('PATCH', `/api/v1/namespaces/${NAMESPACE}/services/user-${user}?${apply}`, { body: wanted.service, contentType: APPLY_PATCH })
+}
+
+/** Deployment, ReplicaSet owned by it, one Running pod, the Service, and a slice listing exactly that pod as ready. */
+async function checkChildren (st: Test, user: string): Promise<void> {
+  const found = await children(user)
+  st.ok(found.deployment, `Deployment user-${user}`)
+  st.ok(found.service, `Service user-${user}`)
+  st.ok(found.replicaSets.some((rs) => rs.metadata.ownerReferences?.some((o) => o.kind === 'Deployment' && o.name === `user-${user}`)), `a ReplicaSet owned by Deployment user-${user}`)
+  const pod = found.pods.find((p) => p.status?.phase === 'Running')
+  st.ok(pod?.status?.podIP, `a Running pod with an address (${pod?.status?.podIP ?? 'none'})`)
+  const addresses = found.slices.flatMap((slice) => (slice.endpoints ?? []).filter((e) => e.conditions?.ready === true).flatMap((e) => e.addresses))
+  st.same(addresses, [pod?.status?.podIP], `the EndpointSlice controller lists exactly that pod as ready (${addresses.join(',')})`)
+  st.ok(found.slices.length > 0 && found.slices.every((slice) => slice.metadata.labels?.['app.kubernetes.io/managed-by'] === 'podgate'), 'the slices carry the managed-by label podgate watches')
+  st.ok([...node.runningPods.values()].some((p) => p.ip === pod?.status?.podIP), 'that address is a backend the simulated node runs in its network namespace')
+}
+
+await scenario('a UserWorkload applied as the reconciler would → ReplicaSet, Pod, EndpointSlice → routed to that user\'s backend', async (st) => {
+  const applied = Date.now()
+  await applyWorkload('erin')
+  const ms = await routedTo('erin')
+  st.comment(`erin routable ${Date.now() - applied} ms after the apply (${ms} ms of polling)`)
+  await checkChildren(st, 'erin')
+  await applyWorkload('gina')
+  await routedTo('gina')
+  await checkChildren(st, 'gina')
+  for (let i = 0; i < 10; i++) {
+    const [e, g] = await Promise.all([asUser('erin'), asUser('gina')])
+    st.equal(e.body?.user, 'erin', 'erin\'s token reaches erin\'s backend')
+    st.equal(g.body?.user, 'gina', 'gina\'s token reaches gina\'s backend')
+  }
+  const answer = await asUser('erin')
+  st.equal(answer.body?.headers?.['x-user-id'], 'erin', 'the backend received the identity header podgate set')
+  st.equal((await asUser('frank')).status, 404, 'another user still has no workload')
+})
+
+await scenario('admin API PUT → Deployment, ReplicaSet, Pod, Service, EndpointSlice → routed to that user\'s backend', async (st) => {
+  for (const user of ['alice', 'bob']) {
+    const put = await adminApi('PUT', `/api/users/${user}`, {})
+    st.ok(put.status === 201 || put.status === 200, `PUT /api/users/${user}: ${put.status} ${put.text.slice(0, 200)}`)
+    if (put.status !== 201 && put.status !== 200) return
+  }
+  st.comment(`alice after the PUT: ${await routedWithMilestones('alice')}`)
+  st.comment(`bob, then: ${await routedWithMilestones('bob')}`)
+  for (const user of ['alice', 'bob']) await checkChildren(st, user)
+  for (let i = 0; i < 10; i++) {
+    const [a, b] = await Promise.all([asUser('alice'), asUser('bob')])
+    st.equal(a.body?.user, 'alice', 'alice\'s token reaches alice\'s backend')
+    st.equal(b.body?.user, 'bob', 'bob\'s token reaches bob\'s backend')
+  }
+})
+
+await scenario('deleting the UserWorkload → the garbage collector removes its children; requests stop reaching the old backend', async (st) => {
+  const before = await children('gina')
+  const oldIp = before.pods[0]?.status?.podIP
+  st.ok(oldIp, `gina has a pod before the delete (${oldIp ?? 'none'})`)
+  // The garbage collector watches a new CRD's objects only from its next discovery resync (every 30 s).
+  const tracked = await cluster.controllerManagerLogged(/updated resources from discovery.*podgate\.dev\/v1alpha1, Resource=userworkloads/, 'the garbage collector tracking UserWorkloads', 45_000)
+  st.comment(`the garbage collector tracks UserWorkloads (waited ${tracked} ms for its discovery resync)`)
+  await admin.expect('DELETE', `${WORKLOADS}/user-gina`, { body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background' } })
+  const deleted = Date.now()
+  await waitFor(async () => {
+    const found = await children('gina')
+    const left = [
+      found.deployment && 'Deployment', found.service && 'Service', found.replicaSets.length > 0 && 'ReplicaSet',
+      found.pods.length > 0 && 'Pod', found.slices.length > 0 && 'EndpointSlice',
+    ].filter(Boolean)
+    if (left.length === 0) return true
+    throw new Error(`still there: ${left.join(', ')}`)
+  }, { what: 'garbage collection of gina\'s children', timeoutMs: 30_000, intervalMs: 250 })
+  st.pass(`Deployment, ReplicaSet, Pod, Service and EndpointSlice gone ${Date.now() - deleted} ms after the delete`)
+  st.notOk([...node.runningPods.values()].some((p) => p.ip === oldIp), `the old backend (${oldIp ?? '?'}) is stopped`)
+  const answer = await waitFor(async () => {
+    const a = await asUser('gina')
+    if (a.status === 404) return a
+    throw new Error(`${a.status} ${a.text.slice(0, 120)}`)
+  }, { what: 'gina answered 404', timeoutMs: 10_000, intervalMs: 200 })
+  st.equal(answer.status, 404, 'gina is 404 (no workload, spawn on demand off)')
+  st.equal((await asUser('erin')).body?.user, 'erin', 'erin is untouched')
+})
+
+await scenario('podgate restarted → routes rebuilt from the API server; no request fails after /readyz', async (st) => {
+  const restarted = await restartPodgate()
+  st.comment(`podgate ready ${restarted.readyMs} ms after spawn`)
+  const statuses: number[] = []
+  for (let i = 0; i < 20; i++) {
+    const answer = await asUser('erin')
+    statuses.push(answer.body?.user === 'erin' ? answer.status : -answer.status)
+  }
+  st.same(statuses, Array(20).fill(200), 'the first 20 requests after /readyz all reach erin')
+})
+
+await scenario('kube-apiserver stopped for 15 s → routing continues from the cache', async (st) => {
+  await cluster.stopApiServer()
+  const outageStarted = Date.now()
+  const failures: string[] = []
+  let sent = 0
+  while (Date.now() - outageStarted < OUTAGE_MS && sent < 200) {
+    sent++
+    const answer = await asUser('erin').catch((err: unknown) => ({ status: 0, body: undefined, text: String(err) }))
+    if (answer.status !== 200 || answer.body?.user !== 'erin') failures.push(`${answer.status} ${answer.text.slice(0, 80)}`)
+    await sleep(250)
+  }
+  st.same(failures, [], `${sent} requests for erin during the outage all answered by erin`)
+  const restartMs = await cluster.restartApiServer()
+  st.comment(`kube-apiserver back after ${restartMs} ms`)
+  const probe = await request(`${podgate!.adminUrl}/readyz`, { reset: true })
+  await probe.body.dump()
+  st.equal((await asUser('erin')).body?.user, 'erin', `erin still routed after the API server returned (podgate /readyz ${probe.statusCode})`)
+})
+
+await scenario('after the outage, a user created through the admin API is routable', async (st) => {
+  const created = Date.now()
+  const put = await waitFor(async () => {
+    const answer = await adminApi('PUT', '/api/users/carol', {})
+    // A 404 is a missing route, not an unavailable API server: no point retrying.
+    if (answer.status === 200 || answer.status === 201 || answer.status === 404) return answer
+    throw new Error(`${answer.status} ${answer.text.slice(0, 160)}`)
+  }, { what: 'PUT /api/users/carol after the outage', timeoutMs: 20_000, intervalMs: 500 })
+  st.ok(put.status === 200 || put.status === 201, `the admin API creates carol once the API server is back (${put.status} ${put.text.slice(0, 160)})`)
+  st.comment(`PUT answered ${Date.now() - created} ms after the first attempt`)
+  if (put.status !== 200 && put.status !== 201) return
+  st.comment(`carol after the PUT: ${await routedWithMilestones('carol', 90_000)}`)
+})
+
+await scenario('spawn on first request and idle culling', async (st) => {
+  const upgrade = await helm.run(['upgrade', RELEASE, CHART_DIR, '--namespace', NAMESPACE, '--kubeconfig', cluster.adminKubeconfig,
+    '--reuse-values', '--set', 'config.spawnOnDemand=true', '--set', 'config.idleTimeout=5s', '--set', 'config.startTimeout=60s'])
+  st.equal(upgrade.code, 0, `helm upgrade: ${upgrade.stderr}`)
+  await restartPodgate()
+  const first = Date.now()
+  const answer = await asUser('dave', '/', { timeoutMs: 70_000 })
+  st.equal(answer.status, 200, `the first request for dave is held until dave's pod is ready (${answer.text.slice(0, 160)})`)
+  st.equal(answer.body?.user, 'dave', 'and answered by dave\'s backend')
+  if (answer.body?.user !== 'dave') return
+  st.comment(`spawn on first request: ${Date.now() - first} ms`)
+  st.equal((await admin.request('GET', `${WORKLOADS}/user-dave`)).status, 200, 'a UserWorkload for dave was created')
+
+  const idleStarted = Date.now()
+  const suspended = await waitFor(async () => {
+    const workload = await admin.get<{ spec?: { suspended?: boolean } }>(`${WORKLOADS}/user-dave`)
+    const found = await children('dave')
+    return workload.spec?.suspended === true && found.pods.length === 0 ? true : undefined
+  }, { what: 'dave suspended and his pod gone after 5 s idle', timeoutMs: 90_000, intervalMs: 500 })
+  st.ok(suspended, 'dave\'s workload is suspended and his pod removed')
+  st.comment(`culled ${Date.now() - idleStarted} ms after the last request`)
+
+  const woken = Date.now()
+  const again = await asUser('dave', '/', { timeoutMs: 70_000 })
+  st.equal(again.body?.user, 'dave', `the next request wakes dave's workload (${again.status})`)
+  st.comment(`wake from suspended: ${Date.now() - woken} ms`)
+})
