@@ -72,7 +72,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     },
   }, metrics, logger)
   await options.adminRoutes?.(admin)
-  const server = createGatewayServer(gateway, metrics, logger)
+  const server = createGatewayServer(gateway, metrics)
 
   await source.start()
   const governor = startBufferGovernor()

@@ -1,8 +1,8 @@
-// The gateway's listening server: fastify owns the socket and connection handling; every
-// request, whatever its method and path, goes to Gateway.handle untouched (no body parsing).
-import type { IncomingMessage, ServerResponse } from 'node:http'
-import { LogController, fastify } from 'fastify'
-import type { Logger } from '../log.ts'
+// The gateway's listening server: a plain node:http server whose every request, whatever
+// its method and path, goes to Gateway.handle untouched (no routing, no body parsing).
+// docs/adr/0003-gateway-port-without-fastify.md says why fastify serves only the admin port.
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import type { Metrics } from '../metrics.ts'
 import type { Gateway } from './gateway.ts'
 
@@ -14,33 +14,42 @@ const KEEP_ALIVE_TIMEOUT_MS = 65_000
  */
 const MAX_HEADER_BYTES = 96 * 1024
 
-export type GatewayApp = ReturnType<typeof createGatewayServer>
+export interface GatewayServer {
+  readonly server: Server
+  listen (options: { host: string, port: number }): Promise<AddressInfo>
+  /** Stops accepting connections and resolves once every connection has closed. */
+  close (): Promise<void>
+}
 
-export function createGatewayServer (gateway: Gateway, metrics: Metrics, logger: Logger) {
-  const app = fastify({
-    loggerInstance: logger,
-    logController: new LogController({ disableRequestLogging: true }),
+export function createGatewayServer (gateway: Gateway, metrics: Metrics): GatewayServer {
+  const server = createServer({
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
-    http: { maxHeaderSize: MAX_HEADER_BYTES },
+    maxHeaderSize: MAX_HEADER_BYTES,
+    // Uploads to a user's pod may legitimately stream for hours; per-phase timeouts apply upstream.
     requestTimeout: 0,
-    return503OnClosing: false,
-    forceCloseConnections: false,
-    routerOptions: { ignoreDuplicateSlashes: false, maxParamLength: 2048 },
-  })
-  // Bodies stream through to the pod: no parser may read them.
-  app.removeAllContentTypeParsers()
-  app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
-  const handler = (request: { raw: IncomingMessage }, reply: { hijack: () => void, raw: ServerResponse }): void => {
-    reply.hijack()
-    gateway.handle(request.raw, reply.raw)
-  }
-  app.all('/*', handler)
-  app.all('/', handler)
-  app.setNotFoundHandler(handler)
-  app.server.on('upgrade', (req, socket, head) => { gateway.upgrade(req, socket, head) })
-  app.server.on('connection', (socket) => {
+  }, (req, res) => { gateway.handle(req, res) })
+  server.on('upgrade', (req, socket, head) => { gateway.upgrade(req, socket, head) })
+  server.on('connection', (socket) => {
     metrics.openConnections.inc()
     socket.once('close', () => { metrics.openConnections.dec() })
   })
-  return app
+  return {
+    server,
+    listen: ({ host, port }) => new Promise((resolve, reject) => {
+      server.once('error', reject)
+      server.listen({ host, port }, () => {
+        server.off('error', reject)
+        resolve(server.address() as AddressInfo)
+      })
+    }),
+    close: () => new Promise((resolve) => {
+      if (!server.listening) {
+        server.closeAllConnections()
+        resolve()
+        return
+      }
+      server.close(() => { resolve() })
+      server.closeAllConnections()
+    }),
+  }
 }
