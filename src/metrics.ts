@@ -1,20 +1,14 @@
 // One prom-client registry per process, every metric prefixed podgate_. Label values come
 // from closed sets only: never a user id, a path or an address.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue, type MetricValueWithName } from 'prom-client'
 import type { AuthFailureReason, UpstreamErrorKind } from './errors.ts'
 
 export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx'
 
 export class Metrics {
   readonly registry = new Registry()
-  readonly requests = new Counter({ name: 'podgate_requests_total', help: 'Requests answered, by status class', labelNames: ['class'] as const, registers: [this.registry] })
-  readonly requestDuration = new Histogram({
-    name: 'podgate_request_duration_seconds',
-    help: 'Time from request to response headers sent, by status class',
-    labelNames: ['class'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-    registers: [this.registry],
-  })
+  /** Requests answered and their durations, by status class (podgate_requests_total, podgate_request_duration_seconds). */
+  readonly requests = new RequestStats(this.registry)
   readonly upstreamErrors = new Counter({ name: 'podgate_upstream_errors_total', help: 'Failed upstream exchanges, by kind', labelNames: ['kind'] as const, registers: [this.registry] })
   readonly upstreamRetries = new Counter({ name: 'podgate_upstream_retries_total', help: 'Idempotent requests retried on another endpoint after a connect failure', registers: [this.registry] })
   readonly openConnections = new Gauge({ name: 'podgate_open_connections', help: 'Client connections open on the gateway port', registers: [this.registry] })
@@ -35,10 +29,60 @@ export class Metrics {
   upstreamError (kind: UpstreamErrorKind): void { this.upstreamErrors.inc({ kind }) }
 }
 
-export function statusClass (status: number): StatusClass {
-  if (status < 200) return '1xx'
-  if (status < 300) return '2xx'
-  if (status < 400) return '3xx'
-  if (status < 500) return '4xx'
-  return '5xx'
+const STATUS_CLASSES: readonly StatusClass[] = ['1xx', '2xx', '3xx', '4xx', '5xx']
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const
+
+/**
+ * The per-request counter and histogram, kept in plain arrays: prom-client validates and
+ * hashes labels on every observe, several times what the hot path can spend. The registry
+ * reads these arrays only when /metrics is scraped.
+ */
+export class RequestStats {
+  readonly #counts = new Float64Array(STATUS_CLASSES.length)
+  readonly #sums = new Float64Array(STATUS_CLASSES.length)
+  /** Non-cumulative: index i counts durations in (bucket i-1, bucket i]; the last slot is +Inf. */
+  readonly #buckets = STATUS_CLASSES.map(() => new Float64Array(DURATION_BUCKETS.length + 1))
+
+  constructor (registry: Registry) {
+    registry.registerMetric(this.#metric('podgate_requests_total', 'Requests answered, by status class', 'counter', () => this.#counterValues()))
+    registry.registerMetric(this.#metric('podgate_request_duration_seconds', 'Time from request to response finished or aborted, by status class', 'histogram', () => this.#histogramValues()))
+  }
+
+  /** Records one request: `status` its HTTP status, `seconds` its duration. */
+  record (status: number, seconds: number): void {
+    const c = status < 200 ? 0 : status < 300 ? 1 : status < 400 ? 2 : status < 500 ? 3 : 4
+    this.#counts[c]!++
+    this.#sums[c]! += seconds
+    let b = 0
+    while (b < DURATION_BUCKETS.length && seconds > DURATION_BUCKETS[b]!) b++
+    this.#buckets[c]![b]!++
+  }
+
+  #counterValues (): MetricValue<'class'>[] {
+    return STATUS_CLASSES.flatMap((c, i) => this.#counts[i]! > 0 ? [{ labels: { class: c }, value: this.#counts[i]! }] : [])
+  }
+
+  #histogramValues (): Array<MetricValueWithName<string>> {
+    const values: Array<MetricValueWithName<string>> = []
+    STATUS_CLASSES.forEach((c, i) => {
+      if (this.#counts[i] === 0) return
+      let cumulative = 0
+      DURATION_BUCKETS.forEach((le, b) => {
+        cumulative += this.#buckets[i]![b]!
+        values.push({ metricName: 'podgate_request_duration_seconds_bucket', labels: { le, class: c }, value: cumulative })
+      })
+      values.push({ metricName: 'podgate_request_duration_seconds_bucket', labels: { le: '+Inf', class: c }, value: this.#counts[i]! })
+      values.push({ metricName: 'podgate_request_duration_seconds_sum', labels: { class: c }, value: this.#sums[i]! })
+      values.push({ metricName: 'podgate_request_duration_seconds_count', labels: { class: c }, value: this.#counts[i]! })
+    })
+    return values
+  }
+
+  // What Registry reads of a metric: its description and, at scrape time, get().
+  #metric (name: string, help: string, type: 'counter' | 'histogram', values: () => MetricValue<string>[]): Parameters<Registry['registerMetric']>[0] {
+    const get = (): Promise<MetricObjectWithValues<MetricValue<string>>> =>
+      Promise.resolve({ name, help, type, aggregator: 'sum', values: values() } as unknown as MetricObjectWithValues<MetricValue<string>>)
+    return { name, help, type, aggregator: 'sum', get, reset: () => {} } as unknown as Parameters<Registry['registerMetric']>[0]
+  }
 }
+

@@ -8,7 +8,7 @@ import type { AuthConfig, GatewayConfig } from '../config.ts'
 import type { Endpoint, EndpointSource } from '../discovery/source.ts'
 import { AuthError, DrainingError, NotReadyError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
 import type { Logger } from '../log.ts'
-import { statusClass, type Metrics, type StatusClass } from '../metrics.ts'
+import type { Metrics } from '../metrics.ts'
 import { forward, type ForwardTarget } from './forward.ts'
 import { upstreamHeaders, type ForwardingOptions } from './headers.ts'
 import type { EndpointPools } from './pools.ts'
@@ -51,7 +51,6 @@ export class Gateway {
   readonly #target: UpgradeTarget & ForwardTarget
   readonly #onMissing: MissingWorkload
   readonly #onActivity: ActivityListener | undefined
-  readonly #byClass: Record<StatusClass, { inc: () => void, observe: (v: number) => void }>
   #inFlight = 0
   #draining = false
   #idle: (() => void) | undefined
@@ -87,13 +86,6 @@ export class Gateway {
       onOpen: () => { metrics.openWebSockets.inc() },
       onClose: () => { metrics.openWebSockets.dec() },
     }
-    // Label children bound once: the hot path does no label lookups.
-    const bind = (c: StatusClass): { inc: () => void, observe: (v: number) => void } => {
-      const counter = metrics.requests.labels(c)
-      const histogram = metrics.requestDuration.labels(c)
-      return { inc: () => { counter.inc() }, observe: (v) => { histogram.observe(v) } }
-    }
-    this.#byClass = { '1xx': bind('1xx'), '2xx': bind('2xx'), '3xx': bind('3xx'), '4xx': bind('4xx'), '5xx': bind('5xx') }
   }
 
   get inFlight (): number { return this.#inFlight }
@@ -212,9 +204,7 @@ export class Gateway {
   #finished (req: IncomingMessage, res: ServerResponse, started: bigint): void {
     const seconds = Number(process.hrtime.bigint() - started) / 1e9
     const status = res.headersSent ? res.statusCode : 499
-    const metric = this.#byClass[statusClass(status)]
-    metric.inc()
-    metric.observe(seconds)
+    this.#metrics.requests.record(status, seconds)
     if (this.#accessLog) {
       const url = req.url ?? ''
       const query = url.indexOf('?')

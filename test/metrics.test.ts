@@ -1,0 +1,25 @@
+import t from 'tap'
+import { Metrics } from '../src/metrics.ts'
+
+void t.test('request stats scrape as a Prometheus counter and a cumulative histogram by status class', async (t) => {
+  const metrics = new Metrics({ defaultMetrics: false })
+  metrics.requests.record(200, 0.0007)
+  metrics.requests.record(204, 0.02)
+  metrics.requests.record(404, 2)
+  metrics.requests.record(503, 100)
+  const text = await metrics.registry.metrics()
+  t.match(text, '# TYPE podgate_requests_total counter')
+  t.match(text, 'podgate_requests_total{class="2xx"} 2\n')
+  t.match(text, 'podgate_requests_total{class="4xx"} 1\n')
+  t.notMatch(text, 'class="1xx"', 'classes never seen are not exported')
+  t.match(text, '# TYPE podgate_request_duration_seconds histogram')
+  t.match(text, 'podgate_request_duration_seconds_bucket{le="0.0005",class="2xx"} 0\n')
+  t.match(text, 'podgate_request_duration_seconds_bucket{le="0.001",class="2xx"} 1\n')
+  t.match(text, 'podgate_request_duration_seconds_bucket{le="0.025",class="2xx"} 2\n', 'buckets are cumulative')
+  t.match(text, 'podgate_request_duration_seconds_bucket{le="1",class="4xx"} 0\n')
+  t.match(text, 'podgate_request_duration_seconds_bucket{le="2.5",class="4xx"} 1\n')
+  t.match(text, 'podgate_request_duration_seconds_bucket{le="30",class="5xx"} 0\n')
+  t.match(text, 'podgate_request_duration_seconds_bucket{le="+Inf",class="5xx"} 1\n', 'beyond the last bucket only +Inf counts it')
+  t.match(text, 'podgate_request_duration_seconds_sum{class="2xx"} 0.0207\n')
+  t.match(text, 'podgate_request_duration_seconds_count{class="5xx"} 1\n')
+})
