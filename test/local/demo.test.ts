@@ -9,6 +9,7 @@ import { loadConfig } from '../../src/config.ts'
 import { demoConfig, runDemo } from '../../src/demo.ts'
 import { ConfigError } from '../../src/errors.ts'
 import { createLogger } from '../../src/log.ts'
+import { isAlive } from '../support/processes.ts'
 
 const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
 const SECRET = 'a demo secret that is at least thirty-two bytes long'
@@ -49,15 +50,6 @@ async function startDemo (t: Test, env: Record<string, string> = {}): Promise<De
   return { child, output, gatewayUrl: gateway[1], adminUrl: gateway[2], backendPids, aliceToken: alice[1], bobCookie: bob[1] }
 }
 
-function isAlive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false
-    throw err
-  }
-}
 
 async function whoAnswers (url: string, headers: Record<string, string>): Promise<{ status: number, body: { user?: string, headers?: Record<string, string> } }> {
   const res = await fetch(url, { headers, signal: AbortSignal.timeout(5_000) })

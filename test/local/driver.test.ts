@@ -1,11 +1,12 @@
 import t, { type Test } from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { LocalEndpointSource } from '../../src/discovery/local.ts'
 import type { EndpointChange } from '../../src/discovery/source.ts'
 import { DrainingError, WorkloadFailedError, WorkloadNotFoundError } from '../../src/errors.ts'
 import { createLogger } from '../../src/log.ts'
 import { LocalDriver, type LocalDriverOptions } from '../../src/local/driver.ts'
+import { isAlive, recordingSpawn } from '../support/processes.ts'
 
 // Stand-ins for a backend that misbehaves in one specific way.
 const SCRIPTS = {
@@ -41,11 +42,7 @@ function harness (t: Test, options: Partial<LocalDriverOptions> = {}): Harness {
   const driver = new LocalDriver({
     source,
     logger: createLogger('silent'),
-    spawn: ((...args: Parameters<typeof spawn>) => {
-      const child = spawn(...args)
-      children.push(child)
-      return child
-    }) as typeof spawn,
+    spawn: recordingSpawn(children),
     ...options,
   })
   t.teardown(async () => {
@@ -55,16 +52,6 @@ function harness (t: Test, options: Partial<LocalDriverOptions> = {}): Harness {
   return { source, driver, children, changes }
 }
 
-function isAlive (pid: number | undefined): boolean {
-  if (pid === undefined) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false
-    throw err
-  }
-}
 
 /** Resolves with the first change (already seen or future) that satisfies `match`, or rejects after `ms`. */
 function waitForChange (h: Harness, match: (change: EndpointChange) => boolean, ms = 10_000): Promise<EndpointChange> {

@@ -1,7 +1,7 @@
 // The admin API on a real admin server, over LocalWorkloads with real backend processes,
 // in front of a real gateway (spawn on demand off).
 import t, { type Test } from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { LocalEndpointSource } from '../../src/discovery/local.ts'
 import { createLogger } from '../../src/log.ts'
 import { LocalDriver } from '../../src/local/driver.ts'
@@ -10,6 +10,7 @@ import { LocalWorkloads } from '../../src/provisioner/local-workloads.ts'
 import { createSpawner } from '../../src/provisioner/spawner.ts'
 import type { Workload } from '../../src/provisioner/workloads.ts'
 import { startTestGateway, type TestGateway } from '../support/gateway.ts'
+import { isAlive, recordingSpawn } from '../support/processes.ts'
 
 const ADMIN_TOKEN = 'admin-token-for-tests-0123456789'
 
@@ -29,11 +30,7 @@ async function startAdmin (t: Test, adminToken: string | null = ADMIN_TOKEN): Pr
   const driver = new LocalDriver({
     source,
     logger,
-    spawn: ((...args: Parameters<typeof spawn>) => {
-      const child = spawn(...args)
-      children.push(child)
-      return child
-    }) as typeof spawn,
+    spawn: recordingSpawn(children),
   })
   t.teardown(() => driver.close())
   const workloads = new LocalWorkloads({ driver, source, logger, profiles: ['default', 'large'] })
@@ -60,15 +57,6 @@ async function routed (gw: TestGateway, user: string): Promise<{ status: number,
   return { status: res.status, user: body.user }
 }
 
-function isAlive (pid: number | undefined): boolean {
-  if (pid === undefined) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 void t.test('without the admin token: 401 with WWW-Authenticate, and nothing is applied', async (t) => {
   const a = await startAdmin(t)

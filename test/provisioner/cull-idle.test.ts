@@ -10,6 +10,7 @@ import { LocalWorkloads } from '../../src/provisioner/local-workloads.ts'
 import { createSpawner } from '../../src/provisioner/spawner.ts'
 import type { Workload, WorkloadStatus, Workloads } from '../../src/provisioner/workloads.ts'
 import { startTestGateway } from '../support/gateway.ts'
+import { isAlive } from '../support/processes.ts'
 
 const logger = createLogger('silent')
 
@@ -199,15 +200,6 @@ async function startCulled (t: Test, options: { idleTimeoutMs: number, cullInter
   return { url: gw.url, workloads, driver, token: (user) => gw.token(user) }
 }
 
-function isAlive (pid: number | undefined): boolean {
-  if (pid === undefined) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 void t.test('end to end: requests keep a workload up; idle past the timeout it is suspended; the next request wakes it', async (t) => {
   const idleTimeoutMs = 800

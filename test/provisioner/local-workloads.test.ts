@@ -1,6 +1,6 @@
 // LocalWorkloads: the Workloads contract over real backend processes started by the local driver.
 import t, { type Test } from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { LocalEndpointSource } from '../../src/discovery/local.ts'
 import { BadRequestError, WorkloadNotFoundError } from '../../src/errors.ts'
@@ -8,6 +8,7 @@ import { createLogger } from '../../src/log.ts'
 import { LocalDriver, type LocalDriverOptions } from '../../src/local/driver.ts'
 import { LocalWorkloads, type LocalWorkloadsOptions } from '../../src/provisioner/local-workloads.ts'
 import type { Workload, WorkloadChange } from '../../src/provisioner/workloads.ts'
+import { isAlive, recordingSpawn } from '../support/processes.ts'
 
 const SCRIPTS = {
   'exits.mjs': "process.stderr.write('ImagePullBackOff: registry.example/nope:1 not found\\n'); process.exit(3)\n",
@@ -34,11 +35,7 @@ async function stack (t: Test, driver: Partial<LocalDriverOptions> = {}, options
   const localDriver = new LocalDriver({
     source,
     logger,
-    spawn: ((...args: Parameters<typeof spawn>) => {
-      const child = spawn(...args)
-      children.push(child)
-      return child
-    }) as typeof spawn,
+    spawn: recordingSpawn(children),
     ...driver,
   })
   const workloads = new LocalWorkloads({ driver: localDriver, source, logger, ...options })
@@ -51,15 +48,6 @@ async function stack (t: Test, driver: Partial<LocalDriverOptions> = {}, options
   return { source, driver: localDriver, workloads, children, changes }
 }
 
-function isAlive (pid: number | undefined): boolean {
-  if (pid === undefined) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** Resolves with the first workload change (seen or future) matching `match`. */
 function change (s: Stack, match: (c: WorkloadChange) => boolean, ms = 10_000): Promise<WorkloadChange> {

@@ -1,7 +1,7 @@
 // Spawn on demand through the real gateway: LocalWorkloads starting real backend processes,
 // the spawner waiting on endpoint events, browsers getting the starting page.
 import t, { type Test } from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { LocalEndpointSource } from '../../src/discovery/local.ts'
 import type { EndpointListener, EndpointSource } from '../../src/discovery/source.ts'
@@ -12,6 +12,7 @@ import { createSpawner, type Spawner, type SpawnerOptions } from '../../src/prov
 import { escapeHtml, startingPage } from '../../src/gateway/starting-page.ts'
 import type { Workloads } from '../../src/provisioner/workloads.ts'
 import { startTestGateway, type TestGateway } from '../support/gateway.ts'
+import { recordingSpawn } from '../support/processes.ts'
 
 const BACKEND_URL = new URL('../../src/local/backend.ts', import.meta.url).href
 const SCRIPTS = {
@@ -107,11 +108,7 @@ async function startSpawning (t: Test, options: SpawnedOptions = {}): Promise<Sp
     logger,
     backendPath: options.failing === true ? join(dir, 'fails.mjs') : join(dir, 'slow.mjs'),
     env: { SLOW_START_MS: String(options.slowStartMs ?? 0) },
-    spawn: ((...args: Parameters<typeof spawn>) => {
-      const child = spawn(...args)
-      children.push(child)
-      return child
-    }) as typeof spawn,
+    spawn: recordingSpawn(children),
   })
   t.teardown(() => driver.close())
   const workloads = new LocalWorkloads({ driver, source, logger })
