@@ -32,12 +32,20 @@ export function hasBody (req: IncomingMessage): boolean {
  * headers. Errors are answered on `res`; nothing is thrown.
  */
 export function forward (req: IncomingMessage, res: ServerResponse, endpoints: readonly Endpoint[], headers: string[], target: ForwardTarget): void {
-  target.turn = (target.turn + 1) & 0x3fffffff
-  const first = target.turn % endpoints.length
+  const first = nextTurn(target, endpoints.length)
   const body = hasBody(req) ? req : null
   const retries = body === null && IDEMPOTENT.has(req.method ?? '') ? Math.min(1, endpoints.length - 1) : 0
   new Exchange(req, res, endpoints, first, headers, body, retries, target).dispatch()
 }
+
+/** The next round-robin index into a list of `length` (> 0) endpoints. */
+export function nextTurn (target: ForwardTarget, length: number): number {
+  target.turn = (target.turn + 1) & 0x3fffffff
+  return target.turn % length
+}
+
+/** The gone-endpoint failure: picked from a snapshot, its pool closed before the dispatch. */
+export const ENDPOINT_LEFT = new UpstreamError('connect', 'endpoint left the routing table')
 
 class Exchange implements Dispatcher.DispatchHandler {
   readonly #req: IncomingMessage
@@ -67,7 +75,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     const endpoint = this.#endpoints[this.#index] as Endpoint
     const pool = this.#target.pools.get(endpoint.origin)
     if (pool === undefined) {
-      this.onResponseError(undefined, new UpstreamError('connect', 'endpoint left the routing table'))
+      this.onResponseError(undefined, ENDPOINT_LEFT)
       return
     }
     pool.dispatch({

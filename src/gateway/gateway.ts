@@ -117,7 +117,7 @@ export class Gateway {
     this.#sockets.set(socket, entry)
     socket.once('close', () => { this.#sockets.delete(socket) })
     const go = (user: string): void => {
-      this.#endpoints(user, req).then((endpoints) => {
+      Promise.resolve(this.#endpointsFor(user, req)).then((endpoints) => {
         if (socket.destroyed) return
         this.#onActivity?.(user)
         entry.user = user
@@ -178,21 +178,22 @@ export class Gateway {
   }
 
   #route (req: IncomingMessage, res: ServerResponse, user: string): void {
-    const endpoints = this.#source.snapshot.get(user)
     this.#onActivity?.(user)
-    if (endpoints !== undefined && endpoints.length > 0) {
+    const endpoints = this.#endpointsFor(user, req)
+    if (!(endpoints instanceof Promise)) {
       forward(req, res, endpoints, upstreamHeaders(req, user, this.#forwarding), this.#target)
       return
     }
-    this.#onMissing(user, req.headers.accept).then((found) => {
+    endpoints.then((found) => {
       if (res.destroyed) return
       forward(req, res, found, upstreamHeaders(req, user, this.#forwarding), this.#target)
     }, (err: unknown) => { this.#fail(res, err) })
   }
 
-  #endpoints (user: string, req: IncomingMessage): Promise<readonly Endpoint[]> {
+  // The snapshot's ready endpoints, synchronously; a promise only when the user has none yet.
+  #endpointsFor (user: string, req: IncomingMessage): readonly Endpoint[] | Promise<readonly Endpoint[]> {
     const endpoints = this.#source.snapshot.get(user)
-    if (endpoints !== undefined && endpoints.length > 0) return Promise.resolve(endpoints)
+    if (endpoints !== undefined && endpoints.length > 0) return endpoints
     return this.#onMissing(user, req.headers.accept)
   }
 

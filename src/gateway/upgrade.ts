@@ -8,7 +8,7 @@ import type { Dispatcher } from 'undici'
 import type { Endpoint } from '../discovery/source.ts'
 import { PodgateError, UpstreamError } from '../errors.ts'
 import { downstreamHeaders } from './headers.ts'
-import type { ForwardTarget } from './forward.ts'
+import { ENDPOINT_LEFT, nextTurn, type ForwardTarget } from './forward.ts'
 import { upstreamFailure } from './respond.ts'
 
 export interface UpgradeTarget extends ForwardTarget {
@@ -40,11 +40,10 @@ function closeAfterWrite (socket: Duplex): void {
 }
 
 export function forwardUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, endpoints: readonly Endpoint[], headers: string[], target: UpgradeTarget): void {
-  target.turn = (target.turn + 1) & 0x3fffffff
-  const endpoint = endpoints[target.turn % endpoints.length] as Endpoint
+  const endpoint = endpoints[nextTurn(target, endpoints.length)] as Endpoint
   const pool = target.pools.get(endpoint.origin)
   if (pool === undefined) {
-    rejectUpgrade(socket, new UpstreamError('connect', 'endpoint left the routing table'))
+    rejectUpgrade(socket, ENDPOINT_LEFT)
     return
   }
   const upgrade = String(req.headers.upgrade ?? 'websocket')
