@@ -16,8 +16,6 @@ export interface Machine {
 export interface CpuPlan {
   readonly load: readonly number[] | undefined
   readonly proxy: readonly number[] | undefined
-  /** For a proxy with several worker processes. */
-  readonly proxyWorkers: readonly number[] | undefined
   readonly upstream: readonly number[] | undefined
   readonly description: string
 }
@@ -55,20 +53,16 @@ export function planCpus (allowed: readonly number[], tasksetAvailable: boolean)
   const last = allowed[allowed.length - 1]
   if (!tasksetAvailable || allowed.length < 2 || first === undefined || last === undefined) {
     const why = tasksetAvailable ? `only ${allowed.length} CPU allowed` : 'taskset not found'
-    return { load: undefined, proxy: undefined, proxyWorkers: undefined, upstream: undefined, description: `not pinned (${why}): load generator, proxy and upstream share the CPUs` }
+    return { load: undefined, proxy: undefined, upstream: undefined, description: `not pinned (${why}): load generator, proxy and upstream share the CPUs` }
   }
-  // with 4+ CPUs a two-worker proxy gets the last two, and the upstream stays off them
-  const proxyWorkers = allowed.length >= 4 ? allowed.slice(-2) : undefined
-  const middle = allowed.slice(1, proxyWorkers === undefined ? -1 : -2)
+  const middle = allowed.slice(1, -1)
   const upstream = middle.length > 0 ? middle : undefined
   return {
     load: [first],
     proxy: [last],
-    proxyWorkers,
     upstream,
     description: `taskset: load generator on CPU ${first}, proxy on CPU ${last}, ` +
-      (upstream === undefined ? 'upstream unpinned (shares both)' : `upstream on CPUs ${upstream.join(',')}`) +
-      (proxyWorkers === undefined ? '; a multi-worker proxy is unpinned' : `; a multi-worker proxy on CPUs ${proxyWorkers.join(',')}`),
+      (upstream === undefined ? 'upstream unpinned (shares both)' : `upstream on CPUs ${upstream.join(',')}`),
   }
 }
 
