@@ -27,12 +27,15 @@ export interface PodgateOptions {
   readonly adminRoutes?: (app: AdminApp) => void | Promise<void>
   /** Whether the gateway port is served at all (off for a provisioner-only replica). */
   readonly serveGateway?: boolean
+  /** Whether this process opens the admin port (a gateway worker leaves it to its primary). */
+  readonly serveAdmin?: boolean
+  /** Listen with SO_REUSEPORT, beside the other gateway workers on the same port. */
+  readonly reusePort?: boolean
 }
 
 export interface RunningPodgate {
   readonly gatewayUrl: string
   readonly adminUrl: string
-  readonly gateway: Gateway
   readonly metrics: Metrics
   /** Stops taking traffic and waits (bounded) for in-flight requests; idempotent. */
   drain (): Promise<void>
@@ -56,13 +59,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     onActivity: options.onActivity,
     activityIntervalMs: options.activityIntervalMs,
   })
-  const trackSnapshot = (): void => {
-    metrics.endpoints.set(source.endpointCount)
-    metrics.users.set(source.routableUsers)
-  }
-  const unsubscribe = source.onChange(trackSnapshot)
-  trackSnapshot()
-  source.synced.then(() => { metrics.sourceSynced.set(1) }, () => {})
+  const unsubscribe = metrics.follow(source)
 
   const admin = createAdminServer({
     notReady: () => {
@@ -77,14 +74,8 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
   await source.start()
   const governor = startBufferGovernor()
   const { host, port, adminPort } = config.gateway
-  await admin.listen({ host, port: adminPort })
-  if (options.serveGateway ?? true) await server.listen({ host, port })
-  const url = (app: { server: { address: () => AddressInfo | string | null } }): string => {
-    const address = app.server.address() as AddressInfo | null
-    if (address === null) return ''
-    const shown = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address
-    return `http://${shown.includes(':') ? `[${shown}]` : shown}:${address.port}`
-  }
+  if (options.serveAdmin ?? true) await admin.listen({ host, port: adminPort })
+  if (options.serveGateway ?? true) await server.listen({ host, port, reusePort: options.reusePort ?? false })
 
   let drained: Promise<void> | undefined
   const drain = (): Promise<void> => {
@@ -119,5 +110,13 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     })()
     return closed
   }
-  return { gatewayUrl: url(server), adminUrl: url(admin), gateway, metrics, drain, close }
+  return { gatewayUrl: serverUrl(server.server), adminUrl: serverUrl(admin.server), metrics, drain, close }
+}
+
+/** `http://host:port` a client on this machine can use; '' when not listening. */
+export function serverUrl (server: { address: () => AddressInfo | string | null }): string {
+  const address = server.address()
+  if (address === null || typeof address === 'string') return ''
+  const shown = address.address === '0.0.0.0' || address.address === '::' ? '127.0.0.1' : address.address
+  return `http://${shown.includes(':') ? `[${shown}]` : shown}:${address.port}`
 }

@@ -1,7 +1,7 @@
 // PODGATE_* environment → one frozen, typed Config. Each bad value is a ConfigError that
 // names the variable; start-up prints that one line and exits.
 import { readFileSync } from 'node:fs'
-import { hostname } from 'node:os'
+import { availableParallelism, hostname } from 'node:os'
 import { ConfigError } from './errors.ts'
 
 export const DEFAULT_PORT = 8080
@@ -19,6 +19,7 @@ export const DEFAULT_BODY_TIMEOUT_MS = 300_000
 export const DEFAULT_DRAIN_TIMEOUT_MS = 20_000
 export const DEFAULT_START_TIMEOUT_MS = 120_000
 export const DEFAULT_MAX_TOKEN_BYTES = 8_192
+export const MAX_WORKERS = 256
 
 export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const
 export const ASYMMETRIC_ALGORITHMS = [
@@ -75,6 +76,8 @@ export interface Config {
   readonly adminToken: string | undefined
   readonly idleTimeoutMs: number
   readonly profilesFile: string | undefined
+  /** Gateway processes `serve` runs on the port (one: the process serves it itself). */
+  readonly workers: number
   /** A static user → endpoints file that replaces Kubernetes discovery (development, benchmarks). */
   readonly routesFile: string | undefined
   readonly logLevel: LogLevel
@@ -125,6 +128,7 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     idleTimeoutMs: read.duration('PODGATE_IDLE_TIMEOUT', 0),
     profilesFile: read.optional('PODGATE_PROFILES', /^.+$/),
     routesFile: read.optional('PODGATE_LOCAL_ROUTES', /^.+$/),
+    workers: read.workers('PODGATE_WORKERS'),
     logLevel: read.oneOf('PODGATE_LOG_LEVEL', LOG_LEVELS, 'info'),
   })
 }
@@ -258,6 +262,15 @@ class EnvReader {
       labels[match[1] as string] = match[3] ?? ''
     }
     return labels
+  }
+
+  /** `auto` (the default): one per CPU this process may use — affinity and cgroup quota — else 1 to 256. */
+  workers (name: string): number {
+    const value = this.#raw(name)?.trim().toLowerCase()
+    if (value === undefined || value === 'auto') return availableParallelism()
+    const n = Number(value)
+    if (!/^\d+$/.test(value) || n < 1 || n > MAX_WORKERS) throw new ConfigError(name, `expected auto or an integer from 1 to ${MAX_WORKERS}, got ${JSON.stringify(value)}`)
+    return n
   }
 
   oneOf<T extends string> (name: string, values: readonly T[], fallback: T): T {

@@ -1,6 +1,7 @@
 // One prom-client registry per process, every metric prefixed podgate_. Label values come
 // from closed sets only: never a user id, a path or an address.
 import { Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue, type MetricValueWithName } from 'prom-client'
+import type { EndpointSource } from './discovery/source.ts'
 import type { AuthFailureReason, UpstreamErrorKind } from './errors.ts'
 
 export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx'
@@ -16,13 +17,27 @@ export class Metrics {
   readonly tokenCache = new Counter({ name: 'podgate_token_cache_total', help: 'Verified-token cache lookups, by result', labelNames: ['result'] as const, registers: [this.registry] })
   readonly authFailures = new Counter({ name: 'podgate_auth_failures_total', help: 'Refused tokens, by reason', labelNames: ['reason'] as const, registers: [this.registry] })
   readonly jwksFetches = new Counter({ name: 'podgate_jwks_fetches_total', help: 'JWKS documents fetched, by result', labelNames: ['result'] as const, registers: [this.registry] })
-  readonly endpoints = new Gauge({ name: 'podgate_endpoints', help: 'Ready endpoints known to the routing snapshot', registers: [this.registry] })
-  readonly users = new Gauge({ name: 'podgate_routable_users', help: 'Users with at least one ready endpoint', registers: [this.registry] })
-  readonly sourceSynced = new Gauge({ name: 'podgate_endpoint_source_synced', help: '1 once the endpoint source has synced', registers: [this.registry] })
-  readonly draining = new Gauge({ name: 'podgate_draining', help: '1 while the process drains before exit', registers: [this.registry] })
+  // Every gateway worker holds the same routing view: scrapes that merge workers take one copy.
+  readonly endpoints = new Gauge({ name: 'podgate_endpoints', help: 'Ready endpoints known to the routing snapshot', aggregator: 'max', registers: [this.registry] })
+  readonly users = new Gauge({ name: 'podgate_routable_users', help: 'Users with at least one ready endpoint', aggregator: 'max', registers: [this.registry] })
+  readonly sourceSynced = new Gauge({ name: 'podgate_endpoint_source_synced', help: '1 once the endpoint source has synced', aggregator: 'min', registers: [this.registry] })
+  readonly draining = new Gauge({ name: 'podgate_draining', help: '1 while the process drains before exit', aggregator: 'max', registers: [this.registry] })
+  readonly workers = new Gauge({ name: 'podgate_workers', help: 'Gateway worker processes serving the port (PODGATE_WORKERS > 1)', registers: [this.registry] })
+  readonly workerRestarts = new Counter({ name: 'podgate_worker_restarts_total', help: 'Gateway workers restarted after exiting unexpectedly', registers: [this.registry] })
 
   constructor (options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'podgate_' })
+  }
+
+  /** Keeps the routing gauges in step with an endpoint source; returns the unsubscribe function. */
+  follow (source: EndpointSource): () => void {
+    const track = (): void => {
+      this.endpoints.set(source.endpointCount)
+      this.users.set(source.routableUsers)
+    }
+    track()
+    source.synced.then(() => { this.sourceSynced.set(1) }, () => {})
+    return source.onChange(track)
   }
 
   authFailure (reason: AuthFailureReason): void { this.authFailures.inc({ reason }) }

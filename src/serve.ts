@@ -1,7 +1,7 @@
 // `podgate serve`: the gateway routing from EndpointSlices and, unless turned off, the
 // Kubernetes provisioner (every replica serves; the Lease holder reconciles and culls).
 // With PODGATE_LOCAL_ROUTES it routes from a static file instead, without a cluster.
-import { startPodgate, type RunningPodgate } from './app.ts'
+import { startPodgate, type PodgateOptions, type RunningPodgate } from './app.ts'
 import { createTokenVerifier } from './auth/verifier.ts'
 import type { Config } from './config.ts'
 import type { Logger } from './log.ts'
@@ -15,9 +15,14 @@ export interface RunningServe {
 export async function runServe (config: Config, logger: Logger): Promise<RunningServe> {
   const metrics = new Metrics()
   const verifier = createTokenVerifier(config.auth, { metrics, logger })
+  const start = async (options: PodgateOptions): Promise<RunningPodgate> => {
+    if (config.workers === 1) return await startPodgate(options)
+    const { startPrimary } = await import('./workers/primary.ts')
+    return await startPrimary({ ...options, workers: config.workers })
+  }
   if (config.routesFile !== undefined) {
     const { RoutesFileSource } = await import('./discovery/routes-file.ts')
-    const podgate = await startPodgate({ config, source: new RoutesFileSource(config.routesFile), verifier, logger, metrics })
+    const podgate = await start({ config, source: new RoutesFileSource(config.routesFile), verifier, logger, metrics })
     return { podgate, close: () => podgate.close() }
   }
 
@@ -26,7 +31,7 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
   const cluster = resolveCluster(config.namespace)
   const source = createKubernetesSource({ cluster, logger, metrics })
   if (!config.provisioner) {
-    const podgate = await startPodgate({ config, source, verifier, logger, metrics })
+    const podgate = await start({ config, source, verifier, logger, metrics })
     return { podgate, close: () => podgate.close() }
   }
 
@@ -53,7 +58,7 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
   provisioner.onLeaderChange((leading) => hooks.culling(leading))
   let podgate: RunningPodgate
   try {
-    podgate = await startPodgate({ config, source, verifier, logger, metrics, ...hooks.gateway })
+    podgate = await start({ config, source, verifier, logger, metrics, ...hooks.gateway })
   } catch (err) {
     await hooks.close()
     await provisioner.close()

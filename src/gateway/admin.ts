@@ -1,6 +1,7 @@
 // The admin port: liveness, readiness and metrics, plus whatever admin routes the
 // provisioner registers. It outlives the gateway port during a drain.
 import { LogController, fastify } from 'fastify'
+import type { Registry } from 'prom-client'
 import type { Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 
@@ -11,7 +12,11 @@ export interface Readiness {
 
 export type AdminApp = ReturnType<typeof createAdminServer>
 
-export function createAdminServer (readiness: Readiness, metrics: Metrics, logger: Logger) {
+/**
+ * `collect` gives the registry a scrape renders; by default this process's own (the primary
+ * of gateway workers merges theirs into it).
+ */
+export function createAdminServer (readiness: Readiness, metrics: Metrics, logger: Logger, collect: () => Promise<Registry> = () => Promise.resolve(metrics.registry)) {
   const app = fastify({ loggerInstance: logger, logController: new LogController({ disableRequestLogging: true }), return503OnClosing: false })
   app.get('/healthz', (_request, reply) => reply.send({ status: 'ok' }))
   app.get('/readyz', (_request, reply) => {
@@ -20,8 +25,8 @@ export function createAdminServer (readiness: Readiness, metrics: Metrics, logge
     return reply.code(503).header('retry-after', '1').send({ status: 'not ready', reason })
   })
   app.get('/metrics', async (_request, reply) => {
-    const text = await metrics.registry.metrics()
-    return reply.type(metrics.registry.contentType).send(text)
+    const registry = await collect()
+    return reply.type(registry.contentType).send(await registry.metrics())
   })
   return app
 }

@@ -16,7 +16,7 @@ const MAX_HEADER_BYTES = 96 * 1024
 
 export interface GatewayServer {
   readonly server: Server
-  listen (options: { host: string, port: number }): Promise<AddressInfo>
+  listen (options: { host: string, port: number, reusePort?: boolean }): Promise<AddressInfo>
   /** Stops accepting connections and resolves once every connection has closed. */
   close (): Promise<void>
 }
@@ -35,9 +35,9 @@ export function createGatewayServer (gateway: Gateway, metrics: Metrics): Gatewa
   })
   return {
     server,
-    listen: ({ host, port }) => new Promise((resolve, reject) => {
+    listen: ({ host, port, reusePort = false }) => new Promise((resolve, reject) => {
       server.once('error', reject)
-      server.listen({ host, port }, () => {
+      server.listen({ host, port, reusePort }, () => {
         server.off('error', reject)
         resolve(server.address() as AddressInfo)
       })

@@ -42,6 +42,9 @@ export async function startPodgate (options: StartPodgateOptions): Promise<Podga
       PODGATE_PORT: '0',
       PODGATE_ADMIN_PORT: '0',
       PODGATE_LOG_LEVEL: 'debug',
+      // Two gateway workers behind the primary, whatever this machine's CPU count: every
+      // scenario (spawn, activity, restart, API server outage) runs through the worker path.
+      PODGATE_WORKERS: '2',
       ...options.env,
     },
   })

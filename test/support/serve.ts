@@ -14,6 +14,8 @@ export interface ServeProcess {
   readonly child: ChildProcess
   readonly gatewayUrl: string
   readonly adminUrl: string
+  /** stdout lines so far (the JSON log). */
+  readonly lines: readonly string[]
   /** Resident set size in bytes, from /proc. */
   rss (): number
   /** Sends SIGTERM and resolves with the exit code. */
@@ -22,13 +24,15 @@ export interface ServeProcess {
 
 export async function startServe (t: Teardown, env: Record<string, string>): Promise<ServeProcess> {
   const child = spawn(process.execPath, [MAIN, 'serve'], {
-    env: { PATH: process.env.PATH, NODE_OPTIONS: process.env.SERVE_NODE_OPTIONS ?? '', PODGATE_HOST: '127.0.0.1', PODGATE_PORT: '0', PODGATE_ADMIN_PORT: '0', PODGATE_ACCESS_LOG: 'false', ...env },
+    env: { PATH: process.env.PATH, NODE_OPTIONS: process.env.SERVE_NODE_OPTIONS ?? '', PODGATE_HOST: '127.0.0.1', PODGATE_PORT: '0', PODGATE_ADMIN_PORT: '0', PODGATE_ACCESS_LOG: 'false', PODGATE_WORKERS: '1', ...env },
     stdio: ['ignore', 'pipe', process.env.SERVE_STDERR === '1' ? 'inherit' : 'pipe'],
   })
   let stderr = ''
   child.stderr?.on('data', (chunk: Buffer) => { stderr += String(chunk) })
   t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  const output: string[] = []
   const lines = createInterface({ input: child.stdout! })
+  lines.on('line', (line) => { output.push(line) })
   const started = new Promise<{ gateway: string, admin: string }>((resolve, reject) => {
     lines.on('line', (line) => {
       try {
@@ -44,6 +48,7 @@ export async function startServe (t: Teardown, env: Record<string, string>): Pro
     child,
     gatewayUrl: gateway,
     adminUrl: admin,
+    lines: output,
     rss: () => {
       const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
       return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1]) * 1024

@@ -1,0 +1,86 @@
+// What the primary and its gateway workers say to each other over the child_process IPC
+// channel (advanced serialization). Routes travel as plain tuples; errors by class name.
+import type { MetricObjectWithValues, MetricValue } from 'prom-client'
+import { endpoint, type Endpoint, type EndpointSnapshot } from '../discovery/source.ts'
+import { BadRequestError, DrainingError, NotReadyError, PodgateError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
+
+export type WireEndpoints = ReadonlyArray<readonly [address: string, port: number]>
+/** A user's endpoints, or null when the user left the snapshot. */
+export type WireRoutes = ReadonlyArray<readonly [user: string, endpoints: WireEndpoints | null]>
+
+export interface WireError {
+  readonly name: string
+  readonly message: string
+  readonly page?: string
+  readonly retryAfterSeconds?: number
+}
+
+export type WorkerMetrics = Array<MetricObjectWithValues<MetricValue<string>>>
+
+export interface WorkerInit {
+  readonly type: 'init'
+  readonly routes: WireRoutes
+  readonly synced: boolean
+  /** Whether users without endpoints are asked of the primary (spawn on demand, 404/503 from its view). */
+  readonly missing: boolean
+  /** Whether routed users are reported for idle culling, and how often open WebSockets count. */
+  readonly activity: boolean
+  readonly activityIntervalMs: number | undefined
+}
+
+export type ToWorker =
+  | WorkerInit
+  | { readonly type: 'routes', readonly routes: WireRoutes }
+  | { readonly type: 'synced' }
+  | { readonly type: 'endpoints', readonly id: number, readonly endpoints?: WireEndpoints, readonly error?: WireError }
+  | { readonly type: 'scrape', readonly id: number }
+  | { readonly type: 'drain' }
+
+export type FromWorker =
+  | { readonly type: 'hello' }
+  | { readonly type: 'listening', readonly port: number }
+  | { readonly type: 'missing', readonly id: number, readonly user: string, readonly accept: string | undefined }
+  | { readonly type: 'activity', readonly users: readonly string[] }
+  | { readonly type: 'metrics', readonly id: number, readonly metrics: WorkerMetrics }
+
+export function toWireEndpoints (list: readonly Endpoint[]): WireEndpoints {
+  return list.map((e) => [e.address, e.port] as const)
+}
+
+export function fromWireEndpoints (list: WireEndpoints): readonly Endpoint[] {
+  return Object.freeze(list.map(([address, port]) => endpoint(address, port)))
+}
+
+/** The given users' entries of a snapshot (all users when `users` is omitted). */
+export function toWireRoutes (snapshot: EndpointSnapshot, users: Iterable<string> = snapshot.keys()): WireRoutes {
+  const routes: Array<readonly [string, WireEndpoints | null]> = []
+  for (const user of users) {
+    const list = snapshot.get(user)
+    routes.push([user, list === undefined ? null : toWireEndpoints(list)])
+  }
+  return routes
+}
+
+// The errors a missing-workload answer can carry; anything else reaches the client as a 500.
+const ERRORS: Record<string, (wire: WireError) => PodgateError> = {
+  NotReadyError: (wire) => new NotReadyError(wire.message, wire.retryAfterSeconds, { page: wire.page }),
+  WorkloadFailedError: (wire) => new WorkloadFailedError(wire.message, { page: wire.page }),
+  WorkloadNotFoundError: (wire) => new WorkloadNotFoundError(wire.message, { page: wire.page }),
+  DrainingError: (wire) => new DrainingError(wire.message),
+  BadRequestError: (wire) => new BadRequestError(wire.message),
+}
+
+export function toWireError (err: unknown): WireError {
+  if (!(err instanceof PodgateError) || !Object.hasOwn(ERRORS, err.name)) return { name: 'PodgateError', message: 'internal error' }
+  const retry = (err as { retryAfterSeconds?: unknown }).retryAfterSeconds
+  return {
+    name: err.name,
+    message: err.message,
+    ...(err.page === undefined ? {} : { page: err.page }),
+    ...(typeof retry === 'number' ? { retryAfterSeconds: retry } : {}),
+  }
+}
+
+export function fromWireError (wire: WireError): PodgateError {
+  return Object.hasOwn(ERRORS, wire.name) ? (ERRORS[wire.name] as (w: WireError) => PodgateError)(wire) : new PodgateError('internal error')
+}

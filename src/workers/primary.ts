@@ -1,0 +1,85 @@
+// `podgate serve` with PODGATE_WORKERS > 1: this process keeps the endpoint source (one
+// watch), the provisioner hooks and the admin port; N forked workers serve the gateway port.
+// Its /metrics merges the workers' registries into its own; /readyz waits for the workers.
+import { AggregatorRegistry, type Registry } from 'prom-client'
+import { serverUrl, type PodgateOptions, type RunningPodgate } from '../app.ts'
+import { createAdminServer } from '../gateway/admin.ts'
+import { Metrics } from '../metrics.ts'
+import { WorkerSupervisor } from './supervisor.ts'
+
+export interface PrimaryOptions extends PodgateOptions {
+  readonly workers: number
+  /** Where the workers read their configuration (default: this process's environment). */
+  readonly workerEnv?: NodeJS.ProcessEnv
+  /** Node options for the workers (default: this process's). */
+  readonly workerExecArgv?: readonly string[]
+}
+
+export async function startPrimary (options: PrimaryOptions): Promise<RunningPodgate> {
+  const { config, source, verifier, logger } = options
+  const metrics = options.metrics ?? new Metrics()
+  const supervisor = new WorkerSupervisor({
+    count: options.workers,
+    port: config.gateway.port,
+    source,
+    metrics,
+    logger,
+    onMissing: options.onMissing,
+    onActivity: options.onActivity,
+    activityIntervalMs: options.activityIntervalMs,
+    drainTimeoutMs: config.gateway.drainTimeoutMs,
+    ...(options.workerEnv === undefined ? {} : { env: options.workerEnv }),
+    ...(options.workerExecArgv === undefined ? {} : { execArgv: options.workerExecArgv }),
+  })
+  const unfollow = metrics.follow(source)
+  const collect = async (): Promise<Registry> => {
+    const [own, workers] = await Promise.all([metrics.registry.getMetricsAsJSON(), supervisor.scrape()])
+    return AggregatorRegistry.aggregate([own, ...workers])
+  }
+  let draining = false
+  const admin = createAdminServer({
+    notReady: () => {
+      if (draining) return 'draining'
+      if (!source.isSynced) return 'endpoint source not synced'
+      return supervisor.notReady()
+    },
+  }, metrics, logger, collect)
+  await options.adminRoutes?.(admin)
+  await source.start()
+  const { host, adminPort } = config.gateway
+  await admin.listen({ host, port: adminPort })
+  let port: number
+  try {
+    port = await supervisor.start()
+  } catch (err) {
+    unfollow()
+    await admin.close()
+    await source.close()
+    throw err
+  }
+  logger.info({ workers: options.workers, port }, 'gateway workers serving')
+
+  let drained: Promise<void> | undefined
+  const drain = (): Promise<void> => {
+    drained ??= (async () => {
+      draining = true
+      metrics.draining.set(1)
+      logger.info({ workers: supervisor.serving, timeoutMs: config.gateway.drainTimeoutMs }, 'draining gateway workers')
+      await supervisor.drain()
+    })()
+    return drained
+  }
+  let closed: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closed ??= (async () => {
+      await drain()
+      unfollow()
+      await admin.close()
+      await source.close()
+      verifier.close()
+    })()
+    return closed
+  }
+  const gatewayUrl = serverUrl({ address: () => ({ address: host, family: '', port }) })
+  return { gatewayUrl, adminUrl: serverUrl(admin.server), metrics, drain, close }
+}

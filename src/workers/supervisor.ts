@@ -1,0 +1,238 @@
+// The primary's side of the gateway workers: forks them, feeds each the routing snapshot
+// and every change to it, answers their spawn requests and activity reports, collects
+// their metrics, restarts one that dies, and drains them all on shutdown.
+import { fork, type ChildProcess } from 'node:child_process'
+import { extname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { EndpointSource } from '../discovery/source.ts'
+import type { ActivityListener, MissingWorkload } from '../gateway/gateway.ts'
+import type { Logger } from '../log.ts'
+import type { Metrics } from '../metrics.ts'
+import { toWireEndpoints, toWireError, toWireRoutes, type FromWorker, type ToWorker, type WorkerMetrics } from './messages.ts'
+
+const here = fileURLToPath(import.meta.url)
+/** worker.ts next to this file, or worker.js in the compiled package. */
+export const WORKER_SCRIPT = fileURLToPath(new URL(`./worker${extname(here)}`, import.meta.url))
+
+/** A worker must answer a metrics scrape within this long, or is left out of it. */
+const SCRAPE_TIMEOUT_MS = 2000
+/** A worker that served this long before dying is restarted at once. */
+const HEALTHY_AFTER_MS = 60_000
+/** Time a worker gets, beyond the drain timeout, to exit before it is killed. */
+const EXIT_GRACE_MS = 5000
+
+export interface WorkerSupervisorOptions {
+  readonly count: number
+  /** The configured gateway port; 0 takes the port the first worker was given. */
+  readonly port: number
+  readonly source: EndpointSource
+  readonly metrics: Metrics
+  readonly logger: Logger
+  readonly onMissing?: MissingWorkload | undefined
+  readonly onActivity?: ActivityListener | undefined
+  readonly activityIntervalMs?: number | undefined
+  readonly drainTimeoutMs: number
+  /** The workers' environment, where they read their PODGATE_* configuration (default: this process's). */
+  readonly env?: NodeJS.ProcessEnv
+  /** Node options for the workers (default: this process's, e.g. --max-old-space-size). */
+  readonly execArgv?: readonly string[]
+  /** Delay before restarting a worker after `failures` quick deaths in a row. */
+  readonly restartDelayMs?: (failures: number) => number
+}
+
+interface Worker {
+  readonly index: number
+  readonly child: ChildProcess
+  readonly forkedAt: number
+  /** Has the snapshot: routing changes are sent to it from now on. */
+  initialized: boolean
+  listening: boolean
+}
+
+export class WorkerSupervisor {
+  readonly #options: WorkerSupervisorOptions
+  readonly #logger: Logger
+  readonly #workers = new Map<number, Worker>()
+  readonly #failures = new Map<number, number>()
+  readonly #restarts = new Set<NodeJS.Timeout>()
+  readonly #scrapes = new Map<number, (metrics: WorkerMetrics) => void>()
+  #nextScrape = 1
+  #port: number
+  #started = false
+  #stopping = false
+  #unsubscribe: (() => void) | undefined
+
+  constructor (options: WorkerSupervisorOptions) {
+    if (!Number.isInteger(options.count) || options.count < 2) throw new TypeError(`count: expected an integer ≥ 2, got ${String(options.count)}`)
+    this.#options = options
+    this.#port = options.port
+    this.#logger = options.logger
+  }
+
+  get port (): number { return this.#port }
+  get serving (): number { return [...this.#workers.values()].filter((w) => w.listening).length }
+
+  /** Starts every worker (the first alone when the port is 0) and resolves with the port they share. */
+  async start (): Promise<number> {
+    const { source } = this.#options
+    this.#unsubscribe = source.onChange(({ snapshot, users }) => { this.#broadcast({ type: 'routes', routes: toWireRoutes(snapshot, users) }) })
+    source.synced.then(() => { this.#broadcast({ type: 'synced' }) }, () => {})
+    try {
+      await this.#spawn(0)
+      await Promise.all(Array.from({ length: this.#options.count - 1 }, async (_, i) => { await this.#spawn(i + 1) }))
+    } catch (err) {
+      await this.drain()
+      throw err
+    }
+    this.#started = true
+    return this.#port
+  }
+
+  /** Undefined while at least one worker serves and all have started once; else why not. */
+  notReady (): string | undefined {
+    if (this.#stopping) return 'draining'
+    if (!this.#started) return 'gateway workers starting'
+    return this.serving === 0 ? 'no gateway worker is serving' : undefined
+  }
+
+  /** Every serving worker's metrics; one that does not answer in time is left out (and logged). */
+  async scrape (): Promise<WorkerMetrics[]> {
+    const answers = [...this.#workers.values()].filter((w) => w.listening).map(async (worker) => {
+      const id = this.#nextScrape++
+      let timer: NodeJS.Timeout | undefined
+      const answer = new Promise<WorkerMetrics | undefined>((resolve) => {
+        this.#scrapes.set(id, resolve)
+        timer = setTimeout(() => { resolve(undefined) }, SCRAPE_TIMEOUT_MS)
+      })
+      this.#send(worker.child, { type: 'scrape', id })
+      const metrics = await answer
+      clearTimeout(timer)
+      this.#scrapes.delete(id)
+      if (metrics === undefined) this.#logger.warn({ worker: worker.index }, 'worker did not answer the metrics scrape')
+      return metrics
+    })
+    return (await Promise.all(answers)).filter((m) => m !== undefined)
+  }
+
+  /** Tells every worker to drain and waits (bounded) for them to exit; idempotent. */
+  async drain (): Promise<void> {
+    this.#stopping = true
+    this.#unsubscribe?.()
+    for (const timer of this.#restarts) clearTimeout(timer)
+    this.#restarts.clear()
+    const exits = [...this.#workers.values()].map(async (worker) => {
+      if (worker.child.exitCode !== null || worker.child.signalCode !== null) return
+      const exited = new Promise((resolve) => { worker.child.once('exit', resolve) })
+      this.#send(worker.child, { type: 'drain' })
+      const timer = setTimeout(() => {
+        this.#logger.warn({ worker: worker.index }, 'worker did not exit after draining; killing it')
+        worker.child.kill('SIGKILL')
+      }, this.#options.drainTimeoutMs + EXIT_GRACE_MS)
+      await exited
+      clearTimeout(timer)
+    })
+    await Promise.all(exits)
+  }
+
+  /** Forks worker `index` and resolves once it listens; rejects if it exits first. */
+  #spawn (index: number): Promise<void> {
+    const { source, onMissing, onActivity, activityIntervalMs, metrics } = this.#options
+    const child = fork(WORKER_SCRIPT, [String(index)], {
+      env: { ...(this.#options.env ?? process.env), PODGATE_PORT: String(this.#port) },
+      execArgv: [...(this.#options.execArgv ?? process.execArgv)],
+      serialization: 'advanced',
+      stdio: 'inherit',
+    })
+    const worker: Worker = { index, child, forkedAt: performance.now(), initialized: false, listening: false }
+    this.#workers.set(index, worker)
+    const listening = Promise.withResolvers<void>()
+    child.on('error', (err) => {
+      this.#logger.error({ err, worker: index }, 'gateway worker process error')
+      listening.reject(err)
+    })
+    child.on('message', (message: FromWorker) => {
+      switch (message.type) {
+        case 'hello':
+          // The snapshot as of now; every later change follows it on the same channel.
+          this.#send(child, {
+            type: 'init',
+            routes: toWireRoutes(source.snapshot),
+            synced: source.isSynced,
+            missing: onMissing !== undefined,
+            activity: onActivity !== undefined,
+            activityIntervalMs,
+          })
+          worker.initialized = true
+          break
+        case 'listening':
+          if (this.#port === 0) this.#port = message.port
+          worker.listening = true
+          metrics.workers.set(this.serving)
+          listening.resolve()
+          break
+        case 'missing':
+          void this.#answerMissing(child, message)
+          break
+        case 'activity':
+          for (const user of message.users) onActivity?.(user)
+          break
+        case 'metrics':
+          this.#scrapes.get(message.id)?.(message.metrics)
+          break
+      }
+    })
+    child.once('exit', (code, signal) => {
+      if (this.#workers.get(index) === worker) this.#workers.delete(index)
+      metrics.workers.set(this.serving)
+      if (!worker.listening) {
+        listening.reject(new Error(`gateway worker ${index} exited (${signal ?? `code ${String(code)}`}) before listening on port ${this.#port}`))
+      }
+      if (this.#stopping || !worker.listening) return
+      this.#logger.error({ worker: index, code, signal }, 'gateway worker exited; restarting it')
+      metrics.workerRestarts.inc()
+      this.#scheduleRestart(index, performance.now() - worker.forkedAt)
+    })
+    return listening.promise
+  }
+
+  #scheduleRestart (index: number, livedMs: number): void {
+    const failures = livedMs >= HEALTHY_AFTER_MS ? 0 : (this.#failures.get(index) ?? 0) + 1
+    this.#failures.set(index, failures)
+    const delay = (this.#options.restartDelayMs ?? defaultRestartDelay)(failures)
+    const timer = setTimeout(() => {
+      this.#restarts.delete(timer)
+      if (this.#stopping) return
+      this.#spawn(index).catch((err: unknown) => {
+        this.#logger.error({ err, worker: index }, 'gateway worker failed to restart')
+        if (!this.#stopping) this.#scheduleRestart(index, 0)
+      })
+    }, delay)
+    this.#restarts.add(timer)
+  }
+
+  async #answerMissing (child: ChildProcess, message: Extract<FromWorker, { type: 'missing' }>): Promise<void> {
+    const onMissing = this.#options.onMissing
+    if (onMissing === undefined) return
+    try {
+      const endpoints = await onMissing(message.user, message.accept)
+      this.#send(child, { type: 'endpoints', id: message.id, endpoints: toWireEndpoints(endpoints) })
+    } catch (err) {
+      this.#send(child, { type: 'endpoints', id: message.id, error: toWireError(err) })
+    }
+  }
+
+  #broadcast (message: ToWorker): void {
+    for (const worker of this.#workers.values()) if (worker.initialized) this.#send(worker.child, message)
+  }
+
+  #send (child: ChildProcess, message: ToWorker): void {
+    if (!child.connected) return
+    // A worker that exits between the check and the write surfaces as a callback error: its exit handler deals with it.
+    child.send(message, (err) => { if (err !== null) this.#logger.debug({ err }, 'message to a gateway worker lost') })
+  }
+}
+
+/** 0 s for the first death, then 1, 2, 4 … capped at 30 s while a worker keeps dying young. */
+export function defaultRestartDelay (failures: number): number {
+  return failures <= 1 ? 0 : Math.min(30_000, 1000 * 2 ** (failures - 2))
+}

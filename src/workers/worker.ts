@@ -1,0 +1,146 @@
+// A gateway worker: forked by `podgate serve` when PODGATE_WORKERS > 1. It serves the
+// gateway port (SO_REUSEPORT, the kernel spreads connections over the workers) from the
+// primary's routing snapshot; spawning, activity and metrics go through the primary.
+import { startPodgate } from '../app.ts'
+import { createTokenVerifier } from '../auth/verifier.ts'
+import { loadConfig } from '../config.ts'
+import type { Endpoint } from '../discovery/source.ts'
+import { createLogger, type Logger } from '../log.ts'
+import { Metrics } from '../metrics.ts'
+import { fromWireEndpoints, fromWireError, type FromWorker, type ToWorker, type WorkerInit } from './messages.ts'
+import { RelayedSource } from './relayed-source.ts'
+
+/** Routed users are sent to the primary in batches, at most this often. */
+const ACTIVITY_BATCH_MS = 1000
+
+type Send = (message: FromWorker) => void
+
+/** Answers to this worker's questions to the primary, matched by id. */
+class PrimaryRequests {
+  readonly #send: Send
+  readonly #pending = new Map<number, PromiseWithResolvers<readonly Endpoint[]>>()
+  #nextId = 1
+
+  constructor (send: Send) { this.#send = send }
+
+  missing (user: string, accept: string | undefined): Promise<readonly Endpoint[]> {
+    const id = this.#nextId++
+    const waiting = Promise.withResolvers<readonly Endpoint[]>()
+    this.#pending.set(id, waiting)
+    this.#send({ type: 'missing', id, user, accept })
+    return waiting.promise
+  }
+
+  answer (message: Extract<ToWorker, { type: 'endpoints' }>): void {
+    const waiting = this.#pending.get(message.id)
+    if (waiting === undefined) return
+    this.#pending.delete(message.id)
+    if (message.error !== undefined) waiting.reject(fromWireError(message.error))
+    else waiting.resolve(fromWireEndpoints(message.endpoints ?? []))
+  }
+
+  /** The primary is gone: nobody will answer. */
+  abandon (err: Error): void {
+    for (const waiting of this.#pending.values()) waiting.reject(err)
+    this.#pending.clear()
+  }
+}
+
+/** Collects routed users and sends each at most once per batch. */
+class ActivityBatch {
+  readonly #users = new Set<string>()
+  readonly #timer: NodeJS.Timeout
+  readonly #send: Send
+
+  constructor (send: Send) {
+    this.#send = send
+    this.#timer = setInterval(() => { this.flush() }, ACTIVITY_BATCH_MS).unref()
+  }
+
+  readonly record = (user: string): void => { this.#users.add(user) }
+
+  flush (): void {
+    if (this.#users.size === 0) return
+    this.#send({ type: 'activity', users: [...this.#users] })
+    this.#users.clear()
+  }
+
+  close (): void {
+    clearInterval(this.#timer)
+    this.flush()
+  }
+}
+
+async function runWorker (logger: Logger): Promise<void> {
+  const send: Send = (message) => { if (process.connected) process.send?.(message) }
+  const config = loadConfig(process.env)
+  const init = await new Promise<WorkerInit>((resolve) => {
+    const onInit = (message: ToWorker): void => {
+      if (message.type !== 'init') return
+      process.off('message', onInit)
+      resolve(message)
+    }
+    process.on('message', onInit)
+    // Messages that arrive before a listener exists are dropped: ask only now.
+    send({ type: 'hello' })
+  })
+  const source = new RelayedSource(init.routes, init.synced)
+  const requests = new PrimaryRequests(send)
+  const activity = init.activity ? new ActivityBatch(send) : undefined
+  const metrics = new Metrics()
+  const verifier = createTokenVerifier(config.auth, { metrics, logger })
+  const started = startPodgate({
+    config,
+    source,
+    verifier,
+    logger,
+    metrics,
+    serveAdmin: false,
+    reusePort: true,
+    ...(init.missing ? { onMissing: (user: string, accept: string | undefined) => requests.missing(user, accept) } : {}),
+    ...(activity === undefined ? {} : { onActivity: activity.record, activityIntervalMs: init.activityIntervalMs }),
+  })
+  let stopping = false
+  const stop = (why: string): void => {
+    if (stopping) return
+    stopping = true
+    logger.info({ why }, 'worker stopping')
+    void (async () => {
+      await started.then((podgate) => podgate.close(), () => {})
+      activity?.close()
+      requests.abandon(new Error('the primary process is gone'))
+      // Everything is closed; exit rather than wait for a stray handle to let go.
+      process.exit(0)
+    })()
+  }
+  process.on('message', (message: ToWorker) => {
+    switch (message.type) {
+      case 'routes': source.apply(message.routes); break
+      case 'synced': source.markSynced(); break
+      case 'endpoints': requests.answer(message); break
+      case 'scrape':
+        void metrics.registry.getMetricsAsJSON().then((json) => { send({ type: 'metrics', id: message.id, metrics: json }) })
+        break
+      case 'drain': stop('drain'); break
+      case 'init': break
+    }
+  })
+  // Without its primary a worker would serve a snapshot nobody updates.
+  process.once('disconnect', () => { stop('primary gone') })
+  // The primary coordinates shutdown; a signal sent to the whole group (Ctrl-C) drains too.
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => { stop(signal) })
+
+  const podgate = await started
+  send({ type: 'listening', port: Number(new URL(podgate.gatewayUrl).port) })
+}
+
+if (process.send === undefined) {
+  process.stderr.write('podgate: this is a gateway worker; `podgate serve` starts it (PODGATE_WORKERS)\n')
+  process.exit(2)
+}
+const index = Number(process.argv[2] ?? 0)
+const logger = createLogger(loadConfig(process.env).logLevel).child({ worker: index })
+runWorker(logger).catch((err: unknown) => {
+  logger.fatal({ err }, 'worker failed to start')
+  process.exit(1)
+})
