@@ -5,7 +5,7 @@ import { formatBytes } from './goals.ts'
 import type { GoalResult } from './goals.ts'
 import type { Machine } from './machine.ts'
 import type { PathResult } from './measure.ts'
-import { USERS_PATH_PREFIX } from './paths/index.ts'
+import { USERS_PATH_PREFIX, WORKERS_PATH_PREFIX } from './paths/index.ts'
 import type { BenchSettings } from './settings.ts'
 import type { Summary } from './stats.ts'
 
@@ -73,6 +73,7 @@ export function toMarkdown (report: BenchReport): string {
       ? [`† other programs took more than ${BUSY_MACHINE_PCT}% of the CPU during at least one run of this path.`, '']
       : []),
     ...usersSection(ok),
+    ...workersSection(ok),
     ...webSocketSection(ok),
     ...streamSection(ok),
     '## Goals',
@@ -99,6 +100,25 @@ function usersSection (ok: readonly PathResult[]): string[] {
     ...users.map((path) => `| ${Number(path.id.slice(USERS_PATH_PREFIX.length)).toLocaleString('en-US')} | ${count(path.throughput!.rps)} | ` +
       `${path.throughput!.cpuUsPerRequest === null ? '—' : `${path.throughput!.cpuUsPerRequest.median.toFixed(1)} µs`} | ${mib(path.idleRssKb ?? null)} | ${mib(path.throughput!.rssKb)} |`),
     '',
+  ]
+}
+
+function workersSection (ok: readonly PathResult[]): string[] {
+  const workers = ok.filter((path) => path.id.startsWith(WORKERS_PATH_PREFIX) && path.throughput !== undefined)
+  if (workers.length === 0) return []
+  const rps = (n: number): number | undefined => workers.find((path) => path.id === `${WORKERS_PATH_PREFIX}${n}`)?.throughput?.rps.median
+  const [one, two] = [rps(1), rps(2)]
+  return [
+    '## Gateway workers (PODGATE_WORKERS)',
+    '',
+    'The proxy is not pinned here: its workers may use every CPU, the load generator\'s included, so the ratio says what a second worker buys on this machine, not on a machine with a core to spare.',
+    '',
+    '| workers | req/s | p99 | proxy CPU per request | proxy RSS before load (all processes) | RSS after load |',
+    '|---|---|---|---|---|---|',
+    ...workers.map((path) => `| ${path.id.slice(WORKERS_PATH_PREFIX.length)} | ${count(path.throughput!.rps)} | ${ms(path.throughput!.p99Ms.median)} | ` +
+      `${path.throughput!.cpuUsPerRequest === null ? '—' : `${path.throughput!.cpuUsPerRequest.median.toFixed(1)} µs`} | ${mib(path.idleRssKb ?? null)} | ${mib(path.throughput!.rssKb)} |`),
+    '',
+    ...(one !== undefined && two !== undefined ? [`Two workers vs one: ${(two / one).toFixed(2)}× the requests per second.`, ''] : []),
   ]
 }
 

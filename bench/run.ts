@@ -44,22 +44,26 @@ async function run (settings: BenchSettings, processes: ProcessGroup, workDir: s
   const countersBefore = readCpuCounters([])
   const measuringSince = performance.now()
   const prerequisites = new Prerequisites({ processes, cacheDir: join(homedir(), '.cache', 'podgate', 'bench'), install: settings.install, log })
-  const upstream = await startUpstream({ processes, repoDir, benchDir, cpus: cpus.upstream, choice: settings.upstream })
-  log(`upstream: ${upstream.kind} at ${upstream.address}`)
   const results: PathResult[] = []
+  let upstreamKind: string | undefined
   for (const path of benchPaths(settings).filter((candidate) => selected(settings, candidate.id))) {
-    if (!upstream.process.running) throw new Error(`the upstream exited:\n${upstream.process.tail()}`)
     if (elapsedS() > settings.budgetS) {
       results.push({ id: path.id, title: path.title, status: 'skipped', reason: `time budget of ${settings.budgetS} s used up` })
       continue
     }
-    log(`▶ ${path.id}: ${path.title}`)
-    const context = { repoDir, benchDir, workDir, processes: processes.child(), cpus, upstream, prerequisites, log }
+    // A fresh upstream per path: nothing one path leaves behind in it (sockets, heap, JIT
+    // state) may slow the next, so the order of the paths does not change their numbers.
+    const pathProcesses = processes.child()
+    const upstream = await startUpstream({ processes: pathProcesses, repoDir, benchDir, cpus: cpus.upstream, choice: settings.upstream })
+    upstreamKind = upstream.kind
+    log(`▶ ${path.id}: ${path.title} (upstream: ${upstream.kind} at ${upstream.address})`)
+    const context = { repoDir, benchDir, workDir, processes: pathProcesses, cpus, upstream, prerequisites, log }
     const result = await measurePath(path, { settings, context, ticksPerSecond })
     log(`  ${describeResult(result)}`)
     results.push(result)
   }
-  const background = backgroundShare(countersBefore, readCpuCounters([upstream.process.pid]), (performance.now() - measuringSince) / 1000, machine.cpus, ticksPerSecond)
+  // Every upstream has exited and been reaped by now: its CPU time counts as this process's own.
+  const background = backgroundShare(countersBefore, readCpuCounters([]), (performance.now() - measuringSince) / 1000, machine.cpus, ticksPerSecond)
   if (background * 100 > BUSY_MACHINE_PCT) log(`warning: other programs used ${(background * 100).toFixed(0)}% of the CPUs during the run; the numbers are disturbed`)
   const report = {
     date: new Date().toISOString(),
@@ -67,7 +71,7 @@ async function run (settings: BenchSettings, processes: ProcessGroup, workDir: s
     quick: settings.quick,
     machine,
     pinning: cpus.description,
-    upstream: upstream.kind,
+    upstream: upstreamKind ?? 'none (no path ran)',
     tools: { autocannon: '8', ...prerequisites.versions() },
     settings: withoutSelection(settings),
     elapsedS: elapsedS(),

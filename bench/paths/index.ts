@@ -7,9 +7,10 @@ import { podgatePath } from './podgate.ts'
 import type { BenchPath } from './types.ts'
 
 export const USERS_PATH_PREFIX = 'podgate-users-'
+export const WORKERS_PATH_PREFIX = 'podgate-workers-'
 
 export function benchPaths (settings: BenchSettings): BenchPath[] {
-  const podgate = { alg: 'HS256', tokenCache: true, users: 1, tokens: 1 } as const
+  const podgate = { alg: 'HS256', tokenCache: true, users: 1, tokens: 1, workers: 1, pinned: true } as const
   return [
     directPath,
     podgatePath({ ...podgate, id: 'podgate-hs256', title: 'podgate, HS256, token cache on', measures: ['throughput', 'latency', 'websocket', 'stream'] }),
@@ -26,6 +27,16 @@ export function benchPaths (settings: BenchSettings): BenchPath[] {
       title: `podgate, ${users.toLocaleString('en-US')} user${users === 1 ? '' : 's'} routable, 16 tokens`,
       users,
       tokens: 16,
+      measures: ['throughput'],
+    })),
+    // Worker scaling: the proxy may use every CPU (the load generator still has its own), so
+    // one worker and two compete for the same cores the same way.
+    ...[1, 2].map((workers) => podgatePath({
+      ...podgate,
+      id: `${WORKERS_PATH_PREFIX}${workers}`,
+      title: `podgate, ${workers} gateway worker${workers === 1 ? '' : 's'}, proxy not pinned`,
+      workers,
+      pinned: false,
       measures: ['throughput'],
     })),
   ]

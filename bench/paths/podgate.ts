@@ -17,6 +17,10 @@ export interface PodgateVariant {
   readonly users: number
   /** Tokens the load cycles through, for distinct users where the table has them. */
   readonly tokens: number
+  /** PODGATE_WORKERS; with more than one, `serve` is a primary and that many gateway processes. */
+  readonly workers: number
+  /** Pinned to the proxy's CPU like every other proxy, or free to use every CPU (worker scaling). */
+  readonly pinned: boolean
 }
 
 const START_TIMEOUT_MS = 30_000
@@ -48,9 +52,10 @@ export function podgatePath (variant: PodgateVariant): BenchPath {
         PODGATE_LOCAL_ROUTES: routesFile,
         PODGATE_LOG_LEVEL: 'warn',
         PODGATE_ACCESS_LOG: 'false',
+        PODGATE_WORKERS: String(variant.workers),
         ...(variant.tokenCache ? {} : { PODGATE_TOKEN_CACHE_SIZE: '0' }),
       }
-      const cpus = context.cpus.proxy
+      const cpus = variant.pinned ? context.cpus.proxy : undefined
       const proxy = context.processes.spawn(variant.id, process.execPath, [join(context.repoDir, 'src', 'main.ts'), 'serve'], { cpus, env, cwd: context.repoDir })
       await waitUntilReady(`http://127.0.0.1:${adminPort}/readyz`, { process: proxy, timeoutMs: START_TIMEOUT_MS })
       return { baseUrl: `http://127.0.0.1:${port}`, headerSets: tokens.map(bearer), proxyPgid: proxy.pid }
