@@ -125,12 +125,15 @@ function workersSection (ok: readonly PathResult[]): string[] {
 function webSocketSection (ok: readonly PathResult[]): string[] {
   const paths = ok.filter((path) => path.websocket !== undefined)
   if (paths.length === 0) return []
+  const direct = paths.find((path) => path.id === 'direct')?.websocket?.messagesPerS.median
   return [
     '## WebSocket',
     '',
-    '| path | messages/s (echoed) | connections | message size |',
-    '|---|---|---|---|',
-    ...paths.map((path) => `| ${path.title} | ${count(path.websocket!.messagesPerS)} | ${path.websocket!.connections} | ${path.websocket!.messageBytes} B |`),
+    'Each connection keeps one message in flight, so this measures the round trip: a proxy adds a hop each way.',
+    '',
+    '| path | messages/s (echoed) | vs direct | connections | message size |',
+    '|---|---|---|---|---|',
+    ...paths.map((path) => `| ${path.title} | ${count(path.websocket!.messagesPerS)} | ${direct === undefined ? '—' : `${(path.websocket!.messagesPerS.median / direct).toFixed(2)}×`} | ${path.websocket!.connections} | ${path.websocket!.messageBytes} B |`),
     '',
   ]
 }

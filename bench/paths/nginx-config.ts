@@ -61,6 +61,18 @@ export function nginxConfig (options: NginxConfigOptions): string {
     '      proxy_set_header X-Forwarded-Host $host;',
     `      proxy_pass ${options.variant === 'lua-variable' ? 'http://$target' : 'http://upstream_pool'};`,
     '    }',
+    // WebSocket as nginx documents it, on the path without auth only: the reference for
+    // what any proxy hop costs a one-message-in-flight echo.
+    ...(lua
+      ? []
+      : [
+          '    location /ws {',
+          '      proxy_http_version 1.1;',
+          '      proxy_set_header Upgrade $http_upgrade;',
+          '      proxy_set_header Connection "upgrade";',
+          '      proxy_pass http://upstream_pool;',
+          '    }',
+        ]),
     '  }',
     '}',
     '',

@@ -39,6 +39,8 @@ void t.test('plain keep-alive nginx: a static upstream, no Lua at all', (t) => {
   const config = nginxConfig(options('keepalive'))
   t.match(config, 'server 127.0.0.1:9000;')
   t.notMatch(config, /lua|load_module/)
+  t.match(config, /location \/ws \{[^}]*proxy_set_header Upgrade \$http_upgrade;[^}]*Connection "upgrade";[^}]*proxy_pass http:\/\/upstream_pool;/, 'WebSocket upgrades pass on /ws')
+  for (const variant of ['lua-variable', 'lua-keepalive', 'lua-cached'] as const) t.notMatch(nginxConfig(options(variant)), 'location /ws', `${variant}: no path around the token check`)
   t.end()
 })
 
