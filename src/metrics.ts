@@ -14,7 +14,7 @@ export class Metrics {
   readonly upstreamRetries = new Counter({ name: 'podgate_upstream_retries_total', help: 'Idempotent requests retried on another endpoint after a connect failure', registers: [this.registry] })
   readonly openConnections = new Gauge({ name: 'podgate_open_connections', help: 'Client connections open on the gateway port', registers: [this.registry] })
   readonly openWebSockets = new Gauge({ name: 'podgate_open_websockets', help: 'WebSocket connections being proxied', registers: [this.registry] })
-  readonly tokenCache = new Counter({ name: 'podgate_token_cache_total', help: 'Verified-token cache lookups, by result', labelNames: ['result'] as const, registers: [this.registry] })
+  readonly tokenCache = new ClosedLabelCounter(this.registry, 'podgate_token_cache_total', 'Verified-token cache lookups, by result', 'result', ['hit', 'miss'] as const)
   readonly authFailures = new Counter({ name: 'podgate_auth_failures_total', help: 'Refused tokens, by reason', labelNames: ['reason'] as const, registers: [this.registry] })
   readonly jwksFetches = new Counter({ name: 'podgate_jwks_fetches_total', help: 'JWKS documents fetched, by result', labelNames: ['result'] as const, registers: [this.registry] })
   // Every gateway worker holds the same routing view: scrapes that merge workers take one copy.
@@ -59,8 +59,8 @@ export class RequestStats {
   readonly #buckets = STATUS_CLASSES.map(() => new Float64Array(DURATION_BUCKETS.length + 1))
 
   constructor (registry: Registry) {
-    registry.registerMetric(this.#metric('podgate_requests_total', 'Requests answered, by status class', 'counter', () => this.#counterValues()))
-    registry.registerMetric(this.#metric('podgate_request_duration_seconds', 'Time from request to response finished or aborted, by status class', 'histogram', () => this.#histogramValues()))
+    registry.registerMetric(collectedMetric('podgate_requests_total', 'Requests answered, by status class', 'counter', () => this.#counterValues()))
+    registry.registerMetric(collectedMetric('podgate_request_duration_seconds', 'Time from request to response finished or aborted, by status class', 'histogram', () => this.#histogramValues()))
   }
 
   /** Records one request: `status` its HTTP status, `seconds` its duration. */
@@ -92,12 +92,28 @@ export class RequestStats {
     })
     return values
   }
+}
 
-  // What Registry reads of a metric: its description and, at scrape time, get().
-  #metric (name: string, help: string, type: 'counter' | 'histogram', values: () => MetricValue<string>[]): Parameters<Registry['registerMetric']>[0] {
-    const get = (): Promise<MetricObjectWithValues<MetricValue<string>>> =>
-      Promise.resolve({ name, help, type, aggregator: 'sum', values: values() } as unknown as MetricObjectWithValues<MetricValue<string>>)
-    return { name, help, type, aggregator: 'sum', get, reset: () => {} } as unknown as Parameters<Registry['registerMetric']>[0]
+/** A counter whose one label takes values from a closed set, counted in a plain array (per request, like RequestStats). */
+export class ClosedLabelCounter<V extends string> {
+  readonly #values: readonly V[]
+  readonly #counts: Float64Array
+
+  constructor (registry: Registry, name: string, help: string, label: string, values: readonly V[]) {
+    this.#values = values
+    this.#counts = new Float64Array(values.length)
+    registry.registerMetric(collectedMetric(name, help, 'counter', () =>
+      values.flatMap((value, i) => this.#counts[i]! > 0 ? [{ labels: { [label]: value }, value: this.#counts[i]! }] : [])))
+  }
+
+  inc (value: V): void {
+    this.#counts[this.#values.indexOf(value)]!++
   }
 }
 
+// What Registry reads of a metric: its description and, at scrape time, get().
+function collectedMetric (name: string, help: string, type: 'counter' | 'histogram', values: () => MetricValue<string>[]): Parameters<Registry['registerMetric']>[0] {
+  const get = (): Promise<MetricObjectWithValues<MetricValue<string>>> =>
+    Promise.resolve({ name, help, type, aggregator: 'sum', values: values() } as unknown as MetricObjectWithValues<MetricValue<string>>)
+  return { name, help, type, aggregator: 'sum', get, reset: () => {} } as unknown as Parameters<Registry['registerMetric']>[0]
+}

@@ -21,8 +21,6 @@ export interface TokenVerifierOptions {
 // A token without a kid may match several JWKS keys; each costs one signature check.
 const MAX_CANDIDATE_KEYS = 4
 const REQUIRED_CLAIMS = Object.freeze(['exp'])
-const CACHE_HIT = Object.freeze({ result: 'hit' })
-const CACHE_MISS = Object.freeze({ result: 'miss' })
 
 /**
  * Builds the verifier for the configured key source. Throws ConfigError (naming the variable)
@@ -72,10 +70,10 @@ class JwtVerifier implements TokenVerifier {
     if (cache === undefined) return undefined
     const identity = cache.get(token)
     if (identity !== undefined && identity.expiresAt > this.#now()) {
-      this.#metrics?.tokenCache.inc(CACHE_HIT)
+      this.#metrics?.tokenCache.inc('hit')
       return identity
     }
-    this.#metrics?.tokenCache.inc(CACHE_MISS)
+    this.#metrics?.tokenCache.inc('miss')
     return undefined
   }
 

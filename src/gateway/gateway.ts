@@ -93,7 +93,7 @@ export class Gateway {
 
   /** Serves one HTTP request. Never throws; every failure is answered on `res`. */
   handle (req: IncomingMessage, res: ServerResponse): void {
-    const started = process.hrtime.bigint()
+    const started = performance.now()
     this.#inFlight++
     res.once('close', () => { this.#finished(req, res, started) })
     if (this.#draining) res.setHeader('connection', 'close')
@@ -202,8 +202,8 @@ export class Gateway {
     sendError(res, err)
   }
 
-  #finished (req: IncomingMessage, res: ServerResponse, started: bigint): void {
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9
+  #finished (req: IncomingMessage, res: ServerResponse, started: number): void {
+    const seconds = (performance.now() - started) / 1000
     const status = res.headersSent ? res.statusCode : 499
     this.#metrics.requests.record(status, seconds)
     if (this.#accessLog) {

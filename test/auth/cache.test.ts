@@ -16,7 +16,9 @@ function setup (t: Test, tokenCacheSize: number): { verifier: TokenVerifier, clo
 }
 
 async function lookups (metrics: Metrics): Promise<{ hit: number, miss: number }> {
-  const values = (await metrics.tokenCache.get()).values
+  const metric = metrics.registry.getSingleMetric('podgate_token_cache_total')
+  if (metric === undefined) throw new Error('podgate_token_cache_total is not registered')
+  const values = (await metric.get()).values
   const count = (result: string): number => values.find((v) => v.labels.result === result)?.value ?? 0
   return { hit: count('hit'), miss: count('miss') }
 }
