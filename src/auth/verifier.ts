@@ -6,6 +6,7 @@ import type { AuthConfig } from '../config.ts'
 import { AuthError, ConfigError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
+import { HmacTokenCheck } from './hmac.ts'
 import type { Identity, TokenVerifier } from './identity.ts'
 import { createVerificationKeys, type VerificationKeys } from './keys.ts'
 import { isValidUserId } from './user-id.ts'
@@ -43,6 +44,8 @@ class JwtVerifier implements TokenVerifier {
   readonly #issuer: string[] | undefined
   readonly #audience: string[] | undefined
   readonly #clockToleranceS: number
+  /** The synchronous check of plain HS* tokens under a shared secret; jose does the rest. */
+  readonly #hmac: HmacTokenCheck | undefined
   readonly #resolveKey = (header: CompactJWSHeaderParameters, token: FlattenedJWSInput) => this.#keys.resolve(header, token)
 
   constructor (auth: AuthConfig, options: TokenVerifierOptions) {
@@ -59,6 +62,9 @@ class JwtVerifier implements TokenVerifier {
     const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init))
     this.#keys = createVerificationKeys(auth, { now, fetch: fetchImpl, metrics: options.metrics, logger: options.logger })
     this.#algorithms = [...this.#keys.algorithms]
+    this.#hmac = auth.key.kind === 'secret'
+      ? new HmacTokenCheck(auth.key.secret, { algorithms: this.#algorithms, issuer: this.#issuer, audience: this.#audience, clockToleranceS: this.#clockToleranceS })
+      : undefined
     // Expiry runs on the injected clock; ttlResolution 0 stops lru-cache from caching it behind a timer.
     this.#cache = auth.tokenCacheSize === 0
       ? undefined
@@ -99,20 +105,23 @@ class JwtVerifier implements TokenVerifier {
   async #check (token: string): Promise<Identity> {
     if (typeof token !== 'string' || token.length === 0) throw new AuthError('missing', 'no token')
     if (token.length > this.#maxTokenBytes) throw new AuthError('too_large', `token is ${token.length} bytes, more than the ${this.#maxTokenBytes} allowed`)
-    const options: JWTVerifyOptions = {
-      algorithms: this.#algorithms,
-      issuer: this.#issuer,
-      audience: this.#audience,
-      clockTolerance: this.#clockToleranceS,
-      requiredClaims: REQUIRED_CLAIMS as string[],
-      currentDate: new Date(this.#now()),
-    }
-    let payload: JWTPayload
-    try {
-      payload = (await jwtVerify(token, this.#resolveKey, options)).payload
-    } catch (err) {
-      if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err
-      payload = await verifyWithCandidates(token, err, options)
+    const now = this.#now()
+    let payload = this.#hmac?.verify(token, now)
+    if (payload === undefined) {
+      const options: JWTVerifyOptions = {
+        algorithms: this.#algorithms,
+        issuer: this.#issuer,
+        audience: this.#audience,
+        clockTolerance: this.#clockToleranceS,
+        requiredClaims: REQUIRED_CLAIMS as string[],
+        currentDate: new Date(now),
+      }
+      try {
+        payload = (await jwtVerify(token, this.#resolveKey, options)).payload
+      } catch (err) {
+        if (!(err instanceof errors.JWKSMultipleMatchingKeys)) throw err
+        payload = await verifyWithCandidates(token, err, options)
+      }
     }
     const claim = this.#userClaim
     const user = Object.hasOwn(payload, claim) ? payload[claim] : undefined
