@@ -72,6 +72,7 @@ export function toMarkdown (report: BenchReport): string {
     ...(ok.some((path) => (path.throughput?.backgroundPct ?? 0) > BUSY_MACHINE_PCT)
       ? [`† other programs took more than ${BUSY_MACHINE_PCT}% of the CPU during at least one run of this path.`, '']
       : []),
+    ...floorSection(ok),
     ...usersSection(ok),
     ...workersSection(ok),
     ...webSocketSection(ok),
@@ -85,6 +86,18 @@ export function toMarkdown (report: BenchReport): string {
     ...notRunSection(report.paths),
   ]
   return lines.join('\n') + '\n'
+}
+
+/** podgate against the minimal prototype of its own stack, measured in the same run. */
+function floorSection (ok: readonly PathResult[]): string[] {
+  const cpu = (id: string): number | undefined => ok.find((path) => path.id === id)?.throughput?.cpuUsPerRequest?.median
+  const [podgate, floor] = [cpu('podgate-hs256'), cpu('node-minimal')]
+  if (podgate === undefined || floor === undefined) return []
+  return [
+    `podgate with the token cache spends ${podgate.toFixed(1)} µs of CPU per request; the minimal node:http + undici + jose proxy, ${floor.toFixed(1)} µs. ` +
+      `The difference, ${(podgate - floor).toFixed(1)} µs (${((podgate / floor - 1) * 100).toFixed(0)}%), is what header hygiene, identity headers, retries, timeouts, metrics and the rest cost.`,
+    '',
+  ]
 }
 
 function usersSection (ok: readonly PathResult[]): string[] {

@@ -2,6 +2,7 @@
 import type { BenchSettings } from '../settings.ts'
 import { chpPath } from './chp.ts'
 import { directPath } from './direct.ts'
+import { minimalPath } from './minimal.ts'
 import { nginxPath } from './nginx.ts'
 import { podgatePath } from './podgate.ts'
 import type { BenchPath } from './types.ts'
@@ -21,6 +22,7 @@ export function benchPaths (settings: BenchSettings): BenchPath[] {
     nginxPath('lua-keepalive', ['throughput', 'latency']),
     nginxPath('lua-cached', ['throughput', 'latency']),
     chpPath(['throughput', 'latency']),
+    minimalPath(['throughput', 'latency']),
     ...settings.userCounts.map((users) => podgatePath({
       ...podgate,
       id: `${USERS_PATH_PREFIX}${users}`,
