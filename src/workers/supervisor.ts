@@ -153,6 +153,10 @@ export class WorkerSupervisor {
     child.on('message', (message: FromWorker) => {
       switch (message.type) {
         case 'hello':
+          if (this.#stopping) {
+            this.#send(child, { type: 'drain' })
+            break
+          }
           // The snapshot as of now; every later change follows it on the same channel.
           this.#send(child, {
             type: 'init',

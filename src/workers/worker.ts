@@ -74,16 +74,24 @@ class ActivityBatch {
 async function runWorker (logger: Logger): Promise<void> {
   const send: Send = (message) => { if (process.connected) process.send?.(message) }
   const config = loadConfig(process.env)
-  const init = await new Promise<WorkerInit>((resolve) => {
-    const onInit = (message: ToWorker): void => {
-      if (message.type !== 'init') return
-      process.off('message', onInit)
-      resolve(message)
-    }
-    process.on('message', onInit)
-    // Messages that arrive before a listener exists are dropped: ask only now.
-    send({ type: 'hello' })
+  // Told to stop, or orphaned, before it started: nothing to drain.
+  const exitEarly = (): never => process.exit(0)
+  process.once('disconnect', exitEarly)
+  // Messages are emitted on separate ticks that all run before this function resumes: one
+  // listener from the start keeps what arrives meanwhile, in order, for the handler below.
+  const inbox: ToWorker[] = []
+  const initialized = Promise.withResolvers<WorkerInit>()
+  let deliver: ((message: ToWorker) => void) | undefined
+  process.on('message', (message: ToWorker) => {
+    if (deliver !== undefined) deliver(message)
+    else if (message.type === 'init') initialized.resolve(message)
+    else if (message.type === 'drain') exitEarly()
+    else inbox.push(message)
   })
+  // Messages that arrive before a listener exists are dropped: ask only now.
+  send({ type: 'hello' })
+  const init = await initialized.promise
+  process.off('disconnect', exitEarly)
   const source = new RelayedSource(init.routes, init.synced)
   const requests = new PrimaryRequests(send)
   const activity = init.activity ? new ActivityBatch(send) : undefined
@@ -113,7 +121,7 @@ async function runWorker (logger: Logger): Promise<void> {
       process.exit(0)
     })()
   }
-  process.on('message', (message: ToWorker) => {
+  deliver = (message) => {
     switch (message.type) {
       case 'routes': source.apply(message.routes); break
       case 'synced': source.markSynced(); break
@@ -124,7 +132,8 @@ async function runWorker (logger: Logger): Promise<void> {
       case 'drain': stop('drain'); break
       case 'init': break
     }
-  })
+  }
+  for (const message of inbox.splice(0)) deliver(message)
   // Without its primary a worker would serve a snapshot nobody updates.
   process.once('disconnect', () => { stop('primary gone') })
   // The primary coordinates shutdown; a signal sent to the whole group (Ctrl-C) drains too.
