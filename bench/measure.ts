@@ -1,6 +1,6 @@
-// The one scenario runner: starts a path, checks it answers correctly, then runs each of its
-// measures with the load generator in its own pinned process, and reads the proxy's cost
-// from /proc around every run.
+// The one scenario runner: starts every path and checks it answers correctly, then runs each
+// measure run by run across the paths, with the load generator in its own pinned process,
+// reading each proxy's cost from /proc around every run.
 import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { backgroundShare, readCpuCounters } from './background-load.ts'
@@ -8,7 +8,7 @@ import type { HttpLoadResult, HttpLoadSpec } from './load/http-load.ts'
 import type { StreamLoadResult, StreamLoadSpec } from './load/stream-load.ts'
 import type { WsLoadResult, WsLoadSpec } from './load/ws-load.ts'
 import { probe } from './http-probe.ts'
-import type { BenchPath, PathContext, RunningPath } from './paths/types.ts'
+import type { BenchPath, Measure, PathContext, RunningPath } from './paths/types.ts'
 import { sampleGroup } from './proc-stats.ts'
 import type { BenchSettings } from './settings.ts'
 import { summarize } from './stats.ts'
@@ -79,31 +79,123 @@ export interface MeasureOptions {
   readonly ticksPerSecond: number
 }
 
+export interface SuiteOptions {
+  readonly settings: BenchSettings
+  readonly ticksPerSecond: number
+  /** The path's own context: its process group and a fresh upstream. */
+  readonly contextFor: (path: BenchPath) => Promise<PathContext>
+  /** Whether there is still time to start another path. */
+  readonly timeLeft?: () => boolean
+  readonly log?: (line: string) => void
+}
+
 const FIXED_BODY_BYTES = 100
 /** Share of failed requests above which a run's numbers mean nothing. */
 const MAX_FAILED_SHARE = 0.001
 const RSS_SAMPLE_MS = 50
 
+/** One path through the whole suite: start, check, every measure, stop. */
 export async function measurePath (path: BenchPath, options: MeasureOptions): Promise<PathResult> {
-  const { context } = options
-  const base = { id: path.id, title: path.title }
-  const skipReason = await path.unavailable?.(context)
-  if (skipReason !== undefined) return { ...base, status: 'skipped', reason: skipReason }
+  const [result] = await measurePaths([path], { settings: options.settings, ticksPerSecond: options.ticksPerSecond, contextFor: () => Promise.resolve(options.context) })
+  return result as PathResult
+}
+
+interface Live {
+  readonly path: BenchPath
+  readonly options: MeasureOptions
+  readonly running: RunningPath
+  readonly idleRssKb: number | null
+  readonly throughputRuns: ThroughputRun[]
+  readonly latencyRuns: HttpLoadResult[]
+  readonly wsRates: number[]
+  stream?: StreamResult
+  failure?: string
+}
+
+/**
+ * Starts every path first, then takes each measure run by run across all of them (run 1 of
+ * every path, then run 2 …), so a machine that speeds up or slows down during the suite
+ * moves every path's numbers alike instead of favouring the paths measured early.
+ */
+export async function measurePaths (paths: readonly BenchPath[], options: SuiteOptions): Promise<PathResult[]> {
+  const { settings } = options
+  const log = options.log ?? (() => {})
+  const results = new Map<string, PathResult>()
+  const live: Live[] = []
   try {
-    const running = await path.start(context)
-    await checkAnswers(running)
-    const result: PathResult = { ...base, status: 'ok', idleRssKb: rssOf(running) }
-    return {
-      ...result,
-      ...(path.measures.includes('throughput') ? { throughput: await measureThroughput(running, options) } : {}),
-      ...(path.measures.includes('latency') ? { latency: await measureLatency(running, options) } : {}),
-      ...(path.measures.includes('websocket') ? { websocket: await measureWebSocket(running, options) } : {}),
-      ...(path.measures.includes('stream') ? { stream: await measureStream(running, options) } : {}),
+    for (const path of paths) {
+      const base = { id: path.id, title: path.title }
+      if (options.timeLeft?.() === false) {
+        results.set(path.id, { ...base, status: 'skipped', reason: 'the time budget was used up before it could start' })
+        continue
+      }
+      const context = await options.contextFor(path)
+      const skipReason = await path.unavailable?.(context)
+      if (skipReason !== undefined) {
+        await context.processes.stopAll()
+        results.set(path.id, { ...base, status: 'skipped', reason: skipReason })
+        continue
+      }
+      try {
+        const running = await path.start(context)
+        await checkAnswers(running)
+        live.push({ path, options: { settings, context, ticksPerSecond: options.ticksPerSecond }, running, idleRssKb: rssOf(running), throughputRuns: [], latencyRuns: [], wsRates: [] })
+        log(`started ${path.id}`)
+      } catch (err) {
+        await context.processes.stopAll()
+        results.set(path.id, { ...base, status: 'failed', reason: (err as Error).message })
+        log(`${path.id} failed to start: ${(err as Error).message}`)
+      }
     }
-  } catch (err) {
-    return { ...base, status: 'failed', reason: (err as Error).message }
+    const measuring = (measure: Measure): Live[] => live.filter((entry) => entry.failure === undefined && entry.path.measures.includes(measure))
+    const attempt = async (entry: Live, what: () => Promise<void>): Promise<void> => {
+      try {
+        await what()
+      } catch (err) {
+        entry.failure = (err as Error).message
+        log(`${entry.path.id} failed: ${entry.failure}`)
+        await entry.options.context.processes.stopAll()
+      }
+    }
+    if (settings.warmupS > 0) {
+      for (const entry of measuring('throughput')) await attempt(entry, async () => { await httpLoad(entry.running, settings.connections, settings.warmupS, entry.options) })
+    }
+    for (let run = 0; run < settings.runs; run++) {
+      log(`throughput run ${run + 1} of ${settings.runs}`)
+      for (const entry of measuring('throughput')) await attempt(entry, async () => { entry.throughputRuns.push(await throughputRun(entry.running, entry.options)) })
+    }
+    for (let run = 0; run < settings.runs; run++) {
+      log(`latency run ${run + 1} of ${settings.runs}`)
+      for (const entry of measuring('latency')) await attempt(entry, async () => { entry.latencyRuns.push(await httpLoad(entry.running, 1, settings.latencyDurationS, entry.options)) })
+    }
+    for (let run = 0; run < settings.runs; run++) {
+      log(`WebSocket run ${run + 1} of ${settings.runs}`)
+      for (const entry of measuring('websocket')) await attempt(entry, async () => { entry.wsRates.push(await webSocketRun(entry.running, entry.options)) })
+    }
+    for (const entry of measuring('stream')) {
+      log(`streaming through ${entry.path.id}`)
+      await attempt(entry, async () => { entry.stream = await measureStream(entry.running, entry.options) })
+    }
   } finally {
-    await context.processes.stopAll()
+    await Promise.all(live.map((entry) => entry.options.context.processes.stopAll()))
+  }
+  for (const entry of live) results.set(entry.path.id, summarizePath(entry))
+  return paths.map((path) => results.get(path.id) as PathResult)
+}
+
+function summarizePath (entry: Live): PathResult {
+  const base = { id: entry.path.id, title: entry.path.title }
+  if (entry.failure !== undefined) return { ...base, status: 'failed', reason: entry.failure }
+  const { settings } = entry.options
+  const measures = entry.path.measures
+  return {
+    ...base,
+    status: 'ok',
+    idleRssKb: entry.idleRssKb,
+    ...(measures.includes('throughput') ? { throughput: summarizeThroughput(entry.throughputRuns, settings) } : {}),
+    ...(measures.includes('latency') ? { latency: { connections: 1, p50Ms: summarize(entry.latencyRuns.map((run) => run.p50Ms)), p99Ms: summarize(entry.latencyRuns.map((run) => run.p99Ms)) } } : {}),
+    ...(measures.includes('websocket') ? { websocket: { connections: settings.wsConnections, messageBytes: settings.wsMessageBytes, messagesPerS: summarize(entry.wsRates) } } : {}),
+    ...(entry.stream === undefined ? {} : { stream: entry.stream }),
   }
 }
 
@@ -115,29 +207,28 @@ async function checkAnswers (running: RunningPath): Promise<void> {
   }
 }
 
-async function measureThroughput (running: RunningPath, options: MeasureOptions): Promise<ThroughputResult> {
+async function throughputRun (running: RunningPath, options: MeasureOptions): Promise<ThroughputRun> {
   const { settings } = options
-  if (settings.warmupS > 0) await httpLoad(running, settings.connections, settings.warmupS, options)
-  const runs: ThroughputRun[] = []
-  for (let run = 0; run < settings.runs; run++) {
-    const ours = [options.context.upstream.process.pid, ...(running.proxyPgid === undefined ? [] : [running.proxyPgid])]
-    const countersBefore = readCpuCounters(ours)
-    const startedAt = performance.now()
-    const before = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
-    const load = await httpLoad(running, settings.connections, settings.durationS, options)
-    const after = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
-    const background = backgroundShare(countersBefore, readCpuCounters(ours), (performance.now() - startedAt) / 1000, cpus().length, options.ticksPerSecond)
-    const cpuUs = before === undefined || after === undefined ? null : (after.cpuTicks - before.cpuTicks) / options.ticksPerSecond * 1e6
-    runs.push({
-      rps: load.rps,
-      p50Ms: load.p50Ms,
-      p99Ms: load.p99Ms,
-      requests: load.ok,
-      cpuUsPerRequest: cpuUs === null ? null : cpuUs / load.ok,
-      rssKb: after?.rssKb ?? null,
-      backgroundPct: Math.round(background * 1000) / 10,
-    })
+  const ours = [options.context.upstream.process.pid, ...(running.proxyPgid === undefined ? [] : [running.proxyPgid])]
+  const countersBefore = readCpuCounters(ours)
+  const startedAt = performance.now()
+  const before = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
+  const load = await httpLoad(running, settings.connections, settings.durationS, options)
+  const after = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
+  const background = backgroundShare(countersBefore, readCpuCounters(ours), (performance.now() - startedAt) / 1000, cpus().length, options.ticksPerSecond)
+  const cpuUs = before === undefined || after === undefined ? null : (after.cpuTicks - before.cpuTicks) / options.ticksPerSecond * 1e6
+  return {
+    rps: load.rps,
+    p50Ms: load.p50Ms,
+    p99Ms: load.p99Ms,
+    requests: load.ok,
+    cpuUsPerRequest: cpuUs === null ? null : cpuUs / load.ok,
+    rssKb: after?.rssKb ?? null,
+    backgroundPct: Math.round(background * 1000) / 10,
   }
+}
+
+function summarizeThroughput (runs: readonly ThroughputRun[], settings: BenchSettings): ThroughputResult {
   const cpu = runs.map((run) => run.cpuUsPerRequest).filter((value) => value !== null)
   const rss = runs.map((run) => run.rssKb).filter((value) => value !== null)
   return {
@@ -153,12 +244,6 @@ async function measureThroughput (running: RunningPath, options: MeasureOptions)
   }
 }
 
-async function measureLatency (running: RunningPath, options: MeasureOptions): Promise<LatencyResult> {
-  const runs: HttpLoadResult[] = []
-  for (let run = 0; run < options.settings.runs; run++) runs.push(await httpLoad(running, 1, options.settings.latencyDurationS, options))
-  return { connections: 1, p50Ms: summarize(runs.map((run) => run.p50Ms)), p99Ms: summarize(runs.map((run) => run.p99Ms)) }
-}
-
 async function httpLoad (running: RunningPath, connections: number, durationS: number, options: MeasureOptions): Promise<HttpLoadResult> {
   const spec: HttpLoadSpec = { url: `${running.baseUrl}/fixed`, connections, durationS, headerSets: running.headerSets }
   const result = await runLoad<HttpLoadResult>('http-load.ts', spec, durationS, options)
@@ -169,7 +254,7 @@ async function httpLoad (running: RunningPath, connections: number, durationS: n
   return result
 }
 
-async function measureWebSocket (running: RunningPath, options: MeasureOptions): Promise<WebSocketResult> {
+async function webSocketRun (running: RunningPath, options: MeasureOptions): Promise<number> {
   const { settings } = options
   const spec: WsLoadSpec = {
     url: `${running.baseUrl.replace(/^http/, 'ws')}/ws`,
@@ -178,13 +263,9 @@ async function measureWebSocket (running: RunningPath, options: MeasureOptions):
     messageBytes: settings.wsMessageBytes,
     headers: running.headerSets[0] ?? {},
   }
-  const rates: number[] = []
-  for (let run = 0; run < settings.runs; run++) {
-    const result = await runLoad<WsLoadResult>('ws-load.ts', spec, settings.durationS, options)
-    if (result.errors > 0) throw new Error(`WebSocket load: ${result.errors} of ${spec.connections} connections closed or stalled`)
-    rates.push(result.messagesPerS)
-  }
-  return { connections: spec.connections, messageBytes: spec.messageBytes, messagesPerS: summarize(rates) }
+  const result = await runLoad<WsLoadResult>('ws-load.ts', spec, settings.durationS, options)
+  if (result.errors > 0) throw new Error(`WebSocket load: ${result.errors} of ${spec.connections} connections closed or stalled`)
+  return result.messagesPerS
 }
 
 async function measureStream (running: RunningPath, options: MeasureOptions): Promise<StreamResult> {

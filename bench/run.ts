@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url'
 import { backgroundShare, readCpuCounters, waitForQuiet } from './background-load.ts'
 import { evaluateGoals } from './goals.ts'
 import { describeMachine, hasTaskset, planCpus } from './machine.ts'
-import { measurePath } from './measure.ts'
+import { measurePaths } from './measure.ts'
 import type { PathResult } from './measure.ts'
 import { benchPaths } from './paths/index.ts'
 import { Prerequisites } from './prerequisites.ts'
@@ -44,24 +44,25 @@ async function run (settings: BenchSettings, processes: ProcessGroup, workDir: s
   const countersBefore = readCpuCounters([])
   const measuringSince = performance.now()
   const prerequisites = new Prerequisites({ processes, cacheDir: join(homedir(), '.cache', 'podgate', 'bench'), install: settings.install, log })
-  const results: PathResult[] = []
   let upstreamKind: string | undefined
-  for (const path of benchPaths(settings).filter((candidate) => selected(settings, candidate.id))) {
-    if (elapsedS() > settings.budgetS) {
-      results.push({ id: path.id, title: path.title, status: 'skipped', reason: `time budget of ${settings.budgetS} s used up` })
-      continue
-    }
+  const paths = benchPaths(settings).filter((candidate) => selected(settings, candidate.id))
+  log(`starting ${paths.length} path(s), each with its own upstream, then measuring them run by run`)
+  const results = await measurePaths(paths, {
+    settings,
+    ticksPerSecond,
+    log: (line) => { log(`  ${line}`) },
+    timeLeft: () => elapsedS() < settings.budgetS,
     // A fresh upstream per path: nothing one path leaves behind in it (sockets, heap, JIT
-    // state) may slow the next, so the order of the paths does not change their numbers.
-    const pathProcesses = processes.child()
-    const upstream = await startUpstream({ processes: pathProcesses, repoDir, benchDir, cpus: cpus.upstream, choice: settings.upstream })
-    upstreamKind = upstream.kind
-    log(`▶ ${path.id}: ${path.title} (upstream: ${upstream.kind} at ${upstream.address})`)
-    const context = { repoDir, benchDir, workDir, processes: pathProcesses, cpus, upstream, prerequisites, log }
-    const result = await measurePath(path, { settings, context, ticksPerSecond })
-    log(`  ${describeResult(result)}`)
-    results.push(result)
-  }
+    // state) may slow another.
+    contextFor: async (path) => {
+      const pathProcesses = processes.child()
+      const upstream = await startUpstream({ processes: pathProcesses, repoDir, benchDir, cpus: cpus.upstream, choice: settings.upstream })
+      upstreamKind = upstream.kind
+      log(`▶ ${path.id}: ${path.title} (upstream: ${upstream.kind} at ${upstream.address})`)
+      return { repoDir, benchDir, workDir, processes: pathProcesses, cpus, upstream, prerequisites, log }
+    },
+  })
+  for (const result of results) log(`${result.id}: ${describeResult(result)}`)
   // Every upstream has exited and been reaped by now: its CPU time counts as this process's own.
   const background = backgroundShare(countersBefore, readCpuCounters([]), (performance.now() - measuringSince) / 1000, machine.cpus, ticksPerSecond)
   if (background * 100 > BUSY_MACHINE_PCT) log(`warning: other programs used ${(background * 100).toFixed(0)}% of the CPUs during the run; the numbers are disturbed`)

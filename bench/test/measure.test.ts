@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { describeMachine, hasTaskset, planCpus } from '../machine.ts'
-import { measurePath } from '../measure.ts'
+import { measurePath, measurePaths } from '../measure.ts'
 import type { MeasureOptions } from '../measure.ts'
 import type { BenchPath, PathContext } from '../paths/types.ts'
 import { Prerequisites } from '../prerequisites.ts'
@@ -133,4 +133,28 @@ void t.test('a path that fails to start is reported, and what it started is stop
   }
   t.match(await measurePath(path, options), { status: 'failed', reason: 'proxy exited: bad config' })
   t.equal(leftover?.running, false)
+})
+
+void t.test('runs are interleaved across paths, and a path that breaks mid-way fails alone', async (t) => {
+  const { options } = await setUp(t)
+  const order: string[] = []
+  let brokenAfter = Infinity
+  const server = (name: string) => createServer((_request, response) => {
+    if (order.at(-1) !== name) order.push(name)
+    if (name === 'c' && order.filter((seen) => seen === 'c').length > brokenAfter) response.writeHead(500)
+    response.end(Buffer.alloc(100, 'x'))
+  })
+  const urls = { a: await listen(t, server('a')), b: await listen(t, server('b')), c: await listen(t, server('c')) }
+  const path = (name: 'a' | 'b' | 'c'): BenchPath => ({
+    id: name,
+    title: name,
+    measures: ['throughput'],
+    start: async () => await Promise.resolve({ baseUrl: urls[name], headerSets: [{}], proxyPgid: undefined }),
+  })
+  brokenAfter = 2 // c answers its check and its first run, then only 500s
+  const results = await measurePaths([path('a'), path('b'), path('c')], { ...options, settings: { ...options.settings, runs: 3 }, contextFor: () => Promise.resolve(options.context) })
+  t.same(order, ['a', 'b', 'c', 'a', 'b', 'c', 'a', 'b', 'c', 'a', 'b'], 'checks, then run 1 of each path, run 2 of each …; c left out once it failed')
+  t.same(results.map((result) => [result.id, result.status]), [['a', 'ok'], ['b', 'ok'], ['c', 'failed']])
+  t.equal(results[0]?.throughput?.runs.length, 3)
+  t.match(results[2]?.reason, /statuses \{"500"/)
 })
