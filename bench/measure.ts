@@ -148,13 +148,19 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
       }
     }
     const measuring = (measure: Measure): Live[] => live.filter((entry) => entry.failure === undefined && entry.path.measures.includes(measure))
+    // Paths wait frozen (SIGSTOP) between their runs: a dozen idle proxies and upstreams would
+    // otherwise take a few percent of the CPUs, and wake on the measured proxy's core.
+    for (const entry of live) entry.options.context.processes.pause()
     const attempt = async (entry: Live, what: () => Promise<void>): Promise<void> => {
+      const processes = entry.options.context.processes
+      processes.resume()
       try {
         await what()
+        processes.pause()
       } catch (err) {
         entry.failure = (err as Error).message
         log(`${entry.path.id} failed: ${entry.failure}`)
-        await entry.options.context.processes.stopAll()
+        await processes.stopAll()
       }
     }
     if (settings.warmupS > 0) {
@@ -164,12 +170,12 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
       log(`throughput run ${run + 1} of ${settings.runs}`)
       for (const entry of measuring('throughput')) await attempt(entry, async () => { entry.throughputRuns.push(await throughputRun(entry.running, entry.options)) })
     }
-    for (let run = 0; run < settings.runs; run++) {
-      log(`latency run ${run + 1} of ${settings.runs}`)
+    for (let run = 0; run < settings.latencyRuns; run++) {
+      log(`latency run ${run + 1} of ${settings.latencyRuns}`)
       for (const entry of measuring('latency')) await attempt(entry, async () => { entry.latencyRuns.push(await httpLoad(entry.running, 1, settings.latencyDurationS, entry.options)) })
     }
-    for (let run = 0; run < settings.runs; run++) {
-      log(`WebSocket run ${run + 1} of ${settings.runs}`)
+    for (let run = 0; run < settings.latencyRuns; run++) {
+      log(`WebSocket run ${run + 1} of ${settings.latencyRuns}`)
       for (const entry of measuring('websocket')) await attempt(entry, async () => { entry.wsRates.push(await webSocketRun(entry.running, entry.options)) })
     }
     for (const entry of measuring('stream')) {

@@ -94,6 +94,8 @@ export class BenchProcess {
   /** SIGTERM to the whole process group, SIGKILL after a grace period. */
   async stop (): Promise<void> {
     if (this.running) {
+      // A paused group would hold SIGTERM pending until continued.
+      this.signal('SIGCONT')
       this.signal('SIGTERM')
       const timer = setTimeout(() => { this.signal('SIGKILL') }, STOP_GRACE_MS)
       await this.exited
@@ -152,6 +154,15 @@ export class ProcessGroup {
 
   async stopAll (): Promise<void> {
     await Promise.all([...this.#members].map(async (member) => { await member.stop() }))
+  }
+
+  /** Freezes every member (SIGSTOP to each process group): a paused path costs no CPU. */
+  pause (): void {
+    for (const member of this.#members) member.signal('SIGSTOP')
+  }
+
+  resume (): void {
+    for (const member of this.#members) member.signal('SIGCONT')
   }
 
   /** Last resort from an `exit` handler, where nothing async runs. */

@@ -56,7 +56,7 @@ export function toMarkdown (report: BenchReport): string {
       (report.backgroundCpuPct > BUSY_MACHINE_PCT ? ': **the machine was busy, so these numbers are disturbed; rerun on an idle machine.**' : ' (an idle machine).'),
     `- Upstream: ${report.upstream} (GET /fixed returns 100 bytes)`,
     `- Load: autocannon in its own process, ${settings.connections} connections, ${settings.runs} run(s) of ${settings.durationS} s after ${settings.warmupS} s warm-up; ` +
-      `median (min–max). Latency at 1 connection: ${settings.runs} run(s) of ${settings.latencyDurationS} s. Percentiles from a 3-significant-digit histogram.`,
+      `median (min–max). Latency at 1 connection: ${settings.latencyRuns} run(s) of ${settings.latencyDurationS} s; WebSocket: ${settings.latencyRuns} run(s) of ${settings.durationS} s. Runs interleaved across paths, idle paths frozen (SIGSTOP). Percentiles from a 3-significant-digit histogram.`,
     '- Proxy CPU per request: utime + stime of the proxy\'s process group (/proc/<pid>/stat) over a run, divided by the requests it served. Proxy RSS: VmRSS summed over the group after the runs.',
     '',
     '## Throughput and cost per request',

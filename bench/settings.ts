@@ -12,7 +12,10 @@ export interface BenchSettings {
   readonly install: boolean
   readonly connections: number
   readonly durationS: number
+  /** Throughput runs per path (the median is reported). */
   readonly runs: number
+  /** Runs of the 1-connection latency and WebSocket measures. */
+  readonly latencyRuns: number
   readonly warmupS: number
   readonly latencyDurationS: number
   readonly wsConnections: number
@@ -68,9 +71,9 @@ export function parseSettings (argv: readonly string[]): BenchSettings {
   const only = values.only.split(',').map((id) => id.trim()).filter((id) => id !== '')
   const common = { only, outDir: values.out, upstream, install: !values['no-install'], connections: 64, wsMessageBytes: 64 }
   if (values.quick) {
-    return { ...common, quick: true, durationS: 1, runs: 1, warmupS: 0, latencyDurationS: 1, wsConnections: 8, streamBytes: 64 * 1024 ** 2, userCounts: [1, 1000], budgetS: 240, quietWaitS: 0 }
+    return { ...common, quick: true, durationS: 1, runs: 1, latencyRuns: 1, warmupS: 0, latencyDurationS: 1, wsConnections: 8, streamBytes: 64 * 1024 ** 2, userCounts: [1, 1000], budgetS: 240, quietWaitS: 0 }
   }
-  return { ...common, quick: false, durationS: 5, runs: 3, warmupS: 1, latencyDurationS: 2, wsConnections: 32, streamBytes: 1024 ** 3, userCounts: [1, 1000, 10_000, 100_000], budgetS: 170, quietWaitS: 60 }
+  return { ...common, quick: false, durationS: 3, runs: 5, latencyRuns: 3, warmupS: 1, latencyDurationS: 2, wsConnections: 32, streamBytes: 1024 ** 3, userCounts: [1, 1000, 10_000, 100_000], budgetS: 170, quietWaitS: 60 }
 }
 
 /** Whether a path id was selected by --only. */

@@ -84,3 +84,20 @@ void t.test('after shutdown no group starts anything new', async (t) => {
   t.notOk(running.running)
   t.throws(() => child.spawn('late', 'sleep', ['30']), { message: 'late: not started, the benchmark is shutting down' })
 })
+
+void t.test('pause freezes every member, resume lets it run, and a paused group still stops', async (t) => {
+  const group = new ProcessGroup()
+  t.teardown(() => group.stopAll())
+  const child = group.spawn('sleeper', 'sleep', ['30'])
+  const state = (): string => /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${child.pid}/stat`, 'utf8'))?.[1] ?? '?'
+  await sleep(50)
+  group.pause()
+  await sleep(50)
+  t.equal(state(), 'T', 'stopped')
+  group.resume()
+  await sleep(50)
+  t.equal(state(), 'S', 'running (sleeping) again')
+  group.pause()
+  await group.stopAll()
+  t.equal(child.running, false, 'SIGTERM reached a paused process')
+})
