@@ -81,7 +81,7 @@ async function runWorker (logger: Logger): Promise<void> {
   // listener from the start keeps what arrives meanwhile, in order, for the handler below.
   const inbox: ToWorker[] = []
   const initialized = Promise.withResolvers<WorkerInit>()
-  let deliver: ((message: ToWorker) => void) | undefined
+  let deliver: ((message: ToWorker) => void) | undefined = undefined
   process.on('message', (message: ToWorker) => {
     if (deliver !== undefined) deliver(message)
     else if (message.type === 'init') initialized.resolve(message)
