@@ -273,9 +273,10 @@ void t.test('a kept volume survives its user, is adopted again, and a scratch vo
   t.equal(child(server, DEPLOYMENTS, 'user-bea'), undefined)
   t.ok(child(server, CLAIMS, 'user-bea-data') !== undefined, 'the kept PVC is still there')
   t.equal(child(server, CLAIMS, 'user-carl-data'), undefined, 'keepOnDelete: false removes it with the user')
-  const swept = await provisioner.reconciler?.sweep()
-  t.equal(swept, 0, 'the sweep leaves a kept PVC alone')
-  t.ok(child(server, CLAIMS, 'user-bea-data') !== undefined)
+  // A reconcile queued before the deletes may still run on the cache's last view and put a
+  // child back (the sweep exists to remove those), so what is checked is the kept volume itself.
+  await provisioner.reconciler?.sweep()
+  t.equal(child(server, CLAIMS, 'user-bea-data')?.metadata?.uid, kept?.metadata?.uid, 'the sweep leaves a kept PVC alone')
 
   const uid = kept?.metadata?.uid
   await provisioner.workloads.put('bea', { profile: 'stateful' })
