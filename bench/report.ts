@@ -93,9 +93,12 @@ function floorSection (ok: readonly PathResult[]): string[] {
   const cpu = (id: string): number | undefined => ok.find((path) => path.id === id)?.throughput?.cpuUsPerRequest?.median
   const [podgate, floor] = [cpu('podgate-hs256'), cpu('node-minimal')]
   if (podgate === undefined || floor === undefined) return []
+  const extra = podgate - floor
   return [
     `podgate with the token cache spends ${podgate.toFixed(1)} µs of CPU per request; the minimal node:http + undici + jose proxy, ${floor.toFixed(1)} µs. ` +
-      `The difference, ${(podgate - floor).toFixed(1)} µs (${((podgate / floor - 1) * 100).toFixed(0)}%), is what header hygiene, identity headers, retries, timeouts, metrics and the rest cost.`,
+      (extra > 0
+        ? `The difference, ${extra.toFixed(1)} µs (${((podgate / floor - 1) * 100).toFixed(0)}%), is what header hygiene, identity headers, retries, timeouts, metrics and the rest cost.`
+        : 'What podgate does beyond forwarding (header hygiene, identity headers, retries, timeouts, metrics) costs nothing measurable above that floor in this run.'),
     '',
   ]
 }
