@@ -77,8 +77,8 @@ async function runWorker (logger: Logger): Promise<void> {
   // Told to stop, or orphaned, before it started: nothing to drain.
   const exitEarly = (): never => process.exit(0)
   process.once('disconnect', exitEarly)
-  // Messages are emitted on separate ticks that all run before this function resumes: one
-  // listener from the start keeps what arrives meanwhile, in order, for the handler below.
+  // One listener from the start: whatever arrives between the snapshot and the handler's
+  // set-up below is kept, in order, whenever Node happens to emit it.
   const inbox: ToWorker[] = []
   const initialized = Promise.withResolvers<WorkerInit>()
   let deliver: ((message: ToWorker) => void) | undefined = undefined
