@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { TokenVerifier } from './auth/identity.ts'
 import type { Config } from './config.ts'
 import type { EndpointSource } from './discovery/source.ts'
-import { createAdminServer, type AdminApp } from './gateway/admin.ts'
+import type { AdminApp } from './gateway/admin.ts'
 import { Gateway, type ActivityListener, type MissingWorkload } from './gateway/gateway.ts'
 import { EndpointPools } from './gateway/pools.ts'
 import { createGatewayServer } from './gateway/server.ts'
@@ -61,20 +61,25 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
   })
   const unsubscribe = metrics.follow(source)
 
-  const admin = createAdminServer({
-    notReady: () => {
-      if (gateway.draining) return 'draining'
-      if (!source.isSynced) return 'endpoint source not synced'
-      return undefined
-    },
-  }, metrics, logger)
-  await options.adminRoutes?.(admin)
+  // A gateway worker leaves the admin port to its primary, and does not even load fastify.
+  let admin: AdminApp | undefined
+  if (options.serveAdmin ?? true) {
+    const { createAdminServer } = await import('./gateway/admin.ts')
+    admin = createAdminServer({
+      notReady: () => {
+        if (gateway.draining) return 'draining'
+        if (!source.isSynced) return 'endpoint source not synced'
+        return undefined
+      },
+    }, metrics, logger)
+    await options.adminRoutes?.(admin)
+  }
   const server = createGatewayServer(gateway, metrics)
 
   await source.start()
   const governor = startBufferGovernor()
   const { host, port, adminPort } = config.gateway
-  if (options.serveAdmin ?? true) await admin.listen({ host, port: adminPort })
+  await admin?.listen({ host, port: adminPort })
   if (options.serveGateway ?? true) await server.listen({ host, port, reusePort: options.reusePort ?? false })
 
   let drained: Promise<void> | undefined
@@ -104,13 +109,13 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
       governor.stop()
       unsubscribe()
       await server.close()
-      await admin.close()
+      await admin?.close()
       await source.close()
       verifier.close()
     })()
     return closed
   }
-  return { gatewayUrl: serverUrl(server.server), adminUrl: serverUrl(admin.server), metrics, drain, close }
+  return { gatewayUrl: serverUrl(server.server), adminUrl: admin === undefined ? '' : serverUrl(admin.server), metrics, drain, close }
 }
 
 /** `http://host:port` a client on this machine can use; '' when not listening. */
