@@ -7,10 +7,12 @@ import type { Machine } from './machine.ts'
 import type { PathResult } from './measure.ts'
 import { USERS_PATH_PREFIX, WORKERS_PATH_PREFIX } from './paths/index.ts'
 import type { BenchSettings } from './settings.ts'
-import type { Summary } from './stats.ts'
+import { summarize, type Summary } from './stats.ts'
 
 /** Above this share of CPU time used by other programs, the numbers are called disturbed. */
 export const BUSY_MACHINE_PCT = 5
+/** Runs of one path further apart than this (median over paths) mean the machine itself was unsteady. */
+const STEADY_SPREAD_PCT = 15
 
 export interface BenchReport {
   readonly date: string
@@ -53,7 +55,8 @@ export function toMarkdown (report: BenchReport): string {
     `- Node ${machine.node}, Linux ${machine.kernel}${Object.entries(report.tools).map(([tool, version]) => `, ${tool} ${version}`).join('')}`,
     `- Pinning: ${report.pinning}`,
     `- Other programs used ${report.backgroundCpuPct}% of the CPU time during the run` +
-      (report.backgroundCpuPct > BUSY_MACHINE_PCT ? ': **the machine was busy, so these numbers are disturbed; rerun on an idle machine.**' : ' (an idle machine).'),
+      (report.backgroundCpuPct > BUSY_MACHINE_PCT ? ': **the machine was busy, so these numbers are disturbed; rerun on an idle machine.**' : ' (no other program ran).'),
+    ...steadiness(ok),
     `- Upstream: ${report.upstream} (GET /fixed returns 100 bytes)`,
     `- Load: autocannon in its own process, ${settings.connections} connections, ${settings.runs} run(s) of ${settings.durationS} s after ${settings.warmupS} s warm-up; ` +
       `median (min–max). Latency at 1 connection: ${settings.latencyRuns} run(s) of ${settings.latencyDurationS} s; WebSocket: ${settings.latencyRuns} run(s) of ${settings.durationS} s. Runs interleaved across paths, idle paths frozen (SIGSTOP). Percentiles from a 3-significant-digit histogram.`,
@@ -86,6 +89,19 @@ export function toMarkdown (report: BenchReport): string {
     ...notRunSection(report.paths),
   ]
   return lines.join('\n') + '\n'
+}
+
+/**
+ * Other programs are not the only disturbance: on a shared VM host the machine itself speeds
+ * up and slows down, which only shows as runs of the same path far apart.
+ */
+function steadiness (ok: readonly PathResult[]): string[] {
+  const spreads = ok.flatMap((path) => path.throughput === undefined ? [] : [path.throughput.rps.spreadPct])
+  if (spreads.length === 0) return []
+  const typical = summarize(spreads).median
+  if (typical <= STEADY_SPREAD_PCT) return [`- Runs of a path were ${typical.toFixed(0)}% apart (median over paths, (max − min) / median): a steady machine.`]
+  return [`- **Unsteady machine**: runs of the same path were ${typical.toFixed(0)}% apart (median over paths, (max − min) / median) although no other program ran, so the machine's own speed changed during the run (a shared VM host). ` +
+    'The runs are interleaved across paths, so ratios within this run are fairer than the absolute numbers; rerun when the host is quieter.']
 }
 
 /** podgate against the minimal prototype of its own stack, measured in the same run. */
