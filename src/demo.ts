@@ -53,9 +53,7 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
   const workloads = new LocalWorkloads({ driver, source, logger: logger.child({ component: 'workloads' }) })
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url')
   const hooks = createProvisionerHooks({
-    config, workloads, source, logger, adminToken,
-    ...(options.spawner === undefined ? {} : { spawner: options.spawner }),
-    ...(options.cullIntervalMs === undefined ? {} : { cullIntervalMs: options.cullIntervalMs }),
+    config, workloads, source, logger, adminToken, spawner: options.spawner, cullIntervalMs: options.cullIntervalMs,
   })
   const stopProvisioner = async (): Promise<void> => {
     await hooks.close()

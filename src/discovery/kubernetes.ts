@@ -126,9 +126,9 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
         restart: (reason) => informerMetrics?.restarts.inc({ reason }),
         listed: () => { informerMetrics?.lists.inc() },
       },
-      ...(options.watchdogMs === undefined ? {} : { watchdogMs: options.watchdogMs }),
-      ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
-      ...(options.random === undefined ? {} : { random: options.random }),
+      watchdogMs: options.watchdogMs,
+      backoff: options.backoff,
+      random: options.random,
       setTimeout: this.#setTimeout,
       clearTimeout: this.#clearTimeout,
       now,
@@ -178,5 +178,5 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
 export function createKubernetesSource (options: { cluster: Cluster, logger: Logger, metrics?: Metrics }): KubernetesEndpointSource {
   const { kubeConfig, namespace, source } = options.cluster
   options.logger.info({ namespace, kubeconfig: source, server: kubeConfig.getCurrentCluster()?.server }, 'routing from EndpointSlices')
-  return new KubernetesEndpointSource({ kubeConfig, namespace, logger: options.logger, ...(options.metrics === undefined ? {} : { metrics: options.metrics }) })
+  return new KubernetesEndpointSource({ kubeConfig, namespace, logger: options.logger, metrics: options.metrics })
 }

@@ -52,7 +52,7 @@ export function createProvisionerHooks (options: ProvisionerHooksOptions): Provi
       onMissing: spawner.onMissing,
       onActivity: recorder.record,
       activityIntervalMs: recorder.intervalMs,
-      adminRoutes: (app) => { registerAdminApi(app, { workloads, adminToken, logger, ...(profiles === undefined ? {} : { profiles }) }) },
+      adminRoutes: (app) => { registerAdminApi(app, { workloads, adminToken, logger, profiles }) },
     },
     culling: async (on) => {
       if (on) culler?.start()

@@ -236,12 +236,12 @@ export class UserWorkloadCache {
         remove: (object) => { this.#remove(object.metadata?.name ?? '') },
       },
       logger: options.logger.child({ component: 'userworkload-informer', namespace }),
-      ...(options.watchdogMs === undefined ? {} : { watchdogMs: options.watchdogMs }),
-      ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
-      ...(options.random === undefined ? {} : { random: options.random }),
-      ...(options.setTimeout === undefined ? {} : { setTimeout: options.setTimeout }),
-      ...(options.clearTimeout === undefined ? {} : { clearTimeout: options.clearTimeout }),
-      ...(options.now === undefined ? {} : { now: options.now }),
+      watchdogMs: options.watchdogMs,
+      backoff: options.backoff,
+      random: options.random,
+      setTimeout: options.setTimeout,
+      clearTimeout: options.clearTimeout,
+      now: options.now,
     })
   }
 

@@ -5,13 +5,18 @@ import type { KubeConfig } from '@kubernetes/client-node'
 import type { Config } from '../config.ts'
 import type { Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
-import type { Backoff, CancelSchedule, Schedule } from '../kube/informer.ts'
-import { KubernetesWorkloads, UserWorkloadCache } from './kubernetes-workloads.ts'
-import { LeaderElector, type LeadershipListener } from './leader.ts'
+import { KubernetesWorkloads, UserWorkloadCache, type KubernetesWorkloadsOptions } from './kubernetes-workloads.ts'
+import { LeaderElector, type LeaderElectorOptions, type LeadershipListener } from './leader.ts'
 import { loadProfiles, type Profiles } from './profiles.ts'
-import { Reconciler, ReconcilerMetrics } from './reconciler.ts'
+import { Reconciler, ReconcilerMetrics, type ReconcilerOptions } from './reconciler.ts'
 
-export interface KubernetesProvisionerOptions {
+/** Tuning passed through to the cache, the Workloads API, the Lease and the reconciler (defaults there). */
+type Tuning =
+  & Pick<ReconcilerOptions, 'gatewayPodSelector' | 'networkPolicy' | 'concurrency' | 'retryBackoff' | 'requestTimeoutMs' | 'sweepIntervalMs' | 'resyncIntervalMs' | 'watchdogMs' | 'informerBackoff' | 'random' | 'setTimeout' | 'clearTimeout' | 'now'>
+  & Pick<LeaderElectorOptions, 'leaseName' | 'leaseDurationMs' | 'renewIntervalMs' | 'retryIntervalMs' | 'renewDeadlineMs'>
+  & Pick<KubernetesWorkloadsOptions, 'activityIntervalMs'>
+
+export interface KubernetesProvisionerOptions extends Tuning {
   config: Pick<Config, 'profilesFile'>
   kubeConfig: KubeConfig
   namespace: string
@@ -21,26 +26,6 @@ export interface KubernetesProvisionerOptions {
   identity: string
   /** Already-loaded profiles; read from config.profilesFile otherwise. */
   profiles?: Profiles
-  leaseName?: string
-  leaseDurationMs?: number
-  renewIntervalMs?: number
-  retryIntervalMs?: number
-  renewDeadlineMs?: number
-  /** Labels of podgate's own pods, admitted by each user's NetworkPolicy. */
-  gatewayPodSelector?: Readonly<Record<string, string>>
-  networkPolicy?: boolean
-  concurrency?: number
-  retryBackoff?: Backoff
-  requestTimeoutMs?: number
-  sweepIntervalMs?: number
-  resyncIntervalMs?: number
-  activityIntervalMs?: number
-  watchdogMs?: number
-  informerBackoff?: Backoff
-  random?: () => number
-  setTimeout?: Schedule
-  clearTimeout?: CancelSchedule
-  now?: () => number
 }
 
 export interface KubernetesProvisioner {
@@ -60,48 +45,32 @@ export interface KubernetesProvisioner {
 export function startKubernetesProvisioner (options: KubernetesProvisionerOptions): KubernetesProvisioner {
   const { kubeConfig, namespace, logger, metrics } = options
   const profiles = options.profiles ?? loadProfiles(options.config.profilesFile)
-  const timers = {
-    ...(options.setTimeout === undefined ? {} : { setTimeout: options.setTimeout }),
-    ...(options.clearTimeout === undefined ? {} : { clearTimeout: options.clearTimeout }),
-    ...(options.now === undefined ? {} : { now: options.now }),
-  }
+  // Unset options stay undefined: every collaborator applies its own default.
+  const { requestTimeoutMs, watchdogMs, random, setTimeout, clearTimeout, now } = options
+  const timers = { setTimeout, clearTimeout, now }
   const cache = new UserWorkloadCache({
-    kubeConfig, namespace, logger, defaultProfile: profiles.default.name,
-    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
-    ...(options.watchdogMs === undefined ? {} : { watchdogMs: options.watchdogMs }),
-    ...(options.informerBackoff === undefined ? {} : { backoff: options.informerBackoff }),
-    ...(options.random === undefined ? {} : { random: options.random }),
-    ...timers,
+    kubeConfig, namespace, logger, defaultProfile: profiles.default.name, requestTimeoutMs, watchdogMs, backoff: options.informerBackoff, random, ...timers,
   })
   const workloads = new KubernetesWorkloads({
-    kubeConfig, namespace, profiles, logger, cache,
-    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
-    ...(options.activityIntervalMs === undefined ? {} : { activityIntervalMs: options.activityIntervalMs }),
-    ...timers,
+    kubeConfig, namespace, profiles, logger, cache, requestTimeoutMs, activityIntervalMs: options.activityIntervalMs, ...timers,
   })
   const elector = new LeaderElector({
-    kubeConfig, namespace, identity: options.identity, logger, metrics,
-    ...(options.leaseName === undefined ? {} : { leaseName: options.leaseName }),
-    ...(options.leaseDurationMs === undefined ? {} : { leaseDurationMs: options.leaseDurationMs }),
-    ...(options.renewIntervalMs === undefined ? {} : { renewIntervalMs: options.renewIntervalMs }),
-    ...(options.retryIntervalMs === undefined ? {} : { retryIntervalMs: options.retryIntervalMs }),
-    ...(options.renewDeadlineMs === undefined ? {} : { renewDeadlineMs: options.renewDeadlineMs }),
-    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
-    ...timers,
+    kubeConfig, namespace, identity: options.identity, logger, metrics, requestTimeoutMs, ...timers,
+    leaseName: options.leaseName,
+    leaseDurationMs: options.leaseDurationMs,
+    renewIntervalMs: options.renewIntervalMs,
+    retryIntervalMs: options.retryIntervalMs,
+    renewDeadlineMs: options.renewDeadlineMs,
   })
-  const reconcilerOptions = {
-    kubeConfig, namespace, profiles, cache, logger, metrics: new ReconcilerMetrics(metrics),
-    ...(options.gatewayPodSelector === undefined ? {} : { gatewayPodSelector: options.gatewayPodSelector }),
-    ...(options.networkPolicy === undefined ? {} : { networkPolicy: options.networkPolicy }),
-    ...(options.concurrency === undefined ? {} : { concurrency: options.concurrency }),
-    ...(options.retryBackoff === undefined ? {} : { retryBackoff: options.retryBackoff }),
-    ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
-    ...(options.sweepIntervalMs === undefined ? {} : { sweepIntervalMs: options.sweepIntervalMs }),
-    ...(options.resyncIntervalMs === undefined ? {} : { resyncIntervalMs: options.resyncIntervalMs }),
-    ...(options.watchdogMs === undefined ? {} : { watchdogMs: options.watchdogMs }),
-    ...(options.informerBackoff === undefined ? {} : { informerBackoff: options.informerBackoff }),
-    ...(options.random === undefined ? {} : { random: options.random }),
-    ...timers,
+  const reconcilerOptions: ReconcilerOptions = {
+    kubeConfig, namespace, profiles, cache, logger, metrics: new ReconcilerMetrics(metrics), requestTimeoutMs, watchdogMs, random, ...timers,
+    gatewayPodSelector: options.gatewayPodSelector,
+    networkPolicy: options.networkPolicy,
+    concurrency: options.concurrency,
+    retryBackoff: options.retryBackoff,
+    sweepIntervalMs: options.sweepIntervalMs,
+    resyncIntervalMs: options.resyncIntervalMs,
+    informerBackoff: options.informerBackoff,
   }
 
   let reconciler: Reconciler | undefined

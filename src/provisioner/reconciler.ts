@@ -568,7 +568,7 @@ export class Reconciler {
         const level = isRetryable(err) && attempt < 5 ? 'warn' : 'error'
         this.#logger[level]({ workload: key, err: apiErrorMessage(err), attempt: attempt + 1, retryInMs: delayMs }, 'reconcile failed; retrying')
       },
-      ...(options.random === undefined ? {} : { random: options.random }),
+      random: options.random,
       setTimeout: this.#setTimeout,
       clearTimeout: this.#clearTimeout,
     })
@@ -601,9 +601,9 @@ export class Reconciler {
         remove: (object) => { requeue(index.remove(object.metadata?.name ?? '')) },
       },
       logger: this.#logger.child({ informer: kind }),
-      ...(options.watchdogMs === undefined ? {} : { watchdogMs: options.watchdogMs }),
-      ...(options.informerBackoff === undefined ? {} : { backoff: options.informerBackoff }),
-      ...(options.random === undefined ? {} : { random: options.random }),
+      watchdogMs: options.watchdogMs,
+      backoff: options.informerBackoff,
+      random: options.random,
       setTimeout: this.#setTimeout,
       clearTimeout: this.#clearTimeout,
       now: this.#now,

@@ -28,21 +28,17 @@ export async function startPrimary (options: PrimaryOptions): Promise<RunningPod
     onActivity: options.onActivity,
     activityIntervalMs: options.activityIntervalMs,
     drainTimeoutMs: config.gateway.drainTimeoutMs,
-    ...(options.workerEnv === undefined ? {} : { env: options.workerEnv }),
-    ...(options.workerExecArgv === undefined ? {} : { execArgv: options.workerExecArgv }),
+    env: options.workerEnv,
+    execArgv: options.workerExecArgv,
   })
   const unfollow = metrics.follow(source)
   const collect = async (): Promise<Registry> => {
     const [own, workers] = await Promise.all([metrics.registry.getMetricsAsJSON(), supervisor.scrape()])
     return AggregatorRegistry.aggregate([own, ...workers])
   }
-  let draining = false
+  // The supervisor says 'draining' from the moment the drain starts.
   const admin = createAdminServer({
-    notReady: () => {
-      if (draining) return 'draining'
-      if (!source.isSynced) return 'endpoint source not synced'
-      return supervisor.notReady()
-    },
+    notReady: () => supervisor.notReady() ?? (source.isSynced ? undefined : 'endpoint source not synced'),
   }, metrics, logger, collect)
   await options.adminRoutes?.(admin)
   await source.start()
@@ -62,7 +58,6 @@ export async function startPrimary (options: PrimaryOptions): Promise<RunningPod
   let drained: Promise<void> | undefined
   const drain = (): Promise<void> => {
     drained ??= (async () => {
-      draining = true
       metrics.draining.set(1)
       logger.info({ workers: supervisor.serving, timeoutMs: config.gateway.drainTimeoutMs }, 'draining gateway workers')
       await supervisor.drain()
