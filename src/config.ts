@@ -20,6 +20,8 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 20_000
 export const DEFAULT_START_TIMEOUT_MS = 120_000
 export const DEFAULT_MAX_TOKEN_BYTES = 8_192
 export const MAX_WORKERS = 256
+/** Labels of podgate's own pods as the Helm chart sets them; each user's NetworkPolicy admits these. */
+export const DEFAULT_GATEWAY_POD_SELECTOR: Readonly<Record<string, string>> = Object.freeze({ 'app.kubernetes.io/name': 'podgate' })
 
 export const HMAC_ALGORITHMS = ['HS256', 'HS384', 'HS512'] as const
 export const ASYMMETRIC_ALGORITHMS = [
@@ -123,7 +125,7 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     namespace: read.optional('PODGATE_NAMESPACE', /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/),
     provisioner: read.boolean('PODGATE_PROVISIONER', true),
     podName: read.string('PODGATE_POD_NAME', hostname(), /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/i),
-    gatewayPodSelector: read.labels('PODGATE_GATEWAY_POD_SELECTOR', { 'app.kubernetes.io/name': 'podgate' }),
+    gatewayPodSelector: read.labels('PODGATE_GATEWAY_POD_SELECTOR', { ...DEFAULT_GATEWAY_POD_SELECTOR }),
     adminToken: read.optional('PODGATE_ADMIN_TOKEN', /^\S{16,}$/, 'at least 16 characters without spaces'),
     idleTimeoutMs: read.duration('PODGATE_IDLE_TIMEOUT', 0),
     profilesFile: read.optional('PODGATE_PROFILES', /^.+$/),

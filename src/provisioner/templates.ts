@@ -4,6 +4,7 @@
 // labels (the Service's are inherited by its EndpointSlices, which is how the gateway finds
 // the user's pods) and an ownerReference to the UserWorkload, except a PVC kept on delete.
 import type { V1Deployment, V1EnvVar, V1NetworkPolicy, V1NetworkPolicyIngressRule, V1OwnerReference, V1PersistentVolumeClaim, V1Probe, V1Service } from '@kubernetes/client-node'
+import { DEFAULT_GATEWAY_POD_SELECTOR } from '../config.ts'
 import { MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, WORKLOAD_GROUP, WORKLOAD_KIND, WORKLOAD_VERSION, workloadName } from './workloads.ts'
 // User ids are checked by workloadUserProblem (workloads.ts): at most 58 characters, so user-<id> fits 63.
 import type { Profile } from './profiles.ts'
@@ -16,8 +17,6 @@ export const PROFILE_ANNOTATION = 'podgate.dev/profile'
 export const HTTP_PORT_NAME = 'http'
 export const CONTAINER_NAME = 'workload'
 export const DATA_VOLUME_NAME = 'data'
-/** The pods the NetworkPolicy admits: podgate's own, as the Helm chart labels them. */
-export const DEFAULT_GATEWAY_POD_SELECTOR: Readonly<Record<string, string>> = Object.freeze({ [NAME_LABEL]: 'podgate' })
 
 export function dataClaimName (user: string): string {
   return `${workloadName(user)}-data`

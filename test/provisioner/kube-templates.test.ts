@@ -2,10 +2,11 @@
 // pods, and the comparison that decides whether a child needs applying.
 import type { V1Pod } from '@kubernetes/client-node'
 import t from 'tap'
+import { DEFAULT_GATEWAY_POD_SELECTOR } from '../../src/config.ts'
 import { parseProfiles, type Profile } from '../../src/provisioner/profiles.ts'
 import { deriveStatus, isSubset, podProblem, quantityValue, statusMatches, type ObservedWorkload } from '../../src/provisioner/reconciler.ts'
 import {
-  claimFor, DEFAULT_GATEWAY_POD_SELECTOR, deploymentFor, desiredChildren, KEEP_ANNOTATION, networkPolicyFor, serviceFor, type WorkloadTemplateInput,
+  claimFor, deploymentFor, desiredChildren, KEEP_ANNOTATION, networkPolicyFor, serviceFor, type WorkloadTemplateInput,
 } from '../../src/provisioner/templates.ts'
 import { MAX_WORKLOAD_USER_LENGTH, workloadUserProblem } from '../../src/provisioner/workloads.ts'
 
