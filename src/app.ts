@@ -25,8 +25,6 @@ export interface PodgateOptions {
   readonly activityIntervalMs?: number
   /** Registers extra routes (the admin API) on the admin server before it listens. */
   readonly adminRoutes?: (app: AdminApp) => void | Promise<void>
-  /** Whether the gateway port is served at all (off for a provisioner-only replica). */
-  readonly serveGateway?: boolean
   /** Whether this process opens the admin port (a gateway worker leaves it to its primary). */
   readonly serveAdmin?: boolean
   /** Listen with SO_REUSEPORT, beside the other gateway workers on the same port. */
@@ -80,7 +78,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
   const governor = startBufferGovernor()
   const { host, port, adminPort } = config.gateway
   await admin?.listen({ host, port: adminPort })
-  if (options.serveGateway ?? true) await server.listen({ host, port, reusePort: options.reusePort ?? false })
+  await server.listen({ host, port, reusePort: options.reusePort ?? false })
 
   let drained: Promise<void> | undefined
   const drain = (): Promise<void> => {

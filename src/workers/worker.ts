@@ -5,6 +5,7 @@ import { startPodgate } from '../app.ts'
 import { createTokenVerifier } from '../auth/verifier.ts'
 import { loadConfig } from '../config.ts'
 import type { Endpoint } from '../discovery/source.ts'
+import { DrainingError } from '../errors.ts'
 import { createLogger, type Logger } from '../log.ts'
 import { Metrics } from '../metrics.ts'
 import { fromWireEndpoints, fromWireError, type FromWorker, type ToWorker, type WorkerInit } from './messages.ts'
@@ -39,7 +40,7 @@ class PrimaryRequests {
     else waiting.resolve(fromWireEndpoints(message.endpoints ?? []))
   }
 
-  /** The primary is gone: nobody will answer. */
+  /** The worker stops: nobody will answer (a waiting request gets 503 with Retry-After). */
   abandon (err: Error): void {
     for (const waiting of this.#pending.values()) waiting.reject(err)
     this.#pending.clear()
@@ -116,7 +117,7 @@ async function runWorker (logger: Logger): Promise<void> {
     void (async () => {
       await started.then((podgate) => podgate.close(), () => {})
       activity?.close()
-      requests.abandon(new Error('the primary process is gone'))
+      requests.abandon(new DrainingError('gateway worker shutting down'))
       // Everything is closed; exit rather than wait for a stray handle to let go.
       process.exit(0)
     })()

@@ -23,6 +23,7 @@ interface Primary {
   readonly missing: string[]
   readonly active: string[]
   token (user: string): Promise<string>
+  drain (): Promise<void>
   close (): Promise<void>
   workerPids (): number[]
 }
@@ -68,6 +69,7 @@ async function startTestPrimary (t: Test, onMissing: (user: string, source: Loca
     missing,
     active,
     token: (user) => mintToken({ secret: new TextEncoder().encode(secret), user, ttlSeconds: 600 }),
+    drain: () => podgate.drain(),
     close: () => podgate.close(),
     workerPids: () => childPids(process.pid),
   }
@@ -168,6 +170,10 @@ void t.test('/metrics adds the workers\' requests to the primary\'s own; close s
 
   const pids = primary.workerPids()
   t.equal(pids.length, 2)
-  await primary.close()
+  await primary.drain()
   t.same(pids.filter(isAlive), [], 'every worker exited')
+  const draining = await request(`${primary.adminUrl}/readyz`)
+  t.equal(draining.statusCode, 503, 'the admin port outlives the workers and says why it is not ready')
+  t.match(await draining.body.json(), { reason: 'draining' })
+  await primary.close()
 })
