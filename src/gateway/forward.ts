@@ -92,7 +92,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (!this.#res.writableFinished) this.#controller?.abort(CLIENT_GONE)
   }
 
-  readonly #resume = (): void => { this.#controller?.resume() }
+  /** Made on the first backpressure only: most responses never wait for a drain. */
+  #resume: (() => void) | undefined
 
   onRequestStart (controller: Dispatcher.DispatchController): void {
     this.#controller = controller
@@ -113,6 +114,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (!this.#res.write(chunk)) {
       controller.pause()
+      this.#resume ??= () => { this.#controller?.resume() }
       this.#res.once('drain', this.#resume)
     }
   }
@@ -122,7 +124,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError (_controller: Dispatcher.DispatchController | undefined, err: Error): void {
-    this.#res.off('drain', this.#resume)
+    if (this.#resume !== undefined) this.#res.off('drain', this.#resume)
     if (err === CLIENT_GONE) {
       this.#target.metrics.upstreamError('aborted')
       return
