@@ -218,6 +218,52 @@ for (const [name, values] of Object.entries(VALUE_SETS)) {
   })
 }
 
+interface NetworkPolicyRule { ports: { port: string }[], from?: unknown[] }
+
+/** The `from` peers of the chart's NetworkPolicy, by port name (undefined: any source). */
+async function peersByPort (values: unknown): Promise<Record<string, unknown[] | undefined>> {
+  const policy = only<{ spec: { ingress: NetworkPolicyRule[] } }>(await helm.render(values), 'NetworkPolicy')
+  return Object.fromEntries(policy.spec.ingress.map((rule) => [rule.ports.map((p) => p.port).join(','), rule.from]))
+}
+
+const namespacePeer = (name: string): unknown => ({ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': name } } })
+
+void t.test('networkPolicy.adminFrom adds peers to the admin port; the monitoring entry stays', async (t) => {
+  const monitoring = namespacePeer('monitoring')
+  const accounts = namespacePeer('accounts')
+  const prometheus = { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'observability' } }, podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } } }
+
+  const added = await peersByPort({ networkPolicy: { adminFrom: [accounts] } })
+  t.same(added.admin, [monitoring, accounts], 'Prometheus keeps the admin port when the admin API gets a caller')
+  t.equal(added.http, undefined, 'the http port is unaffected')
+
+  const moved = await peersByPort({ networkPolicy: { adminFromMonitoring: [prometheus], adminFrom: [accounts] } })
+  t.same(moved.admin, [prometheus, accounts], 'adminFromMonitoring replaces the monitoring entry, adminFrom still adds')
+
+  const withoutMonitoring = await peersByPort({ networkPolicy: { adminFromMonitoring: [], adminFrom: [accounts] } })
+  t.same(withoutMonitoring.admin, [accounts])
+
+  const open = await peersByPort({ networkPolicy: { adminFromMonitoring: [], adminFrom: [] } })
+  t.equal(open.admin, undefined, 'both empty: any source, as values.yaml says')
+
+  const ingress = namespacePeer('ingress-nginx')
+  const http = await peersByPort({ networkPolicy: { httpFrom: [ingress] } })
+  t.same(http.http, [ingress], 'httpFrom is the whole list for the http port')
+  t.same(http.admin, [monitoring], 'and leaves the admin port alone')
+})
+
+void t.test('extraEnv and podLabels add to what the chart sets, never replace it', async (t) => {
+  const manifests = await helm.render({ extraEnv: [{ name: 'NODE_OPTIONS', value: '--max-old-space-size=256' }], podLabels: { team: 'platform' } })
+  const deployment = only<Deployment>(manifests, 'Deployment')
+  const container = podgateContainer(deployment)
+  t.same(envVar(container, 'NODE_OPTIONS'), { name: 'NODE_OPTIONS', value: '--max-old-space-size=256' })
+  const defaults = podgateContainer(only<Deployment>(await helm.render({}), 'Deployment'))
+  t.same((container.env ?? []).map((e) => e.name), [...(defaults.env ?? []).map((e) => e.name), 'NODE_OPTIONS'], 'every variable of the chart is still set')
+  const labels = deployment.spec.template.metadata.labels
+  t.equal(labels.team, 'platform')
+  for (const [key, value] of Object.entries(deployment.spec.selector.matchLabels)) t.equal(labels[key], value, `pods keep ${key}, which users' NetworkPolicies select podgate by`)
+})
+
 void t.test('defaults: the chart makes its own Secret with a generated key and admin token', async (t) => {
   const manifests = await helm.render({})
   const secret = only<{ stringData: Record<string, string> }>(manifests, 'Secret')

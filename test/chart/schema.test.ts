@@ -26,6 +26,8 @@ const REJECTED: { name: string, values: unknown, message: string | RegExp, bySch
   { name: 'an unknown algorithm', values: { auth: { algorithms: ['none'] } }, message: "at '/auth/algorithms/0'" },
   { name: 'no profile at all', values: { profiles: null }, message: /profiles/ },
   { name: 'an unquoted "off" annotation (YAML 1.1 reads it as false)', values: { ingress: { annotations: { 'nginx.ingress.kubernetes.io/proxy-buffering': false } } }, message: 'proxy-buffering' },
+  { name: 'a NetworkPolicy peer with a misspelled selector', values: { networkPolicy: { adminFrom: [{ namespaceSelecter: { matchLabels: { team: 'accounts' } } }] } }, message: "at '/networkPolicy/adminFrom/0': additional properties 'namespaceSelecter' not allowed" },
+  { name: 'an empty NetworkPolicy peer', values: { networkPolicy: { adminFromMonitoring: [{}] } }, message: "at '/networkPolicy/adminFromMonitoring/0'" },
   { name: 'two token key sources', values: { auth: { jwksUrl: 'https://idp.example.com/certs', publicKey: '-----BEGIN PUBLIC KEY-----\nMCowBQ==\n-----END PUBLIC KEY-----\n' } }, message: 'auth.jwksUrl and auth.publicKey are both set', bySchema: false },
   { name: 'a grace period shorter than the drain', values: { terminationGracePeriodSeconds: 20, config: { drainTimeoutSeconds: 20 } }, message: 'terminationGracePeriodSeconds (20) must exceed config.drainTimeoutSeconds (20)', bySchema: false },
   { name: 'an autoscaler whose minimum exceeds its maximum', values: { autoscaling: { enabled: true, minReplicas: 5, maxReplicas: 2 } }, message: 'autoscaling.minReplicas (5) exceeds autoscaling.maxReplicas (2)', bySchema: false },
@@ -45,7 +47,7 @@ for (const { name, values, message, bySchema } of REJECTED) {
 }
 
 void t.test('the same values without the mistake render', async (t) => {
-  for (const values of [{ replicaCount: 3 }, { config: { spawnOnDemand: true, startTimeout: '90s', logLevel: 'debug' } }, { terminationGracePeriodSeconds: 21, config: { drainTimeoutSeconds: 20 } }]) {
+  for (const values of [{ replicaCount: 3 }, { networkPolicy: { adminFrom: [{ namespaceSelector: { matchLabels: { team: 'accounts' } } }, { ipBlock: { cidr: '10.1.0.0/16' } }] } }, { config: { spawnOnDemand: true, startTimeout: '90s', logLevel: 'debug' } }, { terminationGracePeriodSeconds: 21, config: { drainTimeoutSeconds: 20 } }]) {
     const rendered = await helm.template(values)
     t.equal(rendered.code, 0, `${JSON.stringify(values)} renders: ${rendered.stderr}`)
   }
