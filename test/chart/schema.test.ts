@@ -4,6 +4,7 @@
 import t from 'tap'
 import { cp, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { DEFAULT_COOKIE_NAME } from '../../src/config.ts'
 import { CHART_DIR, FULLNAME, Helm, installHelm, NAMESPACE, parseManifests } from './chart.ts'
 
 let helm: Helm
@@ -74,7 +75,16 @@ void t.test('NOTES.txt: mint a token and reach the first workload', async (t) =>
   t.match(notes, `port-forward svc/${FULLNAME} 9090:9090`)
   t.match(notes, 'curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/')
   t.match(notes, 'X-User-ID header')
+  t.match(notes, `curl --cookie "${DEFAULT_COOKIE_NAME}=$TOKEN"`, 'the cookie example uses the name podgate reads by default')
+  t.match(notes, `the "${DEFAULT_COOKIE_NAME}" cookie never\n   reach the workload`, 'and says the workload never gets it')
   t.notMatch(notes, /\{\{|<no value>/, 'every placeholder was filled')
+})
+
+void t.test('NOTES.txt names the cookie auth.cookieName sets', async (t) => {
+  const notes = await renderNotes({ auth: { cookieName: 'pg_token' } })
+  t.match(notes, 'curl --cookie "pg_token=$TOKEN"')
+  t.match(notes, 'the "pg_token" cookie never')
+  t.notMatch(notes, `"${DEFAULT_COOKIE_NAME}"`)
 })
 
 void t.test('NOTES.txt follows the values: JWKS, existingSecret, ingress', async (t) => {
