@@ -97,6 +97,18 @@ for (const { file, text } of docs) {
   })
 }
 
+void t.test('docs/kubernetes.md: the defaults in its values table are those of values.yaml', (t) => {
+  const guide = docs.find((d) => d.file === 'docs/kubernetes.md')?.text ?? ''
+  // Rows whose default is a single literal, e.g. | `auth.cookieName` | `session` | … |
+  const rows = [...guide.matchAll(/^\| `([A-Za-z0-9.]+)` \| `([^`]*)` \|/gm)]
+  t.ok(rows.length >= 8, `the table has literal defaults (${rows.length})`)
+  for (const [, name = '', literal = ''] of rows) {
+    const value = name.split('.').reduce<unknown>((node, key) => (node as Record<string, unknown>)[key], chartValues)
+    t.same(parse(literal), value, `${name}: the guide says ${literal}`)
+  }
+  t.end()
+})
+
 void t.test('docs/kubernetes.md: the commands it gives name what the chart creates', (t) => {
   const guide = docs.find((d) => d.file === 'docs/kubernetes.md')?.text ?? ''
   const secret = only<{ stringData: Record<string, string> }>(installed, 'Secret')
