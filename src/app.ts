@@ -72,7 +72,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     }, metrics, logger)
     await options.adminRoutes?.(admin)
   }
-  const server = createGatewayServer(gateway, metrics)
+  const server = createGatewayServer(gateway, metrics, config.gateway)
 
   await source.start()
   const governor = startBufferGovernor()

@@ -19,6 +19,12 @@ export const DEFAULT_BODY_TIMEOUT_MS = 300_000
 export const DEFAULT_DRAIN_TIMEOUT_MS = 20_000
 export const DEFAULT_START_TIMEOUT_MS = 120_000
 export const DEFAULT_MAX_TOKEN_BYTES = 8_192
+/** Time a client has to send a whole request head (slow-loris and silent connections end here). */
+export const DEFAULT_CLIENT_HEADERS_TIMEOUT_MS = 30_000
+/** Above the 60 s idle timeout common to cloud load balancers, so they close first. */
+export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 65_000
+/** Envoy's default: far above what browsers and HTTP clients send (~20), far below a runtime's own cap. */
+export const DEFAULT_MAX_REQUEST_HEADERS = 100
 export const MAX_WORKERS = 256
 /** Labels of podgate's own pods as the Helm chart sets them; each user's NetworkPolicy admits these. */
 export const DEFAULT_GATEWAY_POD_SELECTOR: Readonly<Record<string, string>> = Object.freeze({ 'app.kubernetes.io/name': 'podgate' })
@@ -48,6 +54,8 @@ export interface AuthConfig {
   readonly cookieName: string
   readonly tokenCacheSize: number
   readonly maxTokenBytes: number
+  /** Longest accepted token age from `iat`, in seconds; tokens must then carry `iat`. Undefined: no cap. */
+  readonly maxAgeS: number | undefined
 }
 
 export interface GatewayConfig {
@@ -61,6 +69,16 @@ export interface GatewayConfig {
   readonly bodyTimeoutMs: number
   readonly drainTimeoutMs: number
   readonly startTimeoutMs: number
+  /** Time a client has to send a request head. */
+  readonly clientHeadersTimeoutMs: number
+  /** How long an idle keep-alive connection between requests is kept. */
+  readonly keepAliveTimeoutMs: number
+  /** Longest silence (no byte either way) on a client connection before it is closed; 0: never. WebSockets are exempt. */
+  readonly clientIdleTimeoutMs: number
+  /** Connections accepted at once by one process; 0: no limit. */
+  readonly maxConnections: number
+  /** Request header fields accepted; more is 431. */
+  readonly maxRequestHeaders: number
   readonly spawnOnDemand: boolean
   readonly accessLog: boolean
 }
@@ -101,20 +119,27 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     cookieName: read.string('PODGATE_COOKIE_NAME', DEFAULT_COOKIE_NAME, /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/),
     tokenCacheSize: read.integer('PODGATE_TOKEN_CACHE_SIZE', DEFAULT_TOKEN_CACHE_SIZE, 0, 10_000_000),
     maxTokenBytes: read.integer('PODGATE_MAX_TOKEN_BYTES', DEFAULT_MAX_TOKEN_BYTES, 256, 1_048_576),
+    maxAgeS: readMaxAge(read),
+  }
+  const upstream = {
+    headersTimeoutMs: read.duration('PODGATE_HEADERS_TIMEOUT', DEFAULT_HEADERS_TIMEOUT_MS),
+    bodyTimeoutMs: read.duration('PODGATE_BODY_TIMEOUT', DEFAULT_BODY_TIMEOUT_MS),
+    startTimeoutMs: read.duration('PODGATE_START_TIMEOUT', DEFAULT_START_TIMEOUT_MS),
   }
   const gateway: GatewayConfig = {
+    ...upstream,
+    ...readClientTimeouts(read, upstream),
     host: read.string('PODGATE_HOST', DEFAULT_HOST, /^[0-9A-Za-z.:[\]-]+$/),
     port: read.integer('PODGATE_PORT', DEFAULT_PORT, 0, 65535),
     adminPort: read.integer('PODGATE_ADMIN_PORT', DEFAULT_ADMIN_PORT, 0, 65535),
     userHeader: read.string('PODGATE_USER_HEADER', DEFAULT_USER_HEADER, /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/).toLowerCase(),
     trustProxy: read.boolean('PODGATE_TRUST_PROXY', false),
     connectTimeoutMs: read.duration('PODGATE_CONNECT_TIMEOUT', DEFAULT_CONNECT_TIMEOUT_MS),
-    headersTimeoutMs: read.duration('PODGATE_HEADERS_TIMEOUT', DEFAULT_HEADERS_TIMEOUT_MS),
-    bodyTimeoutMs: read.duration('PODGATE_BODY_TIMEOUT', DEFAULT_BODY_TIMEOUT_MS),
     drainTimeoutMs: read.duration('PODGATE_DRAIN_TIMEOUT', DEFAULT_DRAIN_TIMEOUT_MS),
-    startTimeoutMs: read.duration('PODGATE_START_TIMEOUT', DEFAULT_START_TIMEOUT_MS),
     spawnOnDemand: read.boolean('PODGATE_SPAWN_ON_DEMAND', false),
     accessLog: read.boolean('PODGATE_ACCESS_LOG', true),
+    maxConnections: read.integer('PODGATE_MAX_CONNECTIONS', 0, 0, 10_000_000),
+    maxRequestHeaders: read.integer('PODGATE_MAX_REQUEST_HEADERS', DEFAULT_MAX_REQUEST_HEADERS, 16, 1000),
   }
   if (gateway.port !== 0 && gateway.port === gateway.adminPort) {
     throw new ConfigError('PODGATE_ADMIN_PORT', `must differ from PODGATE_PORT (${gateway.port})`)
@@ -133,6 +158,32 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     workers: read.workers('PODGATE_WORKERS'),
     logLevel: read.oneOf('PODGATE_LOG_LEVEL', LOG_LEVELS, 'info'),
   })
+}
+
+function readMaxAge (read: EnvReader): number | undefined {
+  const ms = read.duration('PODGATE_JWT_MAX_AGE', 0)
+  if (ms === 0) return undefined
+  if (ms < 1000) throw new ConfigError('PODGATE_JWT_MAX_AGE', `expected at least 1s, got ${ms} ms`)
+  return Math.floor(ms / 1000)
+}
+
+type ClientTimeouts = Pick<GatewayConfig, 'clientHeadersTimeoutMs' | 'keepAliveTimeoutMs' | 'clientIdleTimeoutMs'>
+
+/**
+ * Client-side connection limits. The idle timeout must outlast every wait podgate itself
+ * answers (the pod's headers and body silences, a workload starting), or a socket would be
+ * cut where a 503/504 with a reason was due; its default is the longest of them plus 30 s.
+ */
+function readClientTimeouts (read: EnvReader, upstream: Pick<GatewayConfig, 'headersTimeoutMs' | 'bodyTimeoutMs' | 'startTimeoutMs'>): ClientTimeouts {
+  const headers = read.duration('PODGATE_CLIENT_HEADERS_TIMEOUT', DEFAULT_CLIENT_HEADERS_TIMEOUT_MS)
+  if (headers < 1000) throw new ConfigError('PODGATE_CLIENT_HEADERS_TIMEOUT', `expected at least 1s, got ${headers} ms (a client must be able to send its request head)`)
+  const keepAlive = read.duration('PODGATE_KEEP_ALIVE_TIMEOUT', DEFAULT_KEEP_ALIVE_TIMEOUT_MS)
+  const longestWait = Math.max(upstream.headersTimeoutMs, upstream.bodyTimeoutMs, upstream.startTimeoutMs)
+  const idle = read.duration('PODGATE_CLIENT_IDLE_TIMEOUT', longestWait + 30_000)
+  if (idle !== 0 && idle <= longestWait) {
+    throw new ConfigError('PODGATE_CLIENT_IDLE_TIMEOUT', `must be 0 (off) or longer than the longest wait podgate answers itself, ${longestWait} ms (PODGATE_HEADERS_TIMEOUT, PODGATE_BODY_TIMEOUT, PODGATE_START_TIMEOUT)`)
+  }
+  return { clientHeadersTimeoutMs: headers, keepAliveTimeoutMs: keepAlive, clientIdleTimeoutMs: idle }
 }
 
 function readKeySource (read: EnvReader, required: boolean): KeySource {

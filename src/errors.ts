@@ -22,7 +22,7 @@ export class PodgateError extends Error {
 /** Why a token was refused; the closed set used as the `reason` metric label. */
 export const AUTH_FAILURE_REASONS = [
   'missing', 'malformed', 'signature', 'algorithm', 'expired', 'not_yet_valid',
-  'issuer', 'audience', 'claim', 'user', 'key', 'too_large',
+  'issuer', 'audience', 'claim', 'user', 'key', 'too_large', 'ambiguous',
 ] as const
 export type AuthFailureReason = typeof AUTH_FAILURE_REASONS[number]
 
@@ -45,6 +45,12 @@ export class WorkloadNotFoundError extends PodgateError {
 export class BadRequestError extends PodgateError {
   override readonly code = 'PODGATE_BAD_REQUEST'
   override readonly status = 400
+}
+
+/** More request header fields than PODGATE_MAX_REQUEST_HEADERS: refused whole, never truncated. */
+export class TooManyHeadersError extends PodgateError {
+  override readonly code = 'PODGATE_TOO_MANY_HEADERS'
+  override readonly status = 431
 }
 
 /** The workload exists but has no ready endpoint yet (starting, suspended, scaling). */

@@ -11,7 +11,8 @@ const QUOTE = 0x22
 
 /**
  * The bearer token or the `cookieName` cookie, or undefined when neither carries one.
- * Throws AuthError('too_large') when the token found is longer than `maxBytes`.
+ * Throws AuthError('too_large') when the token found is longer than `maxBytes`, and
+ * AuthError('ambiguous') when the cookie is there twice with different values.
  */
 export function extractToken (headers: IncomingHttpHeaders, cookieName: string, maxBytes: number): string | undefined {
   const authorization = headers.authorization
@@ -55,9 +56,14 @@ function isBearerScheme (value: string, at: number): boolean {
     (value.charCodeAt(at + 5) | 0x20) === 0x72 // r
 }
 
-/** The value of the first cookie named exactly `name` in a Cookie header, else undefined. */
+/**
+ * The value of the cookie named exactly `name` in a Cookie header, else undefined. Two
+ * copies with different values (a sibling subdomain can plant one: cookie tossing) are
+ * refused rather than resolved by order, which the attacker may control.
+ */
 function cookieValue (header: string, name: string): string | undefined {
   if (name.length === 0) return undefined
+  let found: string | undefined
   for (let at = header.indexOf(name); at !== -1; at = header.indexOf(name, at + 1)) {
     // A match counts only as a whole name: `xsession=` or `session2=` must not match `session`.
     if (header.charCodeAt(at + name.length) !== EQUALS || !startsCookiePair(header, at)) continue
@@ -69,9 +75,11 @@ function cookieValue (header: string, name: string): string | undefined {
       start++
       end--
     }
-    return end > start ? header.slice(start, end) : undefined
+    const value = end > start ? header.slice(start, end) : ''
+    if (found === undefined) found = value
+    else if (value !== found) throw new AuthError('ambiguous', `more than one ${name} cookie, with different values`)
   }
-  return undefined
+  return found === '' ? undefined : found
 }
 
 /** True when position `at` is the start of a name: the header start or after `;` and whitespace. */

@@ -22,6 +22,7 @@ export interface TokenVerifierOptions {
 // A token without a kid may match several JWKS keys; each costs one signature check.
 const MAX_CANDIDATE_KEYS = 4
 const REQUIRED_CLAIMS = Object.freeze(['exp'])
+const MAX_CACHE_TTL_MS = 86_400_000
 
 /**
  * Builds the verifier for the configured key source. Throws ConfigError (naming the variable)
@@ -44,6 +45,7 @@ class JwtVerifier implements TokenVerifier {
   readonly #issuer: string[] | undefined
   readonly #audience: string[] | undefined
   readonly #clockToleranceS: number
+  readonly #maxAgeS: number | undefined
   /** The synchronous check of plain HS* tokens under a shared secret; jose does the rest. */
   readonly #hmac: HmacTokenCheck | undefined
   readonly #resolveKey = (header: CompactJWSHeaderParameters, token: FlattenedJWSInput) => this.#keys.resolve(header, token)
@@ -59,6 +61,7 @@ class JwtVerifier implements TokenVerifier {
     this.#issuer = auth.issuer === undefined ? undefined : [...auth.issuer]
     this.#audience = auth.audience === undefined ? undefined : [...auth.audience]
     this.#clockToleranceS = auth.clockToleranceS
+    this.#maxAgeS = auth.maxAgeS
     const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init))
     this.#keys = createVerificationKeys(auth, { now, fetch: fetchImpl, metrics: options.metrics, logger: options.logger })
     this.#algorithms = [...this.#keys.algorithms]
@@ -86,7 +89,8 @@ class JwtVerifier implements TokenVerifier {
   async verify (token: string): Promise<Identity> {
     try {
       const identity = await this.#check(token)
-      const ttl = identity.expiresAt - this.#now()
+      // lru-cache wants a whole number of milliseconds; a day is as long as any entry lives.
+      const ttl = Math.min(Math.floor(identity.expiresAt - this.#now()), MAX_CACHE_TTL_MS)
       if (this.#cache !== undefined && ttl > 0) this.#cache.set(token, identity, { ttl })
       return identity
     } catch (err) {
@@ -128,8 +132,30 @@ class JwtVerifier implements TokenVerifier {
     if (user === undefined) throw new AuthError('user', `token has no ${JSON.stringify(claim)} claim`)
     if (typeof user !== 'string') throw new AuthError('user', `claim ${JSON.stringify(claim)} is ${kindOf(user)}, not a string`)
     if (!isValidUserId(user)) throw new AuthError('user', `claim ${JSON.stringify(claim)} is not a DNS-1123 label`)
-    // jose has checked that exp is present and a number.
-    return Object.freeze({ user, expiresAt: (payload.exp as number) * 1000 })
+    return Object.freeze({ user, expiresAt: this.#lifetimeEnd(payload, now) })
+  }
+
+  /**
+   * The time claims jose does not judge: a number that parses to Infinity (`1e400`), an
+   * `iat` in the future, and the token's age against PODGATE_JWT_MAX_AGE. Both the HMAC fast
+   * path and jose have checked that exp is present and a number. Returns when the token
+   * stops being valid, in epoch milliseconds.
+   */
+  #lifetimeEnd (payload: JWTPayload, nowMs: number): number {
+    for (const claim of ['exp', 'nbf', 'iat'] as const) {
+      const value = payload[claim]
+      if (value !== undefined && !Number.isFinite(value)) throw new AuthError('claim', `token refused: "${claim}" claim is not a finite number`)
+    }
+    const now = nowMs / 1000
+    const { iat } = payload
+    if (iat !== undefined && iat > now + this.#clockToleranceS) throw new AuthError('not_yet_valid', 'token refused: "iat" claim is in the future')
+    const exp = payload.exp as number
+    const maxAge = this.#maxAgeS
+    if (maxAge === undefined) return exp * 1000
+    if (iat === undefined) throw new AuthError('claim', 'token refused: no "iat" claim, required when PODGATE_JWT_MAX_AGE is set')
+    const end = Math.min(exp, iat + maxAge)
+    if (end <= now - this.#clockToleranceS) throw new AuthError('expired', `token refused: issued more than ${maxAge} s ago (PODGATE_JWT_MAX_AGE)`)
+    return end * 1000
   }
 }
 

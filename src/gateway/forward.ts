@@ -8,7 +8,7 @@ import { UpstreamError, type UpstreamTimeoutError } from '../errors.ts'
 import type { Metrics } from '../metrics.ts'
 import { downstreamHeaders } from './headers.ts'
 import type { EndpointPools } from './pools.ts'
-import { neverSent, sendError, upstreamFailure } from './respond.ts'
+import { neverSent, refusedRequest, sendError, upstreamFailure } from './respond.ts'
 
 export interface ForwardTarget {
   readonly pools: EndpointPools
@@ -127,6 +127,12 @@ class Exchange implements Dispatcher.DispatchHandler {
     if (this.#resume !== undefined) this.#res.off('drain', this.#resume)
     if (err === CLIENT_GONE) {
       this.#target.metrics.upstreamError('aborted')
+      return
+    }
+    const refused = this.#controller === undefined ? refusedRequest(err) : undefined
+    if (refused !== undefined) {
+      this.#res.setHeader('connection', 'close')
+      sendError(this.#res, refused)
       return
     }
     const failure: UpstreamError | UpstreamTimeoutError = upstreamFailure(err)

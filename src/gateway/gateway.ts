@@ -12,6 +12,7 @@ import type { Metrics } from '../metrics.ts'
 import { forward, type ForwardTarget } from './forward.ts'
 import { upstreamHeaders, type ForwardingOptions } from './headers.ts'
 import type { EndpointPools } from './pools.ts'
+import { checkRequest } from './request-check.ts'
 import { sendError } from './respond.ts'
 import { forwardUpgrade, rejectUpgrade, type UpgradeTarget } from './upgrade.ts'
 
@@ -39,6 +40,7 @@ export interface GatewayOptions {
 }
 
 const MISSING = new AuthError('missing', 'no token: send a bearer token or the session cookie')
+const NOT_SYNCED = new NotReadyError('the routing table is still loading (waiting for the first sync with the Kubernetes API)', 5)
 
 export class Gateway {
   readonly #auth: AuthConfig
@@ -51,6 +53,7 @@ export class Gateway {
   readonly #target: UpgradeTarget & ForwardTarget
   readonly #onMissing: MissingWorkload
   readonly #onActivity: ActivityListener | undefined
+  readonly #maxHeaders: number
   #inFlight = 0
   #draining = false
   #idle: (() => void) | undefined
@@ -65,6 +68,7 @@ export class Gateway {
     this.#metrics = options.metrics
     this.#logger = options.logger
     this.#accessLog = options.gateway.accessLog
+    this.#maxHeaders = options.gateway.maxRequestHeaders
     this.#forwarding = { userHeader: options.gateway.userHeader, trustProxy: options.gateway.trustProxy, cookieName: options.auth.cookieName }
     // Without a provisioner: a known user whose pods are not ready waits (503), anyone else is 404.
     this.#onMissing = options.onMissing ?? ((user) => Promise.reject(this.#source.snapshot.has(user)
@@ -91,19 +95,30 @@ export class Gateway {
   get inFlight (): number { return this.#inFlight }
   get draining (): boolean { return this.#draining }
 
-  /** Serves one HTTP request. Never throws; every failure is answered on `res`. */
-  handle (req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * Serves one HTTP request. Never throws; every failure is answered on `res`. With
+   * `expectsContinue` (the client sent `Expect: 100-continue` and holds its body back),
+   * `100 Continue` goes out only once the request is authenticated and routed.
+   */
+  handle (req: IncomingMessage, res: ServerResponse, expectsContinue = false): void {
     const started = performance.now()
     this.#inFlight++
     res.once('close', () => { this.#finished(req, res, started) })
-    if (this.#draining) res.setHeader('connection', 'close')
+    if (this.#draining || expectsContinue) res.setHeader('connection', 'close')
+    const refused = checkRequest(req, this.#maxHeaders)
+    if (refused !== undefined) {
+      if (refused instanceof AuthError) this.#metrics.authFailure(refused.reason)
+      res.setHeader('connection', 'close')
+      this.#fail(res, refused)
+      return
+    }
     const identity = this.#identify(req)
     if (identity instanceof Promise) {
-      identity.then((id) => { this.#route(req, res, id.user) }, (err: unknown) => { this.#fail(res, err) })
+      identity.then((id) => { this.#route(req, res, id.user, expectsContinue) }, (err: unknown) => { this.#fail(res, err) })
     } else if (identity instanceof AuthError) {
       this.#fail(res, identity)
     } else {
-      this.#route(req, res, identity.user)
+      this.#route(req, res, identity.user, expectsContinue)
     }
   }
 
@@ -111,6 +126,14 @@ export class Gateway {
   upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (this.#draining) {
       rejectUpgrade(socket, new DrainingError('draining'))
+      return
+    }
+    // The idle timeout is for HTTP exchanges; a quiet WebSocket is the application's business.
+    ;(socket as Duplex & { setTimeout?: (ms: number) => void }).setTimeout?.(0)
+    const refused = checkRequest(req, this.#maxHeaders)
+    if (refused !== undefined) {
+      if (refused instanceof AuthError) this.#metrics.authFailure(refused.reason)
+      rejectUpgrade(socket, refused)
       return
     }
     const entry = { user: undefined as string | undefined, bytesRead: 0 }
@@ -177,23 +200,39 @@ export class Gateway {
     return this.#verifier.cached(token) ?? this.#verifier.verify(token)
   }
 
-  #route (req: IncomingMessage, res: ServerResponse, user: string): void {
+  #route (req: IncomingMessage, res: ServerResponse, user: string, expectsContinue: boolean): void {
     this.#onActivity?.(user)
     const endpoints = this.#endpointsFor(user, req)
     if (!(endpoints instanceof Promise)) {
-      forward(req, res, endpoints, upstreamHeaders(req, user, this.#forwarding), this.#target)
+      this.#forward(req, res, user, endpoints, expectsContinue)
       return
     }
     endpoints.then((found) => {
       if (res.destroyed) return
-      forward(req, res, found, upstreamHeaders(req, user, this.#forwarding), this.#target)
+      this.#forward(req, res, user, found, expectsContinue)
     }, (err: unknown) => { this.#fail(res, err) })
   }
 
-  // The snapshot's ready endpoints, synchronously; a promise only when the user has none yet.
+  #forward (req: IncomingMessage, res: ServerResponse, user: string, endpoints: readonly Endpoint[], expectsContinue: boolean): void {
+    if (expectsContinue) {
+      // Authenticated and routed: the client may send its body now, and keep the connection.
+      res.removeHeader('connection')
+      if (this.#draining) res.setHeader('connection', 'close')
+      res.writeContinue()
+    }
+    forward(req, res, endpoints, upstreamHeaders(req, user, this.#forwarding), this.#target)
+  }
+
+  /**
+   * The snapshot's ready endpoints, synchronously; a promise only when the user has none
+   * yet. Until the source has loaded its first complete view, a user it does not list may
+   * simply not be loaded yet: 503 and come back, never a 404 or a spawn on a guess.
+   */
   #endpointsFor (user: string, req: IncomingMessage): readonly Endpoint[] | Promise<readonly Endpoint[]> {
-    const endpoints = this.#source.snapshot.get(user)
+    const source = this.#source
+    const endpoints = source.snapshot.get(user)
     if (endpoints !== undefined && endpoints.length > 0) return endpoints
+    if (!source.isSynced) return Promise.reject(NOT_SYNCED)
     return this.#onMissing(user, req.headers.accept)
   }
 

@@ -9,7 +9,10 @@ const HOP_BY_HOP = new Set([
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings',
 ])
 
-const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded'])
+/** Headers about the client's connection: podgate sets them, and believes a client's only behind a trusted proxy. */
+const FORWARDED = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'forwarded', 'x-real-ip', 'true-client-ip'])
+/** Framing and routing headers a client's Connection header may not remove. */
+const KEPT = new Set(['host', 'content-length'])
 
 export interface ForwardingOptions {
   /** Lower-case name of the identity header (default x-user-id). */
@@ -22,22 +25,38 @@ export interface ForwardingOptions {
 
 /**
  * Builds the upstream request headers as a flat [name, value, …] list from the client's
- * raw headers. Every inbound copy of the identity header is dropped, whatever its case, and
- * so is podgate's own credential (a bearer Authorization, the session cookie): the pod
- * learns who the user is from the identity header, and a token it never sees it cannot leak.
+ * raw headers, podgate's own first: a server that keeps only its first N headers still
+ * sees the identity. Every inbound header that a server could take for the identity header
+ * or a forwarding header (any case, `_` for `-`: CGI and WSGI fold both into one key) is
+ * dropped, and so is podgate's own credential (a bearer Authorization, the session
+ * cookie): the pod learns who the user is from the identity header, and a token it never
+ * sees it cannot leak.
  */
 export function upstreamHeaders (req: IncomingMessage, user: string, options: ForwardingOptions): string[] {
   const raw = req.rawHeaders
   const extraHop = connectionTokens(req.headers.connection)
-  const out: string[] = []
+  const trustProxy = options.trustProxy
+  const userHeader = options.userHeader
+  // The identity header's name compared the way a CGI server would see it.
+  const userKey = userHeader.includes('_') ? userHeader.replaceAll('_', '-') : userHeader
   let forwardedFor: string | undefined
   let forwardedProto: string | undefined
   let forwardedHost: string | undefined
+  // Room for podgate's four at the front, filled in once the client's are read.
+  const out: string[] = ['x-forwarded-for', '', 'x-forwarded-proto', '', 'x-forwarded-host', '', userHeader, user]
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const value = raw[i + 1] as string
-    const lower = name.toLowerCase()
-    if (lower === options.userHeader || HOP_BY_HOP.has(lower) || (extraHop !== undefined && extraHop.has(lower))) continue
+    let lower = name.toLowerCase()
+    if (HOP_BY_HOP.has(lower) || (extraHop !== undefined && extraHop.has(lower))) continue
+    if (lower.includes('_')) {
+      // Only the exact name is ever believed; a look-alike of a reserved one goes.
+      lower = lower.replaceAll('_', '-')
+      if (lower === userKey || FORWARDED.has(lower)) continue
+      out.push(name, value)
+      continue
+    }
+    if (lower === userKey) continue
     if (lower === 'authorization' && bearerToken(value) !== undefined) continue
     if (lower === 'cookie') {
       const rest = withoutCookie(value, options.cookieName)
@@ -45,25 +64,20 @@ export function upstreamHeaders (req: IncomingMessage, user: string, options: Fo
       continue
     }
     if (FORWARDED.has(lower)) {
-      if (options.trustProxy) {
-        if (lower === 'x-forwarded-for') forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`
-        else if (lower === 'x-forwarded-proto') forwardedProto ??= value
-        else if (lower === 'x-forwarded-host') forwardedHost ??= value
-        else out.push(name, value)
-      }
+      if (!trustProxy) continue
+      if (lower === 'x-forwarded-for') forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`
+      else if (lower === 'x-forwarded-proto') forwardedProto ??= value
+      else if (lower === 'x-forwarded-host') forwardedHost ??= value
+      else out.push(name, value)
       continue
     }
     out.push(name, value)
   }
   const socket = req.socket
   const remote = socket.remoteAddress ?? ''
-  const proto = (socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http'
-  out.push(
-    'x-forwarded-for', forwardedFor === undefined ? remote : `${forwardedFor}, ${remote}`,
-    'x-forwarded-proto', forwardedProto ?? proto,
-    'x-forwarded-host', forwardedHost ?? req.headers.host ?? '',
-    options.userHeader, user,
-  )
+  out[1] = forwardedFor === undefined ? remote : `${forwardedFor}, ${remote}`
+  out[3] = forwardedProto ?? ((socket as { encrypted?: boolean }).encrypted === true ? 'https' : 'http')
+  out[5] = forwardedHost ?? req.headers.host ?? ''
   return out
 }
 
@@ -85,7 +99,7 @@ function connectionTokens (connection: string | string[] | undefined): Set<strin
   let tokens: Set<string> | undefined
   for (const token of text.split(',')) {
     const name = token.trim().toLowerCase()
-    if (name === '' || name === 'close' || name === 'keep-alive' || name === 'upgrade') continue
+    if (name === '' || name === 'close' || name === 'keep-alive' || name === 'upgrade' || KEPT.has(name)) continue
     tokens ??= new Set()
     tokens.add(name)
   }

@@ -2,7 +2,7 @@
 // contract names, as JSON (or a small page for browsers waiting on a workload).
 import type { ServerResponse } from 'node:http'
 import {
-  AuthError, DrainingError, NotReadyError, PodgateError, UpstreamError, UpstreamTimeoutError, WorkloadFailedError,
+  AuthError, BadRequestError, DrainingError, NotReadyError, PodgateError, UpstreamError, UpstreamTimeoutError, WorkloadFailedError,
   type UpstreamErrorKind,
 } from '../errors.ts'
 
@@ -24,6 +24,17 @@ export function upstreamFailure (err: unknown): UpstreamError | UpstreamTimeoutE
     else if (code === 'UND_ERR_ABORTED' || code === 'ABORT_ERR') kind = 'aborted'
   }
   return new UpstreamError(kind, `upstream ${kind === 'connect' ? 'unreachable' : 'failed'} (${typeof code === 'string' ? code : 'error'})`, { cause: err })
+}
+
+/**
+ * undici refuses to *build* a request it judges invalid (a header, the target, the method)
+ * before any connection is used: that is the client's request at fault, a 400, never an
+ * upstream failure. undefined for any other error.
+ */
+export function refusedRequest (err: unknown): BadRequestError | undefined {
+  const code = (err as { code?: unknown } | null)?.code
+  if (code !== 'UND_ERR_INVALID_ARG' && code !== 'UND_ERR_NOT_SUPPORTED') return undefined
+  return new BadRequestError(`request cannot be forwarded: ${(err as Error).message}`, { cause: err })
 }
 
 /** True when the request never reached the upstream, so another endpoint may take it. */

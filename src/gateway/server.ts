@@ -3,16 +3,19 @@
 // docs/adr/0003-gateway-port-without-fastify.md says why fastify serves only the admin port.
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { GatewayConfig } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import type { Gateway } from './gateway.ts'
 
-/** Above the 60 s idle timeout common to cloud load balancers, so they close first. */
-const KEEP_ALIVE_TIMEOUT_MS = 65_000
 /**
  * Node's 16 KB default answers an oversized cookie or token with a bare 431; with room to
  * read it, podgate refuses it itself (401, PODGATE_MAX_TOKEN_BYTES) and says why.
  */
 const MAX_HEADER_BYTES = 96 * 1024
+/** How often Node looks for connections past the headers timeout (its default, 30 s, would double it). */
+const MAX_CHECK_INTERVAL_MS = 1_000
+
+export type ServerLimits = Pick<GatewayConfig, 'clientHeadersTimeoutMs' | 'keepAliveTimeoutMs' | 'clientIdleTimeoutMs' | 'maxConnections' | 'maxRequestHeaders'>
 
 export interface GatewayServer {
   readonly server: Server
@@ -21,13 +24,24 @@ export interface GatewayServer {
   close (): Promise<void>
 }
 
-export function createGatewayServer (gateway: Gateway, metrics: Metrics): GatewayServer {
+export function createGatewayServer (gateway: Gateway, metrics: Metrics, limits: ServerLimits): GatewayServer {
   const server = createServer({
-    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
     maxHeaderSize: MAX_HEADER_BYTES,
-    // Uploads to a user's pod may legitimately stream for hours; per-phase timeouts apply upstream.
+    // Uploads to a user's pod may legitimately stream for hours: no limit on the whole
+    // request, but one on its head, set explicitly (requestTimeout 0 alone turns it off too).
     requestTimeout: 0,
+    headersTimeout: limits.clientHeadersTimeoutMs,
+    connectionsCheckingInterval: Math.min(MAX_CHECK_INTERVAL_MS, limits.clientHeadersTimeoutMs),
   }, (req, res) => { gateway.handle(req, res) })
+  // One more than accepted, so that a request over the limit is seen (431), not truncated.
+  server.maxHeadersCount = limits.maxRequestHeaders + 1
+  // Silence on a connection (no byte either way) past this closes it; an upgraded socket
+  // is exempt (Gateway.upgrade clears it): a quiet WebSocket is the application's business.
+  server.timeout = limits.clientIdleTimeoutMs
+  if (limits.maxConnections > 0) server.maxConnections = limits.maxConnections
+  // Without this listener Node answers `100 Continue` itself, before podgate has checked the token.
+  server.on('checkContinue', (req, res) => { gateway.handle(req, res, true) })
   server.on('upgrade', (req, socket, head) => { gateway.upgrade(req, socket, head) })
   server.on('connection', (socket) => {
     metrics.openConnections.inc()

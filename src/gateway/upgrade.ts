@@ -9,7 +9,7 @@ import type { Endpoint } from '../discovery/source.ts'
 import { PodgateError, UpstreamError } from '../errors.ts'
 import { downstreamHeaders } from './headers.ts'
 import { ENDPOINT_LEFT, nextTurn, type ForwardTarget } from './forward.ts'
-import { upstreamFailure } from './respond.ts'
+import { refusedRequest, upstreamFailure } from './respond.ts'
 
 export interface UpgradeTarget extends ForwardTarget {
   /** Called once per spliced connection with a function that reports its traffic. */
@@ -62,6 +62,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   readonly #head: Buffer
   readonly #upgrade: string
   readonly #target: UpgradeTarget
+  #started = false
 
   constructor (client: Duplex, head: Buffer, upgrade: string, target: UpgradeTarget) {
     this.#client = client
@@ -71,6 +72,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   }
 
   onRequestStart (controller: Dispatcher.DispatchController): void {
+    this.#started = true
     if (this.#client.destroyed) controller.abort(new UpstreamError('aborted', 'client closed the connection'))
   }
 
@@ -121,6 +123,11 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError (_controller: Dispatcher.DispatchController, err: Error): void {
+    const refused = this.#started ? undefined : refusedRequest(err)
+    if (refused !== undefined) {
+      rejectUpgrade(this.#client, refused)
+      return
+    }
     const failure = upstreamFailure(err)
     this.#target.metrics.upstreamError(failure.kind)
     rejectUpgrade(this.#client, failure)

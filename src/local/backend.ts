@@ -46,8 +46,9 @@ export async function createBackend (options: BackendOptions): Promise<LocalBack
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TypeError(`port: expected an integer from 0 to 65535, got ${String(port)}`)
   if (typeof host !== 'string' || host === '') throw new TypeError('host: expected a non-empty string')
 
-  // requestTimeout 0: echo uploads and downloads may legitimately stream for a long time.
-  const server = createServer({ requestTimeout: 0 }, (req, res) => { route(user, req, res) })
+  // requestTimeout 0: echo uploads and downloads may legitimately stream for a long time;
+  // the head still has a limit (requestTimeout 0 alone would turn that off too).
+  const server = createServer({ requestTimeout: 0, headersTimeout: 60_000 }, (req, res) => { route(user, req, res) })
   const wss = new WebSocketServer({ noServer: true, maxPayload: 16 * 1024 * 1024 })
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => { upgrade(user, wss, req, socket, head) })
   server.on('clientError', (_err, socket) => {

@@ -80,7 +80,15 @@ export function createSpawner (options: SpawnerOptions): Spawner {
     return pending
   }
 
-  const ensureOnce = async (user: string): Promise<void> => {
+  // A failure to reach the API (or the local driver) is the platform's, and passing: 503
+  // with Retry-After, never a 500, and the error logged once per request, without a stack.
+  const ensureOnce = (user: string): Promise<void> => ensureWorkload(user).catch((err: unknown) => {
+    if (err instanceof PodgateError) throw err
+    logger.warn({ user, error: err instanceof Error ? err.message : String(err) }, 'could not start the workload; answering 503')
+    throw new NotReadyError('the workload cannot be started right now (the cluster API did not answer); try again', retryAfter, { cause: err })
+  })
+
+  const ensureWorkload = async (user: string): Promise<void> => {
     const workload = workloads.cached?.(user) ?? await workloads.get(user)
     if (workload === undefined) {
       if (!options.spawnOnDemand) throw new WorkloadNotFoundError('no workload for this user')

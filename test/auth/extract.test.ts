@@ -17,7 +17,8 @@ void t.test('finds the token', (t) => {
     ['cookie name inside a value', { cookie: 'note=session=a; session=b' }, 'b'],
     ['only a look-alike cookie', { cookie: 'xsession=a; session_id=c' }, undefined],
     ['quoted cookie value', { cookie: 'session="tok"' }, 'tok'],
-    ['first of duplicate cookies', { cookie: 'session=first; session=second' }, 'first'],
+    ['the same cookie twice', { cookie: 'session=same; theme=dark; session=same' }, 'same'],
+    ['the same cookie twice, once quoted', { cookie: 'session=same; session="same"' }, 'same'],
     ['empty cookie value', { cookie: 'session=; other=x' }, undefined],
     ['both: authorization wins', { authorization: 'Bearer fromheader', cookie: 'session=fromcookie' }, 'fromheader'],
     ['non-bearer authorization falls back to the cookie', { authorization: 'Basic dXNlcjpwdw==', cookie: 'session=c' }, 'c'],
@@ -27,6 +28,14 @@ void t.test('finds the token', (t) => {
     ['unrelated headers only', { host: 'example.com', accept: '*/*' }, undefined],
   ]
   for (const [name, headers, expected] of cases) t.equal(extractToken(headers, 'session', MAX), expected, name)
+  t.end()
+})
+
+void t.test('refuses two session cookies with different values: which one came first is the attacker\'s to choose', (t) => {
+  for (const cookie of ['session=first; session=second', 'session=a; theme=dark; session=b', 'session=; session=b', 'session=a; session=']) {
+    t.throws(() => extractToken({ cookie }, 'session', MAX), { name: 'AuthError', reason: 'ambiguous' }, cookie)
+  }
+  t.equal(extractToken({ authorization: 'Bearer fromheader', cookie: 'session=a; session=b' }, 'session', MAX), 'fromheader', 'a bearer token is used without reading the cookies')
   t.end()
 })
 

@@ -284,3 +284,27 @@ void t.test('the starting page escapes everything it shows', (t) => {
   t.ok(Buffer.byteLength(startingPage({ user: 'a'.repeat(63), refreshSeconds: 3 })) < 2_048, 'small')
   t.end()
 })
+
+void t.test('the workload API unreachable: 503 with Retry-After, never a 500, and the next request tries again', async (t) => {
+  const source = new LocalEndpointSource()
+  const unreachable = (): Promise<never> => Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:6443'), { code: 'ECONNREFUSED' }))
+  let gets = 0
+  const workloads: Workloads = {
+    put: unreachable,
+    get: () => { gets++; return unreachable() },
+    list: unreachable,
+    delete: unreachable,
+    setSuspended: unreachable,
+    touch: () => {},
+  }
+  const spawner = createSpawner({ workloads, source, spawnOnDemand: true, startTimeoutMs: 60_000, logger: createLogger('silent') })
+  const gw = await startTestGateway(t, {}, { source, onMissing: spawner.onMissing })
+  const token = await gw.token('alice')
+  for (const attempt of [1, 2]) {
+    const res = await fetch(gw.url, { headers: { authorization: `Bearer ${token}` } })
+    t.equal(res.status, 503, `attempt ${attempt}: 503`)
+    t.equal(res.headers.get('retry-after'), '5', `attempt ${attempt}: Retry-After`)
+    t.match(await res.text(), /PODGATE_NOT_READY.*cannot be started right now/, `attempt ${attempt}: says why`)
+  }
+  t.equal(gets, 2, 'each request asked the API again: no failure was cached')
+})

@@ -28,6 +28,7 @@ export function authConfig (key: KeySource, overrides: Partial<AuthConfig> = {})
     cookieName: DEFAULT_COOKIE_NAME,
     tokenCacheSize: DEFAULT_TOKEN_CACHE_SIZE,
     maxTokenBytes: DEFAULT_MAX_TOKEN_BYTES,
+    maxAgeS: undefined,
     ...overrides,
   }
 }

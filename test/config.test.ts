@@ -1,0 +1,52 @@
+// The client-side limits and token-age settings: defaults, and one ConfigError naming the
+// variable for each value that cannot work.
+import t from 'tap'
+import { loadConfig } from '../src/config.ts'
+import { ConfigError } from '../src/errors.ts'
+
+const KEY = { PODGATE_JWT_SECRET: 'a-secret-of-at-least-thirty-two-bytes!' }
+
+void t.test('defaults', (t) => {
+  const { gateway, auth } = loadConfig(KEY)
+  t.equal(gateway.clientHeadersTimeoutMs, 30_000, 'a request head must arrive within 30 s')
+  t.equal(gateway.keepAliveTimeoutMs, 65_000, 'keep-alive above the 60 s of common load balancers')
+  t.equal(gateway.clientIdleTimeoutMs, 330_000, 'idle: the longest wait podgate answers itself (300 s body) plus 30 s')
+  t.equal(gateway.maxConnections, 0, 'no connection cap unless asked')
+  t.equal(gateway.maxRequestHeaders, 100)
+  t.equal(auth.maxAgeS, undefined, 'no token age cap unless asked')
+  t.end()
+})
+
+void t.test('the idle timeout default follows the longest upstream wait', (t) => {
+  const { gateway } = loadConfig({ ...KEY, PODGATE_START_TIMEOUT: '10m' })
+  t.equal(gateway.clientIdleTimeoutMs, 630_000)
+  t.equal(loadConfig({ ...KEY, PODGATE_CLIENT_IDLE_TIMEOUT: '0' }).gateway.clientIdleTimeoutMs, 0, '0 turns it off')
+  t.equal(loadConfig({ ...KEY, PODGATE_JWT_MAX_AGE: '12h' }).auth.maxAgeS, 43_200)
+  t.end()
+})
+
+void t.test('values that cannot work stop start-up naming the variable', (t) => {
+  const bad: Array<[Record<string, string>, string, RegExp]> = [
+    [{ PODGATE_CLIENT_HEADERS_TIMEOUT: '0' }, 'PODGATE_CLIENT_HEADERS_TIMEOUT', /at least 1s/],
+    [{ PODGATE_CLIENT_HEADERS_TIMEOUT: 'soon' }, 'PODGATE_CLIENT_HEADERS_TIMEOUT', /expected a duration/],
+    [{ PODGATE_CLIENT_IDLE_TIMEOUT: '60s' }, 'PODGATE_CLIENT_IDLE_TIMEOUT', /longer than the longest wait podgate answers itself, 300000 ms/],
+    [{ PODGATE_CLIENT_IDLE_TIMEOUT: '1m', PODGATE_BODY_TIMEOUT: '10s', PODGATE_START_TIMEOUT: '90s' }, 'PODGATE_CLIENT_IDLE_TIMEOUT', /90000 ms/],
+    [{ PODGATE_KEEP_ALIVE_TIMEOUT: '-1s' }, 'PODGATE_KEEP_ALIVE_TIMEOUT', /expected a duration/],
+    [{ PODGATE_MAX_CONNECTIONS: '-5' }, 'PODGATE_MAX_CONNECTIONS', /integer from 0/],
+    [{ PODGATE_MAX_REQUEST_HEADERS: '5' }, 'PODGATE_MAX_REQUEST_HEADERS', /integer from 16 to 1000/],
+    [{ PODGATE_MAX_REQUEST_HEADERS: '5000' }, 'PODGATE_MAX_REQUEST_HEADERS', /integer from 16 to 1000/],
+    [{ PODGATE_JWT_MAX_AGE: '500ms' }, 'PODGATE_JWT_MAX_AGE', /at least 1s/],
+    [{ PODGATE_JWT_MAX_AGE: 'forever' }, 'PODGATE_JWT_MAX_AGE', /expected a duration/],
+  ]
+  for (const [env, variable, problem] of bad) {
+    let thrown: unknown
+    try {
+      loadConfig({ ...KEY, ...env })
+    } catch (err) {
+      thrown = err
+    }
+    t.ok(thrown instanceof ConfigError && thrown.variable === variable, `${JSON.stringify(env)} → ${variable}`)
+    t.match((thrown as Error | undefined)?.message, problem, `${JSON.stringify(env)}: says what is wrong`)
+  }
+  t.end()
+})
