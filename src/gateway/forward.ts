@@ -125,10 +125,8 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseError (_controller: Dispatcher.DispatchController | undefined, err: Error): void {
     if (this.#resume !== undefined) this.#res.off('drain', this.#resume)
-    if (err === CLIENT_GONE) {
-      this.#target.metrics.upstreamError('aborted')
-      return
-    }
+    // The client went away: its request is counted as a 499, not as the pod's failure.
+    if (err === CLIENT_GONE) return
     const refused = this.#controller === undefined ? refusedRequest(err) : undefined
     if (refused !== undefined) {
       this.#res.setHeader('connection', 'close')

@@ -5,7 +5,9 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { GatewayConfig } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
+import { BadRequestError } from '../errors.ts'
 import type { Gateway } from './gateway.ts'
+import { rejectUpgrade } from './upgrade.ts'
 
 /**
  * Node's 16 KB default answers an oversized cookie or token with a bare 431; with room to
@@ -14,6 +16,8 @@ import type { Gateway } from './gateway.ts'
 const MAX_HEADER_BYTES = 96 * 1024
 /** How often Node looks for connections past the headers timeout (its default, 30 s, would double it). */
 const MAX_CHECK_INTERVAL_MS = 1_000
+
+const CONNECT_REFUSED = new BadRequestError('CONNECT is not supported: podgate is not a forward proxy')
 
 export type ServerLimits = Pick<GatewayConfig, 'clientHeadersTimeoutMs' | 'keepAliveTimeoutMs' | 'clientIdleTimeoutMs' | 'maxConnections' | 'maxRequestHeaders'>
 
@@ -43,6 +47,8 @@ export function createGatewayServer (gateway: Gateway, metrics: Metrics, limits:
   // Without this listener Node answers `100 Continue` itself, before podgate has checked the token.
   server.on('checkContinue', (req, res) => { gateway.handle(req, res, true) })
   server.on('upgrade', (req, socket, head) => { gateway.upgrade(req, socket, head) })
+  // podgate is no forward proxy; without a listener Node would drop the socket unanswered.
+  server.on('connect', (_req, socket) => { rejectUpgrade(socket, CONNECT_REFUSED) })
   server.on('connection', (socket) => {
     metrics.openConnections.inc()
     socket.once('close', () => { metrics.openConnections.dec() })

@@ -57,26 +57,46 @@ export function forwardUpgrade (req: IncomingMessage, socket: Duplex, head: Buff
   }, new UpgradeExchange(socket, head, upgrade, target))
 }
 
+const CLIENT_GONE = new UpstreamError('aborted', 'client closed the connection')
+
 class UpgradeExchange implements Dispatcher.DispatchHandler {
   readonly #client: Duplex
   readonly #head: Buffer
   readonly #upgrade: string
   readonly #target: UpgradeTarget
   #started = false
+  #controller: Dispatcher.DispatchController | undefined
+  /**
+   * Until the pod answers, a client that goes away ends the upstream request too. The
+   * server keeps upgrade sockets half-open, so a client's FIN shows as 'end', not 'close'.
+   */
+  readonly #onClientClose = (): void => {
+    this.#client.destroy()
+    this.#controller?.abort(CLIENT_GONE)
+  }
 
   constructor (client: Duplex, head: Buffer, upgrade: string, target: UpgradeTarget) {
     this.#client = client
     this.#head = head
     this.#upgrade = upgrade
     this.#target = target
+    client.once('close', this.#onClientClose)
+    client.once('end', this.#onClientClose)
+  }
+
+  #clientAnswered (): void {
+    this.#client.off('close', this.#onClientClose)
+    this.#client.off('end', this.#onClientClose)
   }
 
   onRequestStart (controller: Dispatcher.DispatchController): void {
     this.#started = true
-    if (this.#client.destroyed) controller.abort(new UpstreamError('aborted', 'client closed the connection'))
+    this.#controller = controller
+    if (this.#client.destroyed) controller.abort(CLIENT_GONE)
   }
 
   onRequestUpgrade (_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, upstream: Duplex): void {
+    this.#clientAnswered()
     const client = this.#client
     if (client.destroyed) {
       upstream.destroy()
@@ -107,6 +127,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
 
   // The pod answered the upgrade with an ordinary response (401, 404, …): relay it.
   onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.#clientAnswered()
     const out = downstreamHeaders(headers)
     delete out['content-length']
     this.#client.write(statusLine(statusCode) + 'connection: close\r\ntransfer-encoding: chunked\r\n' + headerLines(out) + '\r\n')
@@ -123,6 +144,8 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseError (_controller: Dispatcher.DispatchController, err: Error): void {
+    // The client went away before the upgrade: nothing to answer, and not the pod's failure.
+    if (this.#client.destroyed) return
     const refused = this.#started ? undefined : refusedRequest(err)
     if (refused !== undefined) {
       rejectUpgrade(this.#client, refused)

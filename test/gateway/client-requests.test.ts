@@ -43,6 +43,7 @@ void t.test('requests the pod must not get are 4xx, counted as the client\'s, an
     ['Host with a space', `GET / HTTP/1.1\r\nHost: x y\r\n${auth}Connection: close\r\n\r\n`, 400, /invalid Host/],
     ['Host with a slash', `GET / HTTP/1.1\r\nHost: x/y\r\n${auth}Connection: close\r\n\r\n`, 400, /invalid Host/],
     ['two Host headers without a token', 'GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\nConnection: close\r\n\r\n', 400, /more than one Host/],
+    ['CONNECT', `CONNECT app.example:443 HTTP/1.1\r\nHost: app.example:443\r\n${auth}\r\n`, 400, /not a forward proxy/],
   ]
   for (const [name, text, status, message] of cases) {
     const response = await exchange(gw.url, text)
@@ -55,6 +56,38 @@ void t.test('requests the pod must not get are 4xx, counted as the client\'s, an
   const metrics = await (await request(`${gw.adminUrl}/metrics`)).body.text()
   t.notMatch(metrics, /podgate_upstream_errors_total\{/, 'none counted as an upstream error')
   t.notMatch(metrics, /podgate_requests_total\{class="5xx"\}/, 'none answered 5xx')
+})
+
+void t.test('a client that leaves before the answer is its own 499, not an upstream error', async (t) => {
+  // A pod that takes each request and never answers; it tells when one arrives and when
+  // podgate lets go of the connection it came on.
+  const arrived: Array<() => void> = []
+  const released: Array<() => void> = []
+  const upstream = createServer((socket: Socket) => {
+    socket.once('data', () => { arrived.shift()?.() })
+    socket.once('close', () => { released.shift()?.() })
+  })
+  upstream.listen(0, '127.0.0.1')
+  await once(upstream, 'listening')
+  t.teardown(() => { upstream.close() })
+  const gw = await startTestGateway(t)
+  gw.local.set('alice', [endpoint('127.0.0.1', (upstream.address() as { port: number }).port)])
+  const token = await gw.token('alice')
+  const { port } = new URL(gw.url)
+  const websocket = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
+  for (const [name, extra] of [['a request', ''], ['a WebSocket upgrade', websocket]] as const) {
+    const atPod = new Promise<void>((resolve) => { arrived.push(resolve) })
+    const letGo = new Promise<void>((resolve) => { released.push(resolve) })
+    const socket = connect(Number(port), '127.0.0.1')
+    socket.write(`GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n${extra}\r\n`)
+    await atPod
+    socket.destroy()
+    await letGo
+    t.pass(`${name}: forwarded, then abandoned by the client, and podgate let go of the pod`)
+  }
+  const metrics = await (await request(`${gw.adminUrl}/metrics`)).body.text()
+  t.notMatch(metrics, /podgate_upstream_errors_total\{/, 'no upstream error counted')
+  t.match(metrics, /podgate_requests_total\{class="4xx"\} 1/, 'the abandoned request is counted as the client\'s (499)')
 })
 
 void t.test('an absolute-form target reaches the pod as a path, whatever the scheme\'s case, with its authority as Host', async (t) => {
