@@ -3,7 +3,10 @@
 import t from 'tap'
 import { parse } from 'yaml'
 import { readFile } from 'node:fs/promises'
-import { loadConfig, parseDuration } from '../../src/config.ts'
+import {
+  DEFAULT_CLIENT_HEADERS_TIMEOUT_MS, DEFAULT_KEEP_ALIVE_TIMEOUT_MS, DEFAULT_MAX_REQUEST_HEADERS, loadConfig, parseDuration, type Config,
+} from '../../src/config.ts'
+import { ConfigError } from '../../src/errors.ts'
 import {
   all, envVar, FULLNAME, Helm, installHelm, NAMESPACE, only, podgateContainer, REPO_DIR,
   type Container, type Deployment, type Manifest, type PolicyRule,
@@ -344,6 +347,116 @@ void t.test('an explicit grace period is kept; the derived one follows the drain
   t.equal(derived.spec.template.spec.terminationGracePeriodSeconds, 60)
   t.equal(envVar(podgateContainer(derived), 'PODGATE_DRAIN_TIMEOUT')?.value, '50s')
 })
+
+// ---- Client limits (PODGATE_CLIENT_HEADERS_TIMEOUT … PODGATE_JWT_MAX_AGE) ----
+
+/** Renders `values` and returns the podgate container's environment as the kubelet would set it. */
+async function renderedEnv (values: unknown): Promise<Record<string, string>> {
+  const manifests = await helm.render(values)
+  return resolveEnv(podgateContainer(only<Deployment>(manifests, 'Deployment')), renderedSecrets(manifests))
+}
+
+const CLIENT_LIMIT_VARIABLES = [
+  'PODGATE_CLIENT_HEADERS_TIMEOUT', 'PODGATE_KEEP_ALIVE_TIMEOUT', 'PODGATE_CLIENT_IDLE_TIMEOUT',
+  'PODGATE_MAX_CONNECTIONS', 'PODGATE_MAX_REQUEST_HEADERS', 'PODGATE_JWT_MAX_AGE',
+]
+
+/** The settings these values control, as podgate reads them. */
+function clientLimits (config: Config): Record<string, number | undefined> {
+  const { clientHeadersTimeoutMs, keepAliveTimeoutMs, clientIdleTimeoutMs, maxConnections, maxRequestHeaders } = config.gateway
+  return { clientHeadersTimeoutMs, keepAliveTimeoutMs, clientIdleTimeoutMs, maxConnections, maxRequestHeaders, maxAgeS: config.auth.maxAgeS }
+}
+
+void t.test('client limits: the default chart gives podgate its own defaults, and podgate starts with them', async (t) => {
+  const env = await renderedEnv({})
+  t.equal(env.PODGATE_CLIENT_IDLE_TIMEOUT, undefined, 'an empty config.clientIdleTimeout renders no variable: podgate derives it')
+  t.equal(env.PODGATE_JWT_MAX_AGE, undefined, 'an empty auth.maxAge renders no variable: no cap')
+  const config = loadConfig(env)
+  // podgate given only a key and the same upstream timeouts, i.e. podgate's own defaults for the rest.
+  const own = loadConfig({
+    PODGATE_JWT_SECRET: 'k'.repeat(32),
+    PODGATE_HEADERS_TIMEOUT: env.PODGATE_HEADERS_TIMEOUT,
+    PODGATE_BODY_TIMEOUT: env.PODGATE_BODY_TIMEOUT,
+    PODGATE_START_TIMEOUT: env.PODGATE_START_TIMEOUT,
+  })
+  t.same(clientLimits(config), clientLimits(own), 'every client limit the chart renders is podgate\'s default')
+  t.equal(config.gateway.clientHeadersTimeoutMs, DEFAULT_CLIENT_HEADERS_TIMEOUT_MS)
+  t.equal(config.gateway.keepAliveTimeoutMs, DEFAULT_KEEP_ALIVE_TIMEOUT_MS)
+  t.equal(config.gateway.maxConnections, 0, 'no connection limit')
+  t.equal(config.gateway.maxRequestHeaders, DEFAULT_MAX_REQUEST_HEADERS)
+  t.equal(config.auth.maxAgeS, undefined, 'no token age cap')
+  const { headersTimeoutMs, bodyTimeoutMs, startTimeoutMs } = config.gateway
+  t.equal(config.gateway.clientIdleTimeoutMs, Math.max(headersTimeoutMs, bodyTimeoutMs, startTimeoutMs) + 30_000, 'the longest upstream wait plus 30 s')
+  const stated = /\((\w+) with this chart's values\)/.exec(await readFile(`${REPO_DIR}/charts/podgate/values.yaml`, 'utf8'))?.[1] ?? ''
+  t.equal(parseDuration(stated), config.gateway.clientIdleTimeoutMs, `values.yaml states the derived idle timeout (${stated})`)
+})
+
+const CLIENT_LIMIT_CASES: { values: unknown, variable: string, rendered: string, read: (c: Config) => number | undefined, expected: number }[] = [
+  { values: { config: { clientHeadersTimeout: '10s' } }, variable: 'PODGATE_CLIENT_HEADERS_TIMEOUT', rendered: '10s', read: (c) => c.gateway.clientHeadersTimeoutMs, expected: 10_000 },
+  { values: { config: { clientHeadersTimeout: '1s' } }, variable: 'PODGATE_CLIENT_HEADERS_TIMEOUT', rendered: '1s', read: (c) => c.gateway.clientHeadersTimeoutMs, expected: 1_000 },
+  { values: { config: { keepAliveTimeout: '75s' } }, variable: 'PODGATE_KEEP_ALIVE_TIMEOUT', rendered: '75s', read: (c) => c.gateway.keepAliveTimeoutMs, expected: 75_000 },
+  { values: { config: { clientIdleTimeout: '10m' } }, variable: 'PODGATE_CLIENT_IDLE_TIMEOUT', rendered: '10m', read: (c) => c.gateway.clientIdleTimeoutMs, expected: 600_000 },
+  { values: { config: { clientIdleTimeout: '301s' } }, variable: 'PODGATE_CLIENT_IDLE_TIMEOUT', rendered: '301s', read: (c) => c.gateway.clientIdleTimeoutMs, expected: 301_000 },
+  { values: { config: { clientIdleTimeout: '0' } }, variable: 'PODGATE_CLIENT_IDLE_TIMEOUT', rendered: '0', read: (c) => c.gateway.clientIdleTimeoutMs, expected: 0 },
+  { values: { config: { maxConnections: 5000 } }, variable: 'PODGATE_MAX_CONNECTIONS', rendered: '5000', read: (c) => c.gateway.maxConnections, expected: 5000 },
+  // Helm reads numbers from values files as floats: a plain `quote` would render 1e+07.
+  { values: { config: { maxConnections: 10_000_000 } }, variable: 'PODGATE_MAX_CONNECTIONS', rendered: '10000000', read: (c) => c.gateway.maxConnections, expected: 10_000_000 },
+  { values: { config: { maxRequestHeaders: 16 } }, variable: 'PODGATE_MAX_REQUEST_HEADERS', rendered: '16', read: (c) => c.gateway.maxRequestHeaders, expected: 16 },
+  { values: { config: { maxRequestHeaders: 1000 } }, variable: 'PODGATE_MAX_REQUEST_HEADERS', rendered: '1000', read: (c) => c.gateway.maxRequestHeaders, expected: 1000 },
+  { values: { auth: { maxAge: '12h' } }, variable: 'PODGATE_JWT_MAX_AGE', rendered: '12h', read: (c) => c.auth.maxAgeS, expected: 43_200 },
+  { values: { auth: { maxAge: '1s' } }, variable: 'PODGATE_JWT_MAX_AGE', rendered: '1s', read: (c) => c.auth.maxAgeS, expected: 1 },
+  { values: { auth: { tokenCacheSize: 1_000_000 } }, variable: 'PODGATE_TOKEN_CACHE_SIZE', rendered: '1000000', read: (c) => c.auth.tokenCacheSize, expected: 1_000_000 },
+  { values: { auth: { maxTokenBytes: 1_048_576 } }, variable: 'PODGATE_MAX_TOKEN_BYTES', rendered: '1048576', read: (c) => c.auth.maxTokenBytes, expected: 1_048_576 },
+]
+
+for (const { values, variable, rendered, read, expected } of CLIENT_LIMIT_CASES) {
+  void t.test(`client limits: ${JSON.stringify(values)} renders ${variable}=${rendered} and podgate starts with it`, async (t) => {
+    const lint = await helm.lint(values)
+    t.equal(lint.code, 0, `helm lint --strict passes:\n${lint.stdout}${lint.stderr}`)
+    const env = await renderedEnv(values)
+    t.equal(env[variable], rendered)
+    t.equal(read(loadConfig(env)), expected)
+  })
+}
+
+void t.test('client limits: all set at once, podgate starts with them', async (t) => {
+  const values = {
+    config: { clientHeadersTimeout: '10s', keepAliveTimeout: '75s', clientIdleTimeout: '20m', maxConnections: 20_000, maxRequestHeaders: 200, bodyTimeout: '15m' },
+    auth: { maxAge: '12h' },
+  }
+  const env = await renderedEnv(values)
+  t.same(CLIENT_LIMIT_VARIABLES.map((name) => env[name]), ['10s', '75s', '20m', '20000', '200', '12h'])
+  t.same(clientLimits(loadConfig(env)), { clientHeadersTimeoutMs: 10_000, keepAliveTimeoutMs: 75_000, clientIdleTimeoutMs: 1_200_000, maxConnections: 20_000, maxRequestHeaders: 200, maxAgeS: 43_200 })
+})
+
+void t.test('client limits: an empty clientIdleTimeout follows the upstream timeouts it must outlast', async (t) => {
+  const env = await renderedEnv({ config: { bodyTimeout: '15m', startTimeout: '20m' } })
+  t.equal(env.PODGATE_CLIENT_IDLE_TIMEOUT, undefined)
+  t.equal(loadConfig(env).gateway.clientIdleTimeoutMs, 20 * 60_000 + 30_000, 'podgate derives it from the raised startTimeout')
+})
+
+// Values the schema's patterns admit but podgate would refuse at start: the chart refuses them
+// too, at the same boundary, with a message that names the value.
+const REFUSED_AT_START: { values: unknown, variable: string, value: string, message: string }[] = [
+  { values: { config: { clientHeadersTimeout: '999ms' } }, variable: 'PODGATE_CLIENT_HEADERS_TIMEOUT', value: '999ms', message: 'config.clientHeadersTimeout (999ms) must be at least 1s' },
+  { values: { config: { clientIdleTimeout: '300s' } }, variable: 'PODGATE_CLIENT_IDLE_TIMEOUT', value: '300s', message: 'config.clientIdleTimeout (300s) must be "0" (off), empty (podgate derives it), or longer than the longest wait podgate answers itself: config.bodyTimeout (5m)' },
+  { values: { config: { clientIdleTimeout: '2m', startTimeout: '10m' } }, variable: 'PODGATE_CLIENT_IDLE_TIMEOUT', value: '2m', message: 'config.startTimeout (10m)' },
+  { values: { auth: { maxAge: '500ms' } }, variable: 'PODGATE_JWT_MAX_AGE', value: '500ms', message: 'auth.maxAge (500ms) must be at least 1s' },
+]
+
+for (const { values, variable, value, message } of REFUSED_AT_START) {
+  void t.test(`client limits: ${JSON.stringify(values)} is refused by helm as podgate would refuse ${variable}=${value}`, async (t) => {
+    const rendered = await helm.template(values)
+    t.not(rendered.code, 0, 'helm template fails')
+    t.equal(rendered.stdout, '', 'and renders nothing')
+    t.match(rendered.stderr, message)
+    // The same setting given to podgate directly, on top of what the chart renders otherwise.
+    const { config = {} } = values as { config?: Record<string, string> }
+    const env = { ...await renderedEnv({ config: { ...config, clientHeadersTimeout: '30s', clientIdleTimeout: '' } }), [variable]: value }
+    t.throws(() => loadConfig(env), new ConfigError(variable, ''), `podgate refuses ${variable}=${value}`)
+    t.throws(() => loadConfig(env), { variable }, 'naming the variable')
+  })
+}
 
 void t.test('the CRD ships with the chart', async (t) => {
   const manifests = await helm.render({}, ['--include-crds'])

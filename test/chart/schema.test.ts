@@ -25,6 +25,13 @@ const REJECTED: { name: string, values: unknown, message: string | RegExp, bySch
   { name: 'a JWKS URL that is not http(s)', values: { auth: { jwksUrl: 'idp.example.com/certs' } }, message: "at '/auth/jwksUrl'" },
   { name: 'a private key where a public key belongs', values: { auth: { publicKey: '-----BEGIN PRIVATE KEY-----\nMC4CAQ==\n-----END PRIVATE KEY-----\n' } }, message: "at '/auth/publicKey'" },
   { name: 'an unknown algorithm', values: { auth: { algorithms: ['none'] } }, message: "at '/auth/algorithms/0'" },
+  { name: 'too few request header fields', values: { config: { maxRequestHeaders: 5 } }, message: "at '/config/maxRequestHeaders': minimum: got 5, want 16" },
+  { name: 'too many request header fields', values: { config: { maxRequestHeaders: 5000 } }, message: "at '/config/maxRequestHeaders': maximum: got 5,000, want 1,000" },
+  { name: 'a client headers timeout in words', values: { config: { clientHeadersTimeout: 'soon' } }, message: "at '/config/clientHeadersTimeout': 'soon' does not match pattern" },
+  { name: 'a keep-alive timeout given as a number', values: { config: { keepAliveTimeout: 65 } }, message: "at '/config/keepAliveTimeout': got number, want string" },
+  { name: 'a client idle timeout in words', values: { config: { clientIdleTimeout: 'never' } }, message: "at '/config/clientIdleTimeout': 'never' does not match pattern" },
+  { name: 'a negative connection limit', values: { config: { maxConnections: -1 } }, message: "at '/config/maxConnections': minimum: got -1, want 0" },
+  { name: 'a JWT max age in words', values: { auth: { maxAge: 'a day' } }, message: "at '/auth/maxAge': 'a day' does not match pattern" },
   { name: 'no profile at all', values: { profiles: null }, message: /profiles/ },
   { name: 'an unquoted "off" annotation (YAML 1.1 reads it as false)', values: { ingress: { annotations: { 'nginx.ingress.kubernetes.io/proxy-buffering': false } } }, message: 'proxy-buffering' },
   { name: 'a NetworkPolicy peer with a misspelled selector', values: { networkPolicy: { adminFrom: [{ namespaceSelecter: { matchLabels: { team: 'accounts' } } }] } }, message: "at '/networkPolicy/adminFrom/0': additional properties 'namespaceSelecter' not allowed" },
@@ -48,7 +55,7 @@ for (const { name, values, message, bySchema } of REJECTED) {
 }
 
 void t.test('the same values without the mistake render', async (t) => {
-  for (const values of [{ replicaCount: 3 }, { networkPolicy: { adminFrom: [{ namespaceSelector: { matchLabels: { team: 'accounts' } } }, { ipBlock: { cidr: '10.1.0.0/16' } }] } }, { config: { spawnOnDemand: true, startTimeout: '90s', logLevel: 'debug' } }, { terminationGracePeriodSeconds: 21, config: { drainTimeoutSeconds: 20 } }]) {
+  for (const values of [{ replicaCount: 3 }, { networkPolicy: { adminFrom: [{ namespaceSelector: { matchLabels: { team: 'accounts' } } }, { ipBlock: { cidr: '10.1.0.0/16' } }] } }, { config: { spawnOnDemand: true, startTimeout: '90s', logLevel: 'debug' } }, { terminationGracePeriodSeconds: 21, config: { drainTimeoutSeconds: 20 } }, { config: { maxRequestHeaders: 16, clientHeadersTimeout: '5s', keepAliveTimeout: '65s', clientIdleTimeout: '0', maxConnections: 0 }, auth: { maxAge: '12h' } }]) {
     const rendered = await helm.template(values)
     t.equal(rendered.code, 0, `${JSON.stringify(values)} renders: ${rendered.stderr}`)
   }

@@ -76,6 +76,65 @@ secret
 {{- end -}}
 {{- end -}}
 
+{{/*
+A duration value in milliseconds, read as podgate reads it (src/config.ts parseDuration): 500ms,
+30s, 10m, 1h or bare seconds, rounded to a whole millisecond. The schema has already checked the
+form; an empty value is 0.
+*/}}
+{{- define "podgate.durationMs" -}}
+{{- $text := toString . | trim -}}
+{{- if eq $text "" -}}
+0
+{{- else -}}
+{{- $number := regexFind `^[0-9]+(\.[0-9]+)?` $text -}}
+{{- $unit := trimPrefix $number $text | default "s" -}}
+{{- $factor := get (dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000) $unit -}}
+{{- printf "%d" (round (mulf (float64 $number) $factor) 0 | int64) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* config.clientHeadersTimeout, refused below 1s as podgate refuses PODGATE_CLIENT_HEADERS_TIMEOUT. */}}
+{{- define "podgate.clientHeadersTimeout" -}}
+{{- $value := .Values.config.clientHeadersTimeout -}}
+{{- if lt (int64 (include "podgate.durationMs" $value)) 1000 -}}
+{{- fail (printf "config.clientHeadersTimeout (%s) must be at least 1s: it is the time a client has to send its request head (PODGATE_CLIENT_HEADERS_TIMEOUT)" $value) -}}
+{{- end -}}
+{{- $value -}}
+{{- end -}}
+
+{{/*
+config.clientIdleTimeout when set: "0" (off) or longer than the longest wait podgate answers
+itself, as podgate demands of PODGATE_CLIENT_IDLE_TIMEOUT. Empty is never rendered: podgate then
+derives it from the same three timeouts.
+*/}}
+{{- define "podgate.clientIdleTimeout" -}}
+{{- $value := .Values.config.clientIdleTimeout -}}
+{{- $idle := int64 (include "podgate.durationMs" $value) -}}
+{{- $longest := 0 -}}
+{{- $longestName := "" -}}
+{{- range $name := list "headersTimeout" "bodyTimeout" "startTimeout" -}}
+{{- $ms := int64 (include "podgate.durationMs" (index $.Values.config $name)) -}}
+{{- if gt $ms (int64 $longest) -}}
+{{- $longest = $ms -}}
+{{- $longestName = $name -}}
+{{- end -}}
+{{- end -}}
+{{- if and (ne $idle 0) (le $idle (int64 $longest)) -}}
+{{- fail (printf "config.clientIdleTimeout (%s) must be \"0\" (off), empty (podgate derives it), or longer than the longest wait podgate answers itself: config.%s (%s). Otherwise podgate refuses PODGATE_CLIENT_IDLE_TIMEOUT at start" $value $longestName (index .Values.config $longestName)) -}}
+{{- end -}}
+{{- $value -}}
+{{- end -}}
+
+{{/* auth.maxAge when set: at least 1s ("0" means no cap, as an empty value does), as podgate demands of PODGATE_JWT_MAX_AGE. */}}
+{{- define "podgate.jwtMaxAge" -}}
+{{- $value := .Values.auth.maxAge -}}
+{{- $ms := int64 (include "podgate.durationMs" $value) -}}
+{{- if and (gt $ms 0) (lt $ms 1000) -}}
+{{- fail (printf "auth.maxAge (%s) must be at least 1s, or empty for no cap (PODGATE_JWT_MAX_AGE)" $value) -}}
+{{- end -}}
+{{- $value -}}
+{{- end -}}
+
 {{/* A random value generated once: reused from the live Secret on upgrade (lookup is empty under helm template). */}}
 {{- define "podgate.generatedSecretValue" -}}
 {{- $root := index . 0 -}}
