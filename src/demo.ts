@@ -8,7 +8,7 @@ import type { Config, Env } from './config.ts'
 import { LocalEndpointSource } from './discovery/local.ts'
 import { ConfigError } from './errors.ts'
 import { LocalDriver, type LocalDriverOptions } from './local/driver.ts'
-import type { Logger } from './log.ts'
+import { componentLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
 import { createProvisionerHooks } from './provisioner/hooks.ts'
 import { LocalWorkloads } from './provisioner/local-workloads.ts'
@@ -49,8 +49,8 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
   const secret = config.auth.key.secret
   const metrics = new Metrics()
   const source = new LocalEndpointSource()
-  const driver = new LocalDriver({ ...options.driver, source, logger: logger.child({ component: 'local-driver' }) })
-  const workloads = new LocalWorkloads({ driver, source, logger: logger.child({ component: 'workloads' }) })
+  const driver = new LocalDriver({ ...options.driver, source, logger: componentLogger(logger, 'local-driver') })
+  const workloads = new LocalWorkloads({ driver, source, logger: componentLogger(logger, 'workloads') })
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url')
   const hooks = createProvisionerHooks({
     config, workloads, source, logger, adminToken, spawner: options.spawner, cullIntervalMs: options.cullIntervalMs,

@@ -4,7 +4,7 @@
 import { startPodgate, type PodgateOptions, type RunningPodgate } from './app.ts'
 import { createTokenVerifier } from './auth/verifier.ts'
 import type { Config } from './config.ts'
-import type { Logger } from './log.ts'
+import { componentLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
 
 export interface RunningServe {
@@ -41,7 +41,7 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
     config,
     kubeConfig: cluster.kubeConfig,
     namespace: cluster.namespace,
-    logger: logger.child({ component: 'provisioner' }),
+    logger: componentLogger(logger, 'provisioner'),
     metrics,
     identity: config.podName,
     gatewayPodSelector: config.gatewayPodSelector,

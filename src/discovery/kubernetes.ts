@@ -3,7 +3,7 @@
 // serving; the informer underneath is supervised (see ../kube/informer.ts).
 import { DiscoveryV1Api, type KubeConfig, type V1EndpointSlice } from '@kubernetes/client-node'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import type { Logger } from '../log.ts'
+import { componentLogger, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import type { Cluster } from '../kube/kubeconfig.ts'
 import { SupervisedInformer, type Backoff, type CancelSchedule, type RestartReason, type Schedule } from '../kube/informer.ts'
@@ -120,7 +120,7 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
           this.#schedule()
         },
       },
-      logger: logger.child({ component: 'endpointslice-informer', namespace }),
+      logger: componentLogger(logger, 'endpointslice-informer', { namespace }),
       observer: {
         event: (type) => informerMetrics?.event(type),
         restart: (reason) => informerMetrics?.restarts.inc({ reason }),

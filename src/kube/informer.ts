@@ -3,7 +3,8 @@
 // this restarts it with jittered exponential backoff, restarts it when it has gone silent,
 // and resolves `synced` after the first complete list.
 import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node'
-import type { Logger } from '../log.ts'
+import { FailureStreaks, type Logger } from '../log.ts'
+import { apiErrorMessage } from './api-errors.ts'
 
 export const DEFAULT_WATCHDOG_MS = 90_000
 export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 30_000 })
@@ -110,6 +111,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
   readonly #labelSelector: string | undefined
   readonly #handlers: InformerHandlers<T>
   readonly #logger: Logger
+  readonly #failures: FailureStreaks
   readonly #observer: InformerObserver
   readonly #watchdogMs: number
   readonly #backoff: Backoff
@@ -137,6 +139,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
     this.#labelSelector = options.labelSelector
     this.#handlers = options.handlers
     this.#logger = options.logger
+    this.#failures = new FailureStreaks(this.#logger, { failed: 'watch failed; restarting the informer', recovered: 'informer listing and watching again', describe: apiErrorMessage })
     this.#observer = options.observer ?? {}
     this.#watchdogMs = options.watchdogMs ?? DEFAULT_WATCHDOG_MS
     this.#backoff = options.backoff ?? DEFAULT_BACKOFF
@@ -182,7 +185,10 @@ export class SupervisedInformer<T extends KubernetesObject> {
       event: (type) => {
         this.#touch()
         this.#lastEventAt = this.#lastActivity
-        if (type !== 'ERROR') this.#attempt = 0
+        if (type !== 'ERROR') {
+          this.#attempt = 0
+          this.#failures.recovered({ path: this.#path })
+        }
         this.#observer.event?.(type)
       },
       // Like client-go: the server ends each watch after 5–10 minutes, spreading reconnects.
@@ -194,6 +200,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
       this.#touch()
       this.#lastEventAt = this.#lastActivity
       this.#handlers.replace(result.items)
+      this.#failures.recovered({ path: this.#path })
       this.#observer.listed?.()
       if (!this.#isSynced) {
         this.#isSynced = true
@@ -236,7 +243,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
   #fail (err: unknown): void {
     const delay = backoffDelay(this.#attempt++, this.#backoff, this.#random)
     this.#restarts++
-    this.#logger.warn({ err, path: this.#path, delayMs: delay, attempt: this.#attempt }, 'watch failed; restarting the informer')
+    this.#failures.failed(err, { path: this.#path, delayMs: delay })
     this.#observer.restart?.('error')
     void this.#retire()
     this.#retryTimer = this.#setTimeout(() => {

@@ -2,7 +2,7 @@
 // latest activity reaches the workload's status at most once per interval, so a busy user
 // costs one map lookup per request and one status write per interval.
 import type { ActivityListener } from '../gateway/gateway.ts'
-import type { Logger } from '../log.ts'
+import { FailureStreaks, type Logger } from '../log.ts'
 import type { Workloads } from './workloads.ts'
 
 export const DEFAULT_TOUCH_INTERVAL_MS = 30_000
@@ -36,7 +36,7 @@ export class ActivityRecorder {
   readonly record: ActivityListener
   readonly intervalMs: number
   readonly #workloads: Pick<Workloads, 'touch'>
-  readonly #logger: Logger
+  readonly #failures: FailureStreaks
   readonly #now: () => number
   readonly #users = new Map<string, UserActivity>()
   readonly #timer: TimerHandle
@@ -52,7 +52,7 @@ export class ActivityRecorder {
     if (typeof interval !== 'number' || !Number.isFinite(interval) || interval <= 0) throw new TypeError(`touchIntervalMs: expected a positive number, got ${String(interval)}`)
     this.intervalMs = interval
     this.#workloads = options.workloads
-    this.#logger = options.logger
+    this.#failures = new FailureStreaks(options.logger, { failed: 'recording activity failed', recovered: 'recording activity again' })
     this.#now = options.now ?? Date.now
     this.#clearInterval = options.clearInterval ?? ((handle) => { clearInterval(handle as NodeJS.Timeout) })
     const every = options.setInterval ?? ((fn, ms) => setInterval(fn, ms).unref())
@@ -90,6 +90,7 @@ export class ActivityRecorder {
         this.#write(user, activity.last)
       } else if (now - activity.last >= FORGET_AFTER_INTERVALS * this.intervalMs) {
         this.#users.delete(user)
+        this.#failures.forget(user)
       }
     }
   }
@@ -105,8 +106,9 @@ export class ActivityRecorder {
   #write (user: string, at: number): void {
     try {
       this.#workloads.touch(user, new Date(at))
+      this.#failures.recovered({ user }, user)
     } catch (err) {
-      this.#logger.warn({ err, user }, 'recording activity failed')
+      this.#failures.failed(err, { user }, { key: user })
     }
   }
 }

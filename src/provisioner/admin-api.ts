@@ -9,7 +9,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AuthError, BadRequestError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
 import type { AdminApp } from '../gateway/admin.ts'
-import type { Logger } from '../log.ts'
+import { componentLogger, type Logger } from '../log.ts'
 import { workloadUserProblem, type Workloads, type WorkloadSpecInput } from './workloads.ts'
 
 export const MIN_ADMIN_TOKEN_LENGTH = 16
@@ -39,7 +39,7 @@ export function registerAdminApi (app: AdminApp, options: AdminApiOptions): void
   if (profiles !== undefined && (!Array.isArray(profiles) || profiles.some((p) => typeof p !== 'string'))) {
     throw new TypeError('profiles: expected an array of profile names')
   }
-  const logger = options.logger.child({ component: 'admin-api' })
+  const logger = componentLogger(options.logger, 'admin-api')
   const expected = adminToken === undefined ? undefined : digest(adminToken)
   const knownProfiles = profiles === undefined ? undefined : new Set(profiles)
 

@@ -2,7 +2,7 @@
 // before any, its creation) is older than the idle timeout. Activity is read from the
 // workloads' status, so requests served by any replica count. Runs where the provisioner
 // leads (in local mode, always).
-import type { Logger } from '../log.ts'
+import { FailureStreaks, type Logger } from '../log.ts'
 import type { Workload, Workloads } from './workloads.ts'
 
 export const MAX_CULL_INTERVAL_MS = 60_000
@@ -26,6 +26,8 @@ export class Culler {
   readonly intervalMs: number
   readonly #workloads: Workloads
   readonly #logger: Logger
+  readonly #sweepFailures: FailureStreaks
+  readonly #suspendFailures: FailureStreaks
   readonly #now: () => number
   readonly #schedule: (fn: () => void, ms: number) => TimerHandle
   readonly #cancel: (handle: TimerHandle) => void
@@ -46,6 +48,8 @@ export class Culler {
     this.intervalMs = interval
     this.#workloads = options.workloads
     this.#logger = options.logger
+    this.#sweepFailures = new FailureStreaks(this.#logger, { failed: 'idle sweep failed; trying again next interval', recovered: 'idle sweep succeeded again' })
+    this.#suspendFailures = new FailureStreaks(this.#logger, { failed: 'suspending an idle workload failed', recovered: 'suspended an idle workload' })
     this.#now = options.now ?? Date.now
     this.#schedule = options.setTimeout ?? ((fn, ms) => setTimeout(fn, ms).unref())
     this.#cancel = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
@@ -77,8 +81,8 @@ export class Culler {
   #next (): void {
     this.#timer = this.#schedule(() => {
       this.#timer = undefined
-      this.sweep().catch((err: unknown) => {
-        this.#logger.warn({ err }, 'idle sweep failed; trying again next interval')
+      this.sweep().then(() => { this.#sweepFailures.recovered() }, (err: unknown) => {
+        this.#sweepFailures.failed(err)
       }).finally(() => {
         if (this.#running) this.#next()
       })
@@ -89,6 +93,7 @@ export class Culler {
     const workloads = await this.#workloads.list()
     const now = this.#now()
     const present = new Set<string>()
+    const tried = new Set<string>()
     const suspended: string[] = []
     for (const workload of workloads) {
       present.add(workload.user)
@@ -96,15 +101,21 @@ export class Culler {
       if (workload.suspended || workload.status.phase === 'Pending' || workload.status.phase === 'Starting') continue
       const idleMs = now - this.#lastActive(workload, now)
       if (idleMs < this.idleTimeoutMs) continue
+      tried.add(workload.user)
       try {
         await this.#workloads.setSuspended(workload.user, true)
         suspended.push(workload.user)
-        this.#logger.info({ user: workload.user, idleMs }, 'suspended an idle workload')
+        // One line either way; after failed attempts it says how many.
+        if (this.#suspendFailures.recovered({ user: workload.user, idleMs }, workload.user) === 0) {
+          this.#logger.info({ user: workload.user, idleMs }, 'suspended an idle workload')
+        }
       } catch (err) {
-        this.#logger.warn({ err, user: workload.user }, 'suspending an idle workload failed')
+        this.#suspendFailures.failed(err, { user: workload.user }, { key: workload.user })
       }
     }
     for (const user of this.#firstSeen.keys()) if (!present.has(user)) this.#firstSeen.delete(user)
+    // A streak is consecutive sweeps failing to suspend one user; one not tried this time ends quietly.
+    for (const user of this.#suspendFailures.keys()) if (!tried.has(user)) this.#suspendFailures.forget(user)
     return suspended
   }
 

@@ -4,7 +4,7 @@
 import type { PodgateOptions } from '../app.ts'
 import type { Config } from '../config.ts'
 import type { EndpointSource } from '../discovery/source.ts'
-import type { Logger } from '../log.ts'
+import { componentLogger, type Logger } from '../log.ts'
 import { ActivityRecorder } from './activity.ts'
 import { registerAdminApi } from './admin-api.ts'
 import { Culler } from './culler.ts'
@@ -35,9 +35,9 @@ export interface ProvisionerHooks {
 
 export function createProvisionerHooks (options: ProvisionerHooksOptions): ProvisionerHooks {
   const { config, workloads, source, logger, adminToken, profiles } = options
-  const recorder = new ActivityRecorder({ workloads, logger: logger.child({ component: 'activity' }), idleTimeoutMs: config.idleTimeoutMs })
+  const recorder = new ActivityRecorder({ workloads, logger: componentLogger(logger, 'activity'), idleTimeoutMs: config.idleTimeoutMs })
   const culler = config.idleTimeoutMs > 0
-    ? new Culler({ workloads, logger: logger.child({ component: 'culler' }), idleTimeoutMs: config.idleTimeoutMs, intervalMs: options.cullIntervalMs })
+    ? new Culler({ workloads, logger: componentLogger(logger, 'culler'), idleTimeoutMs: config.idleTimeoutMs, intervalMs: options.cullIntervalMs })
     : undefined
   const spawner = createSpawner({
     ...options.spawner,
@@ -45,7 +45,7 @@ export function createProvisionerHooks (options: ProvisionerHooksOptions): Provi
     source,
     spawnOnDemand: config.gateway.spawnOnDemand,
     startTimeoutMs: config.gateway.startTimeoutMs,
-    logger: logger.child({ component: 'spawner' }),
+    logger: componentLogger(logger, 'spawner'),
   })
   return {
     gateway: {

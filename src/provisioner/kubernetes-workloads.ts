@@ -9,7 +9,8 @@ import {
 import type { Dispatcher } from 'undici'
 import { isValidUserId } from '../auth/user-id.ts'
 import { BadRequestError, WorkloadNotFoundError } from '../errors.ts'
-import type { Logger } from '../log.ts'
+import { apiErrorMessage, apiStatus } from '../kube/api-errors.ts'
+import { componentLogger, FailureStreaks, type Logger } from '../log.ts'
 import { SupervisedInformer, type Backoff, type CancelSchedule, type Schedule } from '../kube/informer.ts'
 import type { Profiles } from './profiles.ts'
 import {
@@ -81,24 +82,8 @@ export function requestOptions (timeoutMs: number, connections: ApiConnections, 
   return { middleware, middlewareMergeStrategy: 'append' }
 }
 
-/** The HTTP status of a failed API call; undefined for a network failure or a timeout. */
-export function apiStatus (err: unknown): number | undefined {
-  return err instanceof ApiException ? err.code : undefined
-}
-
-/** The API server's own message (from the Status body) when there is one. */
-export function apiErrorMessage (err: unknown): string {
-  if (err instanceof ApiException) {
-    const body: unknown = err.body
-    const message = typeof body === 'object' && body !== null && 'message' in body ? String(body.message) : undefined
-    return `${err.code}${message === undefined ? '' : ` ${message}`}`
-  }
-  if (err instanceof Error) {
-    const cause = (err.cause as { code?: unknown } | undefined)?.code
-    return `${err.name === 'TimeoutError' ? 'timed out' : err.message}${typeof cause === 'string' ? ` (${cause})` : ''}`
-  }
-  return String(err)
-}
+// Read in src/kube, where the informer needs them too; exported here as before.
+export { apiErrorMessage, apiStatus }
 
 /** Worth retrying with backoff: conflicts, throttling, server errors, timeouts and broken connections. */
 export function isRetryable (err: unknown): boolean {
@@ -235,7 +220,7 @@ export class UserWorkloadCache {
         upsert: (object) => { this.#upsert(object) },
         remove: (object) => { this.#remove(object.metadata?.name ?? '') },
       },
-      logger: options.logger.child({ component: 'userworkload-informer', namespace }),
+      logger: componentLogger(options.logger, 'userworkload-informer', { namespace }),
       watchdogMs: options.watchdogMs,
       backoff: options.backoff,
       random: options.random,
@@ -366,7 +351,7 @@ export class KubernetesWorkloads implements Workloads {
   readonly #api: CustomObjectsApi
   readonly #namespace: string
   readonly #profiles: Profiles
-  readonly #logger: Logger
+  readonly #activityFailures: FailureStreaks
   readonly #cache: UserWorkloadCache | undefined
   readonly #activityIntervalMs: number
   readonly #setTimeout: Schedule
@@ -383,7 +368,7 @@ export class KubernetesWorkloads implements Workloads {
     this.#api = options.kubeConfig.makeApiClient(CustomObjectsApi)
     this.#namespace = options.namespace
     this.#profiles = options.profiles
-    this.#logger = options.logger
+    this.#activityFailures = new FailureStreaks(options.logger, { failed: 'could not record activity', recovered: 'recording activity again', describe: apiErrorMessage })
     this.#cache = options.cache
     this.#activityIntervalMs = options.activityIntervalMs ?? DEFAULT_ACTIVITY_INTERVAL_MS
     this.#setTimeout = options.setTimeout ?? ((callback, ms) => setTimeout(callback, ms))
@@ -526,7 +511,10 @@ export class KubernetesWorkloads implements Workloads {
 
   #forgetIdle (now: number): void {
     for (const [user, state] of this.#activity) {
-      if (state.timer === undefined && state.pending === undefined && now - state.writtenAt >= this.#activityIntervalMs) this.#activity.delete(user)
+      if (state.timer === undefined && state.pending === undefined && now - state.writtenAt >= this.#activityIntervalMs) {
+        this.#activity.delete(user)
+        this.#activityFailures.forget(user)
+      }
     }
   }
 
@@ -539,9 +527,13 @@ export class KubernetesWorkloads implements Workloads {
     if (recorded !== undefined && Date.parse(recorded) >= at.getTime()) return
     const lastActivity = at.toISOString().replace(/\.\d+Z$/, 'Z')
     const write = this.#api.patchNamespacedCustomObjectStatus({ ...this.#ref(user), body: { status: { lastActivity } }, fieldManager: FIELD_MANAGER }, this.#merge)
-      .then(() => {}, (err: unknown) => {
-        if (apiStatus(err) === 404) this.#activity.delete(user)
-        else this.#logger.warn({ err: apiErrorMessage(err), user }, 'could not record activity')
+      .then(() => { this.#activityFailures.recovered({ user }, user) }, (err: unknown) => {
+        if (apiStatus(err) === 404) {
+          this.#activity.delete(user)
+          this.#activityFailures.forget(user)
+        } else {
+          this.#activityFailures.failed(err, { user }, { key: user })
+        }
       })
     this.#writes.add(write)
     void write.finally(() => this.#writes.delete(write))

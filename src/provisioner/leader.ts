@@ -5,7 +5,7 @@
 // failing, and clear holderIdentity on close so a successor takes over at once.
 import { CoordinationV1Api, V1MicroTime, type ConfigurationOptions, type KubeConfig, type V1Lease } from '@kubernetes/client-node'
 import { Gauge } from 'prom-client'
-import type { Logger } from '../log.ts'
+import { componentLogger, FailureStreaks, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import type { CancelSchedule, Schedule } from '../kube/informer.ts'
 import { ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, requestOptions } from './kubernetes-workloads.ts'
@@ -58,6 +58,7 @@ export class LeaderElector {
   readonly #api: CoordinationV1Api
   readonly #namespace: string
   readonly #logger: Logger
+  readonly #failures: FailureStreaks
   readonly #leaseDurationMs: number
   readonly #renewIntervalMs: number
   readonly #retryIntervalMs: number
@@ -96,7 +97,8 @@ export class LeaderElector {
     if (this.#renewIntervalMs >= this.#renewDeadlineMs) throw new TypeError('LeaderElector: options.renewIntervalMs must be below the renew deadline')
     this.#api = options.kubeConfig.makeApiClient(CoordinationV1Api)
     this.#namespace = options.namespace
-    this.#logger = options.logger.child({ component: 'leader-election', lease: this.leaseName, identity: this.identity })
+    this.#logger = componentLogger(options.logger, 'leader-election', { lease: this.leaseName, identity: this.identity })
+    this.#failures = new FailureStreaks(this.#logger, { failed: 'lease request failed', recovered: 'lease requests answered again', describe: apiErrorMessage })
     this.#options = requestOptions(Math.min(options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, this.#renewDeadlineMs), this.#connections)
     this.#now = options.now ?? Date.now
     this.#setTimeout = options.setTimeout ?? ((callback, ms) => setTimeout(callback, ms))
@@ -142,7 +144,10 @@ export class LeaderElector {
 
   async #tick (): Promise<void> {
     const attempt = await this.#tryAcquireOrRenew()
-    if (attempt !== 'error') this.#holds = attempt === 'held'
+    if (attempt !== 'error') {
+      this.#holds = attempt === 'held'
+      this.#failures.recovered()
+    }
     if (this.#closed) return
     const now = this.#now()
     if (attempt === 'held') {
@@ -245,7 +250,7 @@ export class LeaderElector {
   }
 
   #failed (operation: string, err: unknown): Attempt {
-    this.#logger.warn({ operation, err: apiErrorMessage(err) }, 'lease request failed')
+    this.#failures.failed(err, { operation })
     return 'error'
   }
 

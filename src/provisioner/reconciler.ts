@@ -9,7 +9,7 @@ import {
   type V1Deployment, type V1NetworkPolicy, type V1NetworkPolicyIngressRule, type V1PersistentVolumeClaim, type V1Pod, type V1Service,
 } from '@kubernetes/client-node'
 import { Counter, Gauge, Histogram } from 'prom-client'
-import type { Logger } from '../log.ts'
+import { componentLogger, FailureStreaks, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import { backoffDelay, SupervisedInformer, type Backoff, type CancelSchedule, type Schedule } from '../kube/informer.ts'
 import {
@@ -41,6 +41,8 @@ export interface WorkQueueOptions {
   /** Delay before retrying after `err` on attempt `attempt` (0-based); the backoff when undefined. */
   retryDelay?: (err: unknown, attempt: number) => number | undefined
   onError?: (key: string, err: unknown, attempt: number, delayMs: number) => void
+  /** A key that had failed `attempts` times was processed. */
+  onRecovered?: (key: string, attempts: number) => void
   random?: () => number
   setTimeout?: Schedule
   clearTimeout?: CancelSchedule
@@ -57,6 +59,7 @@ export class WorkQueue {
   readonly #backoff: Backoff
   readonly #retryDelay: (err: unknown, attempt: number) => number | undefined
   readonly #onError: (key: string, err: unknown, attempt: number, delayMs: number) => void
+  readonly #onRecovered: (key: string, attempts: number) => void
   readonly #random: () => number
   readonly #setTimeout: Schedule
   readonly #clearTimeout: CancelSchedule
@@ -78,6 +81,7 @@ export class WorkQueue {
     this.#backoff = options.backoff ?? DEFAULT_RETRY_BACKOFF
     this.#retryDelay = options.retryDelay ?? (() => undefined)
     this.#onError = options.onError ?? (() => {})
+    this.#onRecovered = options.onRecovered ?? (() => {})
     this.#random = options.random ?? Math.random
     this.#setTimeout = options.setTimeout ?? ((callback, ms) => setTimeout(callback, ms))
     this.#clearTimeout = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
@@ -138,7 +142,9 @@ export class WorkQueue {
   async #run (key: string): Promise<void> {
     try {
       await this.#process(key)
+      const failures = this.#failures.get(key)
       this.#failures.delete(key)
+      if (failures !== undefined && !this.#closed) this.#onRecovered(key, failures)
       const retry = this.#retries.get(key)
       if (retry !== undefined) {
         this.#clearTimeout(retry)
@@ -482,6 +488,8 @@ export class Reconciler {
   readonly #cache: UserWorkloadCache
   readonly #profiles: Profiles
   readonly #logger: Logger
+  readonly #reconcileFailures: FailureStreaks
+  readonly #orphanFailures: FailureStreaks
   readonly #metrics: ReconcilerMetrics | undefined
   readonly #queue: WorkQueue
   readonly #deployments: ChildKind<V1Deployment>
@@ -511,7 +519,9 @@ export class Reconciler {
     this.#namespace = options.namespace
     this.#cache = options.cache
     this.#profiles = options.profiles
-    this.#logger = options.logger.child({ component: 'reconciler' })
+    this.#logger = componentLogger(options.logger, 'reconciler')
+    this.#reconcileFailures = new FailureStreaks(this.#logger, { failed: 'reconcile failed; retrying', recovered: 'reconciled after failures', describe: apiErrorMessage })
+    this.#orphanFailures = new FailureStreaks(this.#logger, { failed: 'could not delete an orphan', recovered: 'deleted an orphan: its UserWorkload is gone', describe: apiErrorMessage })
     this.#networkPolicy = options.networkPolicy ?? true
     this.#setTimeout = options.setTimeout ?? ((callback, ms) => setTimeout(callback, ms))
     this.#clearTimeout = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
@@ -566,8 +576,9 @@ export class Reconciler {
       },
       onError: (key, err, attempt, delayMs) => {
         const level = isRetryable(err) && attempt < 5 ? 'warn' : 'error'
-        this.#logger[level]({ workload: key, err: apiErrorMessage(err), attempt: attempt + 1, retryInMs: delayMs }, 'reconcile failed; retrying')
+        this.#reconcileFailures.failed(err, { workload: key, retryInMs: delayMs }, { key, level })
       },
+      onRecovered: (key) => { this.#reconcileFailures.recovered({ workload: key }, key) },
       random: options.random,
       setTimeout: this.#setTimeout,
       clearTimeout: this.#clearTimeout,
@@ -694,11 +705,15 @@ export class Reconciler {
           await kind.remove(name, { uid: object.metadata?.uid, resourceVersion: object.metadata?.resourceVersion })
           deleted++
           this.#metrics?.swept.inc({ kind: kindName })
-          this.#logger.info({ kind: kindName, name, user }, 'deleted an orphan: its UserWorkload is gone')
+          // One line either way; after failed attempts it says how many.
+          if (this.#orphanFailures.recovered({ kind: kindName, name, user }, `${kindName}/${name}`) === 0) {
+            this.#logger.info({ kind: kindName, name, user }, 'deleted an orphan: its UserWorkload is gone')
+          }
         } catch (err) {
           const status = apiStatus(err)
           // 404: already gone; 409: changed since it was seen (adopted again, say): leave it.
-          if (status !== 404 && status !== 409 && !this.#closed) this.#logger.warn({ kind: kindName, name, err: apiErrorMessage(err) }, 'could not delete an orphan')
+          if (status === 404 || status === 409) this.#orphanFailures.forget(`${kindName}/${name}`)
+          else if (!this.#closed) this.#orphanFailures.failed(err, { kind: kindName, name }, { key: `${kindName}/${name}` })
         }
       }
     }
