@@ -9,6 +9,7 @@ import type { AdminApp } from './gateway/admin.ts'
 import { Gateway, type ActivityListener, type MissingWorkload } from './gateway/gateway.ts'
 import { EndpointPools } from './gateway/pools.ts'
 import { createGatewayServer } from './gateway/server.ts'
+import { toListenError } from './listen.ts'
 import type { Logger } from './log.ts'
 import { startBufferGovernor } from './memory.ts'
 import { Metrics } from './metrics.ts'
@@ -29,6 +30,8 @@ export interface PodgateOptions {
   readonly serveAdmin?: boolean
   /** Listen with SO_REUSEPORT, beside the other gateway workers on the same port. */
   readonly reusePort?: boolean
+  /** Awaited just before the gateway port is bound (a worker asks its primary's leave here). */
+  readonly beforeListen?: () => Promise<void>
 }
 
 export interface RunningPodgate {
@@ -74,11 +77,29 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
   }
   const server = createGatewayServer(gateway, metrics, config.gateway)
 
-  await source.start()
   const governor = startBufferGovernor()
   const { host, port, adminPort } = config.gateway
-  await admin?.listen({ host, port: adminPort })
-  await server.listen({ host, port, reusePort: options.reusePort ?? false })
+  try {
+    await source.start()
+    // The gateway port first: when it is taken, start-up fails before the admin port logs that it listens.
+    await options.beforeListen?.()
+    await server.listen({ host, port, reusePort: options.reusePort ?? false }).catch((err: unknown) => {
+      throw toListenError(err, { host, port, portVariable: 'PODGATE_PORT' })
+    })
+    await admin?.listen({ host, port: adminPort }).catch((err: unknown) => {
+      throw toListenError(err, { host, port: adminPort, portVariable: 'PODGATE_ADMIN_PORT' })
+    })
+  } catch (err) {
+    // Nothing this call opened may keep the process alive after a failed start.
+    governor.stop()
+    unsubscribe()
+    await server.close()
+    await admin?.close()
+    await pools.close()
+    await source.close()
+    verifier.close()
+    throw err
+  }
 
   let drained: Promise<void> | undefined
   const drain = (): Promise<void> => {

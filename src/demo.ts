@@ -62,22 +62,18 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
 
   let started: Awaited<ReturnType<typeof startPodgate>> | undefined
   try {
+    // Ports first: a taken port stops the demo before any backend process exists. A failed
+    // start closes what it was given (the verifier, the source) and what it opened.
+    started = await startPodgate({
+      config,
+      source,
+      verifier: createTokenVerifier(config.auth, { metrics, logger }),
+      logger,
+      metrics,
+      ...hooks.gateway,
+    })
     await Promise.all(DEMO_USERS.map((user) => workloads.put(user, {})))
     const endpoints = await Promise.all(DEMO_USERS.map((user) => driver.ensureUser(user)))
-    const verifier = createTokenVerifier(config.auth, { metrics, logger })
-    try {
-      started = await startPodgate({
-        config,
-        source,
-        verifier,
-        logger,
-        metrics,
-        ...hooks.gateway,
-      })
-    } catch (err) {
-      verifier.close()
-      throw err
-    }
     await hooks.culling(true)
     const mint = (user: string): Promise<string> => mintToken({
       secret, user, ttlSeconds: TOKEN_TTL_SECONDS, claim: config.auth.userClaim, issuer: config.auth.issuer?.[0], audience: config.auth.audience?.[0],

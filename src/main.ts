@@ -6,6 +6,7 @@ import { mintToken } from './auth/mint.ts'
 import { isValidUserId } from './auth/user-id.ts'
 import { loadConfig, parseDuration } from './config.ts'
 import { PodgateError } from './errors.ts'
+import { ListenError } from './listen.ts'
 import { createLogger, type Logger } from './log.ts'
 
 const USAGE = `usage: podgate <command>
@@ -98,7 +99,15 @@ if (import.meta.main) {
   }, (err: unknown) => {
     if (err instanceof UsageError) process.stderr.write(err.message + '\n')
     else if (err instanceof PodgateError && err.code === 'PODGATE_CONFIG') process.stderr.write(`podgate: ${err.message}\n`)
+    // A port that cannot be opened is the operator's to fix, not a bug: one line, no stack.
+    else if (err instanceof ListenError) process.stderr.write(`podgate: ${err.message}\n`)
     else process.stderr.write(`podgate: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`)
-    process.exitCode = err instanceof UsageError || (err instanceof PodgateError && err.code === 'PODGATE_CONFIG') ? 2 : 1
+    const code = err instanceof UsageError || (err instanceof PodgateError && err.code === 'PODGATE_CONFIG') ? 2 : 1
+    process.exitCode = code
+    // A failed start closes what it opened; should anything still hold the process, it must not hang there.
+    setTimeout(() => {
+      process.stderr.write('podgate: still running 5 s after failing to start; exiting\n')
+      process.exit(code)
+    }, 5000).unref()
   })
 }

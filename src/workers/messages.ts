@@ -35,10 +35,16 @@ export type ToWorker =
   | { readonly type: 'endpoints', readonly id: number, readonly endpoints?: WireEndpoints, readonly error?: WireError }
   | { readonly type: 'scrape', readonly id: number }
   | { readonly type: 'drain' }
+  /** The answer to 'bind': go ahead, or why not (the port is someone else's, the primary drains). */
+  | { readonly type: 'bind', readonly refused?: string }
 
 export type FromWorker =
   | { readonly type: 'hello' }
+  /** About to bind the gateway port: the primary makes sure it is free of anyone else's listener first. */
+  | { readonly type: 'bind' }
   | { readonly type: 'listening', readonly port: number }
+  /** The gateway port could not be opened (a ListenError's message); the worker exits next. */
+  | { readonly type: 'cannot-listen', readonly message: string }
   | { readonly type: 'missing', readonly id: number, readonly user: string, readonly accept: string | undefined }
   | { readonly type: 'activity', readonly users: readonly string[] }
   | { readonly type: 'metrics', readonly id: number, readonly metrics: WorkerMetrics }

@@ -4,6 +4,7 @@
 import { AggregatorRegistry, type Registry } from 'prom-client'
 import { serverUrl, type PodgateOptions, type RunningPodgate } from '../app.ts'
 import { createAdminServer } from '../gateway/admin.ts'
+import { toListenError } from '../listen.ts'
 import { Metrics } from '../metrics.ts'
 import { WorkerSupervisor } from './supervisor.ts'
 
@@ -20,6 +21,7 @@ export async function startPrimary (options: PrimaryOptions): Promise<RunningPod
   const metrics = options.metrics ?? new Metrics()
   const supervisor = new WorkerSupervisor({
     count: options.workers,
+    host: config.gateway.host,
     port: config.gateway.port,
     source,
     metrics,
@@ -41,16 +43,22 @@ export async function startPrimary (options: PrimaryOptions): Promise<RunningPod
     notReady: () => supervisor.notReady() ?? (source.isSynced ? undefined : 'endpoint source not synced'),
   }, metrics, logger, collect)
   await options.adminRoutes?.(admin)
-  await source.start()
   const { host, adminPort } = config.gateway
-  await admin.listen({ host, port: adminPort })
   let port: number
   try {
+    await source.start()
+    // The gateway port first, as in one process: a taken port fails before the admin port logs.
     port = await supervisor.start()
+    await admin.listen({ host, port: adminPort }).catch((err: unknown) => {
+      throw toListenError(err, { host, port: adminPort, portVariable: 'PODGATE_ADMIN_PORT' })
+    })
   } catch (err) {
+    // Nothing this call opened, no worker included, may outlive a failed start.
+    await supervisor.drain()
     unfollow()
     await admin.close()
     await source.close()
+    verifier.close()
     throw err
   }
   logger.info({ workers: options.workers, port }, 'gateway workers serving')

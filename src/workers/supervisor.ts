@@ -1,14 +1,17 @@
-// The primary's side of the gateway workers: forks them, feeds each the routing snapshot
-// and every change to it, answers their spawn requests and activity reports, collects
-// their metrics, restarts one that dies, and drains them all on shutdown.
+// The primary's side of the gateway workers: claims the port, forks them, lets each bind
+// only where no other process listens, feeds each the routing snapshot and every change to
+// it, answers their spawn requests and activity reports, collects their metrics, restarts one
+// that dies, and drains them all on shutdown.
 import { fork, type ChildProcess } from 'node:child_process'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { EndpointSource } from '../discovery/source.ts'
 import type { ActivityListener, MissingWorkload } from '../gateway/gateway.ts'
-import type { Logger } from '../log.ts'
+import { ListenError } from '../listen.ts'
+import { FailureStreaks, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import { toWireEndpoints, toWireError, toWireRoutes, type FromWorker, type ToWorker, type WorkerMetrics } from './messages.ts'
+import { PortClaim } from './port-claim.ts'
 
 const here = fileURLToPath(import.meta.url)
 /** worker.ts next to this file, or worker.js in the compiled package. */
@@ -23,7 +26,9 @@ const EXIT_GRACE_MS = 5000
 
 export interface WorkerSupervisorOptions {
   readonly count: number
-  /** The configured gateway port; 0 takes the port the first worker was given. */
+  /** The gateway address (PODGATE_HOST) the primary claims before any worker binds it. */
+  readonly host: string
+  /** The configured gateway port; 0 takes the port the claim was given. */
   readonly port: number
   readonly source: EndpointSource
   readonly metrics: Metrics
@@ -47,6 +52,10 @@ interface Worker {
   /** Has the snapshot: routing changes are sent to it from now on. */
   initialized: boolean
   listening: boolean
+  /** Why it could not listen, as it or the primary's claim said. */
+  cannotListen: string | undefined
+  /** Settles once it listens or exits. */
+  readonly settled: Promise<void>
 }
 
 export class WorkerSupervisor {
@@ -56,8 +65,13 @@ export class WorkerSupervisor {
   readonly #failures = new Map<number, number>()
   readonly #restarts = new Set<NodeJS.Timeout>()
   readonly #scrapes = new Map<number, (metrics: WorkerMetrics) => void>()
+  readonly #restartFailures: FailureStreaks
   #nextScrape = 1
   #port: number
+  /** Held while no worker listens (see port-claim.ts). */
+  #claim: PortClaim | undefined
+  /** Bind permissions, one at a time: the next is judged once the last worker listens or exits. */
+  #binding: Promise<void> = Promise.resolve()
   #started = false
   #stopping = false
   #unsubscribe: (() => void) | undefined
@@ -67,14 +81,20 @@ export class WorkerSupervisor {
     this.#options = options
     this.#port = options.port
     this.#logger = options.logger
+    this.#restartFailures = new FailureStreaks(this.#logger, { failed: 'gateway worker down; restarting it', recovered: 'gateway worker serving again', level: 'error' })
   }
 
   get port (): number { return this.#port }
   get serving (): number { return [...this.#workers.values()].filter((w) => w.listening).length }
 
-  /** Starts every worker (the first alone when the port is 0) and resolves with the port they share. */
+  /**
+   * Claims the port, then starts every worker (the first alone) and resolves with the port they
+   * share. Rejects with a ListenError when the port is taken, whoever holds it.
+   */
   async start (): Promise<number> {
     const { source } = this.#options
+    this.#claim = await PortClaim.take(this.#options.host, this.#port)
+    this.#port = this.#claim.port
     this.#unsubscribe = source.onChange(({ snapshot, users }) => { this.#broadcast({ type: 'routes', routes: toWireRoutes(snapshot, users) }) })
     source.synced.then(() => { this.#broadcast({ type: 'synced' }) }, () => {})
     try {
@@ -118,6 +138,8 @@ export class WorkerSupervisor {
   async drain (): Promise<void> {
     this.#stopping = true
     this.#unsubscribe?.()
+    await this.#claim?.release()
+    this.#claim = undefined
     for (const timer of this.#restarts) clearTimeout(timer)
     this.#restarts.clear()
     const exits = [...this.#workers.values()].map(async (worker) => {
@@ -143,9 +165,11 @@ export class WorkerSupervisor {
       serialization: 'advanced',
       stdio: 'inherit',
     })
-    const worker: Worker = { index, child, forkedAt: performance.now(), initialized: false, listening: false }
-    this.#workers.set(index, worker)
     const listening = Promise.withResolvers<void>()
+    const worker: Worker = {
+      index, child, forkedAt: performance.now(), initialized: false, listening: false, cannotListen: undefined, settled: listening.promise.catch(() => {}),
+    }
+    this.#workers.set(index, worker)
     child.on('error', (err) => {
       this.#logger.error({ err, worker: index }, 'gateway worker process error')
       listening.reject(err)
@@ -168,11 +192,18 @@ export class WorkerSupervisor {
           })
           worker.initialized = true
           break
+        case 'bind':
+          void this.#permitBind(worker)
+          break
         case 'listening':
           if (this.#port === 0) this.#port = message.port
           worker.listening = true
           metrics.workers.set(this.serving)
+          this.#restartFailures.recovered({ worker: index }, String(index))
           listening.resolve()
+          break
+        case 'cannot-listen':
+          worker.cannotListen = message.message
           break
         case 'missing':
           void this.#answerMissing(child, message)
@@ -189,14 +220,42 @@ export class WorkerSupervisor {
       if (this.#workers.get(index) === worker) this.#workers.delete(index)
       metrics.workers.set(this.serving)
       if (!worker.listening) {
-        listening.reject(new Error(`gateway worker ${index} exited (${signal ?? `code ${String(code)}`}) before listening on port ${this.#port}`))
+        listening.reject(worker.cannotListen === undefined
+          ? new Error(`gateway worker ${index} exited (${signal ?? `code ${String(code)}`}) before listening on port ${this.#port}`)
+          : new ListenError(worker.cannotListen))
       }
       if (this.#stopping || !worker.listening) return
-      this.#logger.error({ worker: index, code, signal }, 'gateway worker exited; restarting it')
+      this.#restartFailures.failed(`exited (${signal ?? `code ${String(code)}`})`, { worker: index, code, signal }, { key: String(index) })
       metrics.workerRestarts.inc()
       this.#scheduleRestart(index, performance.now() - worker.forkedAt)
     })
     return listening.promise
+  }
+
+  /**
+   * Answers a worker about to bind. While another worker listens, the port is this primary's
+   * group and the worker joins it. Otherwise the claim (held since start, or taken again now)
+   * proves nobody else listens; it is released just before the answer, and the next worker is
+   * judged only once this one listens or exits.
+   */
+  #permitBind (worker: Worker): Promise<void> {
+    this.#binding = this.#binding.then(async () => {
+      let refused: string | undefined
+      if (this.#stopping) refused = 'the gateway is draining'
+      else if (this.serving === 0) {
+        try {
+          this.#claim ??= await PortClaim.take(this.#options.host, this.#port)
+          await this.#claim.release()
+          this.#claim = undefined
+        } catch (err) {
+          refused = err instanceof Error ? err.message : String(err)
+        }
+      }
+      if (refused !== undefined) worker.cannotListen = refused
+      this.#send(worker.child, refused === undefined ? { type: 'bind' } : { type: 'bind', refused })
+      await worker.settled
+    })
+    return this.#binding
   }
 
   #scheduleRestart (index: number, livedMs: number): void {
@@ -207,8 +266,9 @@ export class WorkerSupervisor {
       this.#restarts.delete(timer)
       if (this.#stopping) return
       this.#spawn(index).catch((err: unknown) => {
-        this.#logger.error({ err, worker: index }, 'gateway worker failed to restart')
-        if (!this.#stopping) this.#scheduleRestart(index, 0)
+        if (this.#stopping) return
+        this.#restartFailures.failed(err, { worker: index }, { key: String(index) })
+        this.#scheduleRestart(index, 0)
       })
     }, delay)
     this.#restarts.add(timer)

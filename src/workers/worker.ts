@@ -1,11 +1,13 @@
 // A gateway worker: forked by `podgate serve` when PODGATE_WORKERS > 1. It serves the
-// gateway port (SO_REUSEPORT, the kernel spreads connections over the workers) from the
-// primary's routing snapshot; spawning, activity and metrics go through the primary.
+// gateway port (SO_REUSEPORT, the kernel spreads connections over the workers; bound only
+// once the primary says no other process listens there) from the primary's routing
+// snapshot; spawning, activity and metrics go through the primary.
 import { startPodgate } from '../app.ts'
 import { createTokenVerifier } from '../auth/verifier.ts'
 import { loadConfig } from '../config.ts'
 import type { Endpoint } from '../discovery/source.ts'
 import { DrainingError } from '../errors.ts'
+import { ListenError } from '../listen.ts'
 import { createLogger, type Logger } from '../log.ts'
 import { Metrics } from '../metrics.ts'
 import { fromWireEndpoints, fromWireError, type FromWorker, type ToWorker, type WorkerInit } from './messages.ts'
@@ -44,6 +46,32 @@ class PrimaryRequests {
   abandon (err: Error): void {
     for (const waiting of this.#pending.values()) waiting.reject(err)
     this.#pending.clear()
+  }
+}
+
+/** The primary's leave to bind the gateway port, asked for just before binding it. */
+class BindPermission {
+  readonly #send: Send
+  #waiting: PromiseWithResolvers<void> | undefined
+
+  constructor (send: Send) { this.#send = send }
+
+  readonly ask = (): Promise<void> => {
+    this.#waiting = Promise.withResolvers<void>()
+    this.#send({ type: 'bind' })
+    return this.#waiting.promise
+  }
+
+  answer (message: Extract<ToWorker, { type: 'bind' }>): void {
+    if (message.refused === undefined) this.#waiting?.resolve()
+    else this.#waiting?.reject(new ListenError(message.refused))
+    this.#waiting = undefined
+  }
+
+  /** The worker stops before it was answered: its start fails and closes what it opened. */
+  abandon (): void {
+    this.#waiting?.reject(new DrainingError('gateway worker shutting down'))
+    this.#waiting = undefined
   }
 }
 
@@ -95,6 +123,7 @@ async function runWorker (logger: Logger): Promise<void> {
   process.off('disconnect', exitEarly)
   const source = new RelayedSource(init.routes, init.synced)
   const requests = new PrimaryRequests(send)
+  const permission = new BindPermission(send)
   const activity = init.activity ? new ActivityBatch(send) : undefined
   const metrics = new Metrics()
   const verifier = createTokenVerifier(config.auth, { metrics, logger })
@@ -106,6 +135,7 @@ async function runWorker (logger: Logger): Promise<void> {
     metrics,
     serveAdmin: false,
     reusePort: true,
+    beforeListen: permission.ask,
     ...(init.missing ? { onMissing: (user: string, accept: string | undefined) => requests.missing(user, accept) } : {}),
     ...(activity === undefined ? {} : { onActivity: activity.record, activityIntervalMs: init.activityIntervalMs }),
   })
@@ -114,6 +144,7 @@ async function runWorker (logger: Logger): Promise<void> {
     if (stopping) return
     stopping = true
     logger.info({ why }, 'worker stopping')
+    permission.abandon()
     void (async () => {
       await started.then((podgate) => podgate.close(), () => {})
       activity?.close()
@@ -131,6 +162,7 @@ async function runWorker (logger: Logger): Promise<void> {
         void metrics.registry.getMetricsAsJSON().then((json) => { send({ type: 'metrics', id: message.id, metrics: json }) })
         break
       case 'drain': stop('drain'); break
+      case 'bind': permission.answer(message); break
       case 'init': break
     }
   }
@@ -140,8 +172,9 @@ async function runWorker (logger: Logger): Promise<void> {
   // The primary coordinates shutdown; a signal sent to the whole group (Ctrl-C) drains too.
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => { stop(signal) })
 
-  const podgate = await started
-  send({ type: 'listening', port: Number(new URL(podgate.gatewayUrl).port) })
+  // Told to stop while starting: the start fails on purpose and stop() exits.
+  const podgate = await started.catch((err: unknown) => { if (stopping) return undefined; throw err })
+  if (podgate !== undefined) send({ type: 'listening', port: Number(new URL(podgate.gatewayUrl).port) })
 }
 
 if (process.send === undefined) {
@@ -151,6 +184,12 @@ if (process.send === undefined) {
 const index = Number(process.argv[2] ?? 0)
 const logger = createLogger(loadConfig(process.env).logLevel).child({ worker: index })
 runWorker(logger).catch((err: unknown) => {
+  if (err instanceof ListenError) {
+    // The primary reports it, in one line; no stack for a port someone else holds.
+    if (process.connected) process.send?.({ type: 'cannot-listen', message: err.message } satisfies FromWorker, () => process.exit(1))
+    else process.exit(1)
+    return
+  }
   logger.fatal({ err }, 'worker failed to start')
   process.exit(1)
 })

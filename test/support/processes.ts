@@ -13,6 +13,11 @@ export function isAlive (pid: number | undefined): boolean {
   }
 }
 
+/** True while any process of process group `pgid` exists (a podgate and whatever it forked). */
+export function isGroupAlive (pgid: number | undefined): boolean {
+  return pgid !== undefined && isAlive(-pgid)
+}
+
 /** A `spawn` for LocalDriver that also records every child it starts in `children`. */
 export function recordingSpawn (children: ChildProcess[]): typeof spawn {
   return ((...args: Parameters<typeof spawn>) => {

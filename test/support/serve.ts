@@ -1,12 +1,45 @@
 // Runs `podgate serve` as a child process (the real CLI, its own heap) and reads the
-// addresses it logs on start.
+// addresses it logs on start; runs any podgate command to its end in its own process group.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
+import { isGroupAlive } from './processes.ts'
 
 export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
+
+export interface CliRun {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+  /** Whether anything of its process group (forked workers, backends) outlived it. */
+  readonly leftBehind: boolean
+}
+
+/**
+ * Runs `node src/main.ts ...args` to its end in a process group of its own, with only PATH
+ * and `env` in its environment. Kills the group and rejects if it runs past `timeoutMs`.
+ */
+export async function runCli (args: readonly string[], env: Record<string, string> = {}, timeoutMs = 20_000): Promise<CliRun> {
+  const child = spawn(process.execPath, [MAIN, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (chunk: Buffer) => { stdout += String(chunk) })
+  child.stderr?.on('data', (chunk: Buffer) => { stderr += String(chunk) })
+  const pgid = child.pid as number
+  const killGroup = (): void => { try { process.kill(-pgid, 'SIGKILL') } catch { /* already gone */ } }
+  const closed = once(child, 'close')
+  const timer = setTimeout(killGroup, timeoutMs)
+  const [code, signal] = await once(child, 'exit') as [number | null, NodeJS.Signals | null]
+  clearTimeout(timer)
+  const leftBehind = isGroupAlive(pgid)
+  // A leftover holding the output pipes would keep them open: it goes first, then all output is read.
+  killGroup()
+  await closed
+  if (signal === 'SIGKILL') throw new Error(`podgate ${args.join(' ')} still ran after ${timeoutMs} ms: ${stdout}${stderr}`)
+  return { code, stdout, stderr, leftBehind }
+}
 
 interface Teardown { teardown (fn: () => unknown): void }
 

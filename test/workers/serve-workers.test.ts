@@ -1,9 +1,12 @@
 // `podgate serve` with PODGATE_WORKERS=2 as a real process tree: both workers take
-// connections on the one port, a killed worker is replaced, SIGTERM ends every process, and
-// a worker that cannot listen stops start-up with the reason.
+// connections on the one port, a killed worker is replaced, SIGTERM ends every process, a
+// taken port stops start-up with the reason, a second podgate on the same port fails instead
+// of sharing the first one's traffic, and workers restarted after all died never join another
+// process's SO_REUSEPORT group.
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { once } from 'node:events'
+import { createServer, type AddressInfo, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
@@ -12,7 +15,7 @@ import { WebSocket } from 'ws'
 import { mintToken } from '../../src/auth/mint.ts'
 import { createBackend } from '../../src/local/backend.ts'
 import { isAlive } from '../support/processes.ts'
-import { startServe, type ServeProcess } from '../support/serve.ts'
+import { runCli, startServe, type ServeProcess } from '../support/serve.ts'
 
 interface Setup {
   readonly env: Record<string, string>
@@ -99,12 +102,81 @@ void t.test('a killed worker is replaced and counted; SIGTERM stops the primary 
   t.same(pids.filter(isAlive), [], 'no worker outlives it')
 })
 
-void t.test('a worker that cannot listen stops start-up with the reason', async (t) => {
-  const { env } = await setup(t)
-  // A listener without SO_REUSEPORT holds the port: the workers' bind fails.
-  const holder = createServer()
-  await new Promise<void>((resolve) => holder.listen({ host: '127.0.0.1', port: 0 }, resolve))
+async function holdPort (t: Test, options: { reusePort: boolean, port?: number }): Promise<Server> {
+  const holder = createServer((socket) => { socket.end('HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nholder') })
+  holder.listen({ host: '127.0.0.1', port: options.port ?? 0, reusePort: options.reusePort })
+  await once(holder, 'listening')
   t.teardown(() => { holder.close() })
-  const port = (holder.address() as { port: number }).port
-  await t.rejects(startServe(t, { ...env, PODGATE_PORT: String(port) }), /gateway worker 0 exited \(code 1\) before listening/)
+  return holder
+}
+
+for (const reusePort of [false, true]) {
+  void t.test(`a port held by another process ${reusePort ? 'with' : 'without'} SO_REUSEPORT stops start-up with one line naming it`, async (t) => {
+    const { env } = await setup(t)
+    const holder = await holdPort(t, { reusePort })
+    const port = (holder.address() as AddressInfo).port
+    const run = await runCli(['serve'], { ...env, PODGATE_HOST: '127.0.0.1', PODGATE_PORT: String(port), PODGATE_ADMIN_PORT: '0' })
+    t.equal(run.code, 1)
+    t.ok(run.stderr.startsWith(`podgate: cannot listen on 127.0.0.1:${port} (PODGATE_PORT): address already in use by pid ${process.pid} (node `), run.stderr)
+    t.match(run.stderr, /^podgate: [^\n]+\n$/, 'one line')
+    t.notOk(run.leftBehind, 'no worker was left running')
+  })
+}
+
+void t.test('a second podgate serve on the port of a running one fails; the first keeps all the traffic', async (t) => {
+  const { env, token } = await setup(t)
+  const first = await startServe(t, env)
+  const port = new URL(first.gatewayUrl).port
+  const second = await runCli(['serve'], { ...env, PODGATE_HOST: '127.0.0.1', PODGATE_PORT: port, PODGATE_ADMIN_PORT: '0' })
+  t.equal(second.code, 1)
+  const holders = [...second.stderr.matchAll(/pid (\d+) \(node \S+\/worker\.ts \d\)/g)].map((m) => Number(m[1])).sort((a, b) => a - b)
+  t.ok(second.stderr.startsWith(`podgate: cannot listen on 127.0.0.1:${port} (PODGATE_PORT): address already in use by pid `), second.stderr)
+  t.match(second.stderr, /^podgate: [^\n]+\n$/, 'one line')
+  t.same(holders, workerPids(first).sort((a, b) => a - b), 'it names the first podgate\'s workers as the holders')
+  t.notOk(second.leftBehind)
+  for (let i = 0; i < 40; i++) t.equal(await status(`${first.gatewayUrl}/fixed`, token), 200)
+  t.equal(await metric(first, 'podgate_requests_total{class="2xx"}'), 40, 'every request reached the first podgate')
+})
+
+function isZombie (pid: number): boolean {
+  // /proc/<pid>/stat: "pid (comm) state ..."; comm may hold spaces, the state follows the last ')'.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z'
+}
+
+void t.test('workers restarted after all died do not join a process that took the port meanwhile; they serve once it is gone', async (t) => {
+  const { env, token } = await setup(t)
+  const serve = await startServe(t, env)
+  const port = Number(new URL(serve.gatewayUrl).port)
+  const primary = serve.child.pid as number
+  const workers = workerPids(serve)
+  // The primary frozen, both workers killed: the port is free and nobody restarts them yet.
+  process.kill(primary, 'SIGSTOP')
+  t.teardown(() => { process.kill(primary, 'SIGCONT') })
+  for (const pid of workers) process.kill(pid, 'SIGKILL')
+  await until('both workers dead', () => Promise.resolve(workers.every(isZombie)))
+  // Something of the same user binds it with SO_REUSEPORT, as the workers do: they could join it.
+  const holder = await holdPort(t, { reusePort: true, port })
+  process.kill(primary, 'SIGCONT')
+
+  const refusals = (): Array<{ worker?: number, attempt?: number, error?: string }> => serve.lines
+    .map((line) => JSON.parse(line) as { msg?: string, worker?: number, attempt?: number, error?: string })
+    .filter((entry) => entry.msg === 'gateway worker down; restarting it' && entry.error?.startsWith('cannot listen') === true)
+  await until('a restart refused', () => Promise.resolve(refusals().length > 0))
+  const refusal = refusals()[0]?.error ?? ''
+  t.ok(refusal.startsWith(`cannot listen on 127.0.0.1:${port} (PODGATE_PORT): address already in use by pid ${process.pid} (node `), refusal)
+  const ready = await request(`${serve.adminUrl}/readyz`)
+  t.equal(ready.statusCode, 503)
+  t.match(await ready.body.json(), { reason: 'no gateway worker is serving' })
+  for (let i = 0; i < 10; i++) {
+    const response = await request(`${serve.gatewayUrl}/fixed`, { headers: { connection: 'close', authorization: `Bearer ${token}` } })
+    t.equal(await response.body.text(), 'holder', 'every connection reaches the holder alone: no worker joined it')
+  }
+
+  // Its listening socket closes at once; connections it answered may linger, and do not matter.
+  holder.close()
+  await until('workers serving again', async () => (await request(`${serve.adminUrl}/readyz`).then(async (r) => { await r.body.dump(); return r.statusCode })) === 200, 15_000)
+  t.equal(await status(`${serve.gatewayUrl}/fixed`, token), 200)
+  const recovered = serve.lines.map((line) => JSON.parse(line) as { msg?: string, attempts?: number }).filter((entry) => entry.msg === 'gateway worker serving again')
+  t.ok(recovered.length > 0 && recovered.every((entry) => (entry.attempts ?? 0) >= 2), 'the recovery says how many attempts it took')
 })
