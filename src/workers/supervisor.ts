@@ -236,13 +236,14 @@ export class WorkerSupervisor {
    * Answers a worker about to bind. While another worker listens, the port is this primary's
    * group and the worker joins it. Otherwise the claim (held since start, or taken again now)
    * proves nobody else listens; it is released just before the answer, and the next worker is
-   * judged only once this one listens or exits.
+   * judged only once this one listens or exits (a claim taken then would fail on it).
    */
   #permitBind (worker: Worker): Promise<void> {
     this.#binding = this.#binding.then(async () => {
       let refused: string | undefined
+      const guarded = this.serving > 0
       if (this.#stopping) refused = 'the gateway is draining'
-      else if (this.serving === 0) {
+      else if (!guarded) {
         try {
           this.#claim ??= await PortClaim.take(this.#options.host, this.#port)
           await this.#claim.release()
@@ -253,7 +254,8 @@ export class WorkerSupervisor {
       }
       if (refused !== undefined) worker.cannotListen = refused
       this.#send(worker.child, refused === undefined ? { type: 'bind' } : { type: 'bind', refused })
-      await worker.settled
+      // The port is unguarded until this worker listens: nobody else is judged meanwhile.
+      if (!guarded && refused === undefined) await worker.settled
     })
     return this.#binding
   }

@@ -177,6 +177,14 @@ void t.test('workers restarted after all died do not join a process that took th
   holder.close()
   await until('workers serving again', async () => (await request(`${serve.adminUrl}/readyz`).then(async (r) => { await r.body.dump(); return r.statusCode })) === 200, 15_000)
   t.equal(await status(`${serve.gatewayUrl}/fixed`, token), 200)
-  const recovered = serve.lines.map((line) => JSON.parse(line) as { msg?: string, attempts?: number }).filter((entry) => entry.msg === 'gateway worker serving again')
-  t.ok(recovered.length > 0 && recovered.every((entry) => (entry.attempts ?? 0) >= 2), 'the recovery says how many attempts it took')
+  // Each worker's recovery line counts its failed attempts: its death, then every refused restart.
+  const parsed = (): Array<{ msg?: string, worker?: number, attempts?: number }> => serve.lines.map((line) => JSON.parse(line) as { msg?: string, worker?: number, attempts?: number })
+  await until('both workers serving again', () => Promise.resolve(parsed().filter((entry) => entry.msg === 'gateway worker serving again').length === 2), 15_000)
+  const entries = parsed()
+  const refused = refusals()[0]?.worker
+  for (const worker of [0, 1]) {
+    const failures = entries.filter((entry) => entry.msg === 'gateway worker down; restarting it' && entry.worker === worker).length
+    t.match(entries.filter((entry) => entry.msg === 'gateway worker serving again' && entry.worker === worker), [{ attempts: failures }], `worker ${worker}: serving again after ${failures} attempts`)
+    if (worker === refused) t.ok(failures >= 2, 'the refused one counted its refusals')
+  }
 })
