@@ -141,7 +141,7 @@ async function demo (env: NodeJS.ProcessEnv): Promise<number> {
   const config = loadConfig(env, { requireKey: false })
   // stdout carries the instructions to paste; logs go beside them on stderr.
   const logger = createLogger(config.logLevel, process.stderr)
-  const { runDemo } = await import('./demo.ts')
+  const { runDemo } = await import('./local/demo.ts')
   const running = await runDemo({ config, env, logger, out: process.stdout })
   await untilSignal(logger)
   await running.close()

@@ -35,8 +35,8 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
     return { podgate, close: () => podgate.close() }
   }
 
-  const { startKubernetesProvisioner } = await import('./provisioner/kubernetes.ts')
-  const { createProvisionerHooks } = await import('./provisioner/hooks.ts')
+  const { startKubernetesProvisioner } = await import('./controller/provisioner.ts')
+  const { createProvisionerHooks } = await import('./workloads/gateway-plugin.ts')
   const provisioner = startKubernetesProvisioner({
     config,
     kubeConfig: cluster.kubeConfig,

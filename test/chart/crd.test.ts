@@ -4,7 +4,7 @@ import t from 'tap'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isValidUserId } from '../../src/auth/user-id.ts'
-import { MAX_WORKLOAD_USER_LENGTH, workloadUserProblem } from '../../src/provisioner/workloads.ts'
+import { MAX_WORKLOAD_USER_LENGTH, workloadUserProblem } from '../../src/workloads/workloads.ts'
 import { CHART_DIR, parseManifests } from './chart.ts'
 
 interface Schema {

@@ -2,7 +2,7 @@
 // endpoint, refused to new work and closed once no snapshot names it, in-flight finishing.
 import t from 'tap'
 import { Pool, request } from 'undici'
-import { LocalEndpointSource } from '../../src/discovery/local.ts'
+import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import { endpoint } from '../../src/discovery/source.ts'
 import { EndpointPools } from '../../src/gateway/pools.ts'
 import { createBackend } from '../../src/local/backend.ts'

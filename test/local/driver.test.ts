@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import type { ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
-import { LocalEndpointSource } from '../../src/discovery/local.ts'
+import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import type { EndpointChange } from '../../src/discovery/source.ts'
 import { DrainingError, WorkloadFailedError, WorkloadNotFoundError } from '../../src/errors.ts'
 import { createLogger } from '../../src/log.ts'

@@ -5,7 +5,7 @@ import { startPodgate, type PodgateOptions, type RunningPodgate } from '../../sr
 import { mintToken } from '../../src/auth/mint.ts'
 import { createTokenVerifier } from '../../src/auth/verifier.ts'
 import { loadConfig, type Config } from '../../src/config.ts'
-import { LocalEndpointSource } from '../../src/discovery/local.ts'
+import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import { endpoint, type EndpointSource } from '../../src/discovery/source.ts'
 import { createLogger } from '../../src/log.ts'
 import { createBackend, type LocalBackend } from '../../src/local/backend.ts'

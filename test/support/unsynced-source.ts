@@ -1,6 +1,6 @@
 // A local endpoint source that stays unsynced until the test says so: the state of a
 // Kubernetes source whose API server has not answered its first list yet.
-import { LocalEndpointSource } from '../../src/discovery/local.ts'
+import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 
 export class UnsyncedSource extends LocalEndpointSource {
   override start (): Promise<void> {

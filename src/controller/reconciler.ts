@@ -21,7 +21,7 @@ import { desiredChildren, KEEP_ANNOTATION, type DesiredChildren } from './templa
 import {
   MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, WORKLOAD_GROUP, WORKLOAD_PLURAL, WORKLOAD_VERSION, workloadName, workloadUserProblem,
   type WorkloadCondition, type WorkloadPhase,
-} from './workloads.ts'
+} from '../workloads/workloads.ts'
 
 export const DEFAULT_CONCURRENCY = 8
 export const DEFAULT_RETRY_BACKOFF: Backoff = Object.freeze({ initialMs: 250, maxMs: 60_000 })

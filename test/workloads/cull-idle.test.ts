@@ -1,14 +1,14 @@
 // Idle culling: activity recorded by the gateway, throttled into the workload status; the
 // culler suspends idle workloads and the next request wakes them.
 import t, { type Test } from 'tap'
-import { LocalEndpointSource } from '../../src/discovery/local.ts'
+import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import { createLogger } from '../../src/log.ts'
 import { LocalDriver } from '../../src/local/driver.ts'
-import { ActivityRecorder, DEFAULT_TOUCH_INTERVAL_MS } from '../../src/provisioner/activity.ts'
-import { Culler } from '../../src/provisioner/culler.ts'
-import { LocalWorkloads } from '../../src/provisioner/local-workloads.ts'
-import { createSpawner } from '../../src/provisioner/spawner.ts'
-import type { Workload, WorkloadStatus, Workloads } from '../../src/provisioner/workloads.ts'
+import { ActivityRecorder, DEFAULT_TOUCH_INTERVAL_MS } from '../../src/workloads/activity.ts'
+import { Culler } from '../../src/workloads/culler.ts'
+import { LocalWorkloads } from '../../src/local/workloads.ts'
+import { createSpawner } from '../../src/workloads/spawner.ts'
+import type { Workload, WorkloadStatus, Workloads } from '../../src/workloads/workloads.ts'
 import { startTestGateway } from '../support/gateway.ts'
 import { isAlive } from '../support/processes.ts'
 

@@ -3,11 +3,11 @@
 // Desired state lives in this process's memory, which is what local mode is.
 import type { EndpointSource } from '../discovery/source.ts'
 import { BadRequestError, WorkloadNotFoundError } from '../errors.ts'
-import type { LocalDriver } from '../local/driver.ts'
+import type { LocalDriver } from './driver.ts'
 import type { Logger } from '../log.ts'
 import {
   workloadUserProblem, type Workload, type WorkloadListener, type WorkloadPhase, type Workloads, type WorkloadSpecInput,
-} from './workloads.ts'
+} from '../workloads/workloads.ts'
 
 export const DEFAULT_PROFILE = 'default'
 

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { LocalEndpointSource } from '../../src/discovery/local.ts'
+import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import { endpoint, type EndpointChange } from '../../src/discovery/source.ts'
 
 void t.test('synced resolves on start', async (t) => {

@@ -2,12 +2,12 @@
 import t, { type Test } from 'tap'
 import type { ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
-import { LocalEndpointSource } from '../../src/discovery/local.ts'
+import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import { BadRequestError, WorkloadNotFoundError } from '../../src/errors.ts'
 import { createLogger } from '../../src/log.ts'
 import { LocalDriver, type LocalDriverOptions } from '../../src/local/driver.ts'
-import { LocalWorkloads, type LocalWorkloadsOptions } from '../../src/provisioner/local-workloads.ts'
-import type { Workload, WorkloadChange } from '../../src/provisioner/workloads.ts'
+import { LocalWorkloads, type LocalWorkloadsOptions } from '../../src/local/workloads.ts'
+import type { Workload, WorkloadChange } from '../../src/workloads/workloads.ts'
 import { isAlive, recordingSpawn } from '../support/processes.ts'
 
 const SCRIPTS = {

@@ -1,18 +1,18 @@
 // `podgate demo` (npm start): the real gateway and provisioner in front of per-user backend
 // processes on 127.0.0.1, with tokens minted on the spot and curl lines to paste.
 import { randomBytes } from 'node:crypto'
-import { startPodgate } from './app.ts'
-import { mintToken } from './auth/mint.ts'
-import { createTokenVerifier } from './auth/verifier.ts'
-import type { Config, Env } from './config.ts'
-import { LocalEndpointSource } from './discovery/local.ts'
-import { ConfigError } from './errors.ts'
-import { LocalDriver, type LocalDriverOptions } from './local/driver.ts'
-import { componentLogger, type Logger } from './log.ts'
-import { Metrics } from './metrics.ts'
-import { createProvisionerHooks } from './provisioner/hooks.ts'
-import { LocalWorkloads } from './provisioner/local-workloads.ts'
-import type { SpawnerOptions } from './provisioner/spawner.ts'
+import { startPodgate } from '../app.ts'
+import { mintToken } from '../auth/mint.ts'
+import { createTokenVerifier } from '../auth/verifier.ts'
+import type { Config, Env } from '../config.ts'
+import { LocalEndpointSource } from './endpoint-source.ts'
+import { ConfigError } from '../errors.ts'
+import { LocalDriver, type LocalDriverOptions } from './driver.ts'
+import { componentLogger, type Logger } from '../log.ts'
+import { Metrics } from '../metrics.ts'
+import { createProvisionerHooks } from '../workloads/gateway-plugin.ts'
+import { LocalWorkloads } from './workloads.ts'
+import type { SpawnerOptions } from '../workloads/spawner.ts'
 
 export const DEMO_USERS = ['alice', 'bob'] as const
 const TOKEN_TTL_SECONDS = 12 * 60 * 60

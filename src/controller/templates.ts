@@ -5,7 +5,7 @@
 // the user's pods) and an ownerReference to the UserWorkload, except a PVC kept on delete.
 import type { V1Deployment, V1EnvVar, V1NetworkPolicy, V1NetworkPolicyIngressRule, V1OwnerReference, V1PersistentVolumeClaim, V1Probe, V1Service } from '@kubernetes/client-node'
 import { DEFAULT_GATEWAY_POD_SELECTOR } from '../config.ts'
-import { MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, WORKLOAD_GROUP, WORKLOAD_KIND, WORKLOAD_VERSION, workloadName } from './workloads.ts'
+import { MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, WORKLOAD_GROUP, WORKLOAD_KIND, WORKLOAD_VERSION, workloadName } from '../workloads/workloads.ts'
 // User ids are checked by workloadUserProblem (workloads.ts): at most 58 characters, so user-<id> fits 63.
 import type { Profile } from './profiles.ts'
 

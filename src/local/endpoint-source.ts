@@ -1,6 +1,6 @@
 // An endpoint source fed by code instead of an informer: the local driver registers each
 // user's backend process here. Every change publishes a whole new map.
-import { SnapshotPublisher, type Endpoint, type EndpointSource } from './source.ts'
+import { SnapshotPublisher, type Endpoint, type EndpointSource } from '../discovery/source.ts'
 
 export class LocalEndpointSource extends SnapshotPublisher implements EndpointSource {
   readonly synced: Promise<void>

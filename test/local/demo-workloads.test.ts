@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import { PassThrough } from 'node:stream'
 import { mintToken } from '../../src/auth/mint.ts'
 import { loadConfig } from '../../src/config.ts'
-import { runDemo, type RunningDemo } from '../../src/demo.ts'
+import { runDemo, type RunningDemo } from '../../src/local/demo.ts'
 import { createLogger } from '../../src/log.ts'
 
 const SECRET = 'a demo secret that is at least thirty-two bytes long'

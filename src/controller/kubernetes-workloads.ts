@@ -16,7 +16,7 @@ import type { Profiles } from './profiles.ts'
 import {
   MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, WORKLOAD_GROUP, WORKLOAD_KIND, WORKLOAD_PHASES, WORKLOAD_PLURAL, WORKLOAD_VERSION, workloadName, workloadUserProblem,
   type Workload, type WorkloadCondition, type WorkloadListener, type WorkloadPhase, type Workloads, type WorkloadSpecInput, type WorkloadStatus,
-} from './workloads.ts'
+} from '../workloads/workloads.ts'
 
 export const FIELD_MANAGER = 'podgate'
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000

@@ -2,13 +2,13 @@
 // in front of a real gateway (spawn on demand off).
 import t, { type Test } from 'tap'
 import type { ChildProcess } from 'node:child_process'
-import { LocalEndpointSource } from '../../src/discovery/local.ts'
+import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import { createLogger } from '../../src/log.ts'
 import { LocalDriver } from '../../src/local/driver.ts'
-import { registerAdminApi, MAX_ADMIN_BODY_BYTES } from '../../src/provisioner/admin-api.ts'
-import { LocalWorkloads } from '../../src/provisioner/local-workloads.ts'
-import { createSpawner } from '../../src/provisioner/spawner.ts'
-import type { Workload } from '../../src/provisioner/workloads.ts'
+import { registerAdminApi, MAX_ADMIN_BODY_BYTES } from '../../src/workloads/admin-api.ts'
+import { LocalWorkloads } from '../../src/local/workloads.ts'
+import { createSpawner } from '../../src/workloads/spawner.ts'
+import type { Workload } from '../../src/workloads/workloads.ts'
 import { startTestGateway, type TestGateway } from '../support/gateway.ts'
 import { isAlive, recordingSpawn } from '../support/processes.ts'
 

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { ConfigError } from '../../src/errors.ts'
-import { BUILTIN_PROFILE, DEFAULT_WORKLOAD_IMAGE, loadProfiles, parseProfiles } from '../../src/provisioner/profiles.ts'
+import { BUILTIN_PROFILE, DEFAULT_WORKLOAD_IMAGE, loadProfiles, parseProfiles } from '../../src/controller/profiles.ts'
 
 void t.test('without a file, the built-in profile runs podgate\'s image with the built-in backend', (t) => {
   const profiles = loadProfiles(undefined)

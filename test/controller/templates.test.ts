@@ -3,12 +3,12 @@
 import type { V1Pod } from '@kubernetes/client-node'
 import t from 'tap'
 import { DEFAULT_GATEWAY_POD_SELECTOR } from '../../src/config.ts'
-import { parseProfiles, type Profile } from '../../src/provisioner/profiles.ts'
-import { deriveStatus, isSubset, podProblem, quantityValue, statusMatches, type ObservedWorkload } from '../../src/provisioner/reconciler.ts'
+import { parseProfiles, type Profile } from '../../src/controller/profiles.ts'
+import { deriveStatus, isSubset, podProblem, quantityValue, statusMatches, type ObservedWorkload } from '../../src/controller/reconciler.ts'
 import {
   claimFor, deploymentFor, desiredChildren, KEEP_ANNOTATION, networkPolicyFor, serviceFor, type WorkloadTemplateInput,
-} from '../../src/provisioner/templates.ts'
-import { MAX_WORKLOAD_USER_LENGTH, workloadUserProblem } from '../../src/provisioner/workloads.ts'
+} from '../../src/controller/templates.ts'
+import { MAX_WORKLOAD_USER_LENGTH, workloadUserProblem } from '../../src/workloads/workloads.ts'
 
 const profiles = parseProfiles(`
 plain:

@@ -3,8 +3,8 @@
 import { ApiException } from '@kubernetes/client-node'
 import t from 'tap'
 import { backoffDelay } from '../../src/kube/informer.ts'
-import { apiErrorMessage, apiStatus, isRetryable, retryAfterMs } from '../../src/provisioner/kubernetes-workloads.ts'
-import { WorkQueue } from '../../src/provisioner/reconciler.ts'
+import { apiErrorMessage, apiStatus, isRetryable, retryAfterMs } from '../../src/controller/kubernetes-workloads.ts'
+import { WorkQueue } from '../../src/controller/reconciler.ts'
 
 function deferred (): { promise: Promise<void>, resolve: () => void, reject: (err: unknown) => void } {
   return Promise.withResolvers<void>()
