@@ -8,7 +8,7 @@ import { Gauge } from 'prom-client'
 import { componentLogger, FailureStreaks, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import type { CancelSchedule, Schedule } from '../kube/informer.ts'
-import { ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, requestOptions } from './kubernetes-workloads.ts'
+import { ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, requestOptions } from '../kube/api.ts'
 
 export const DEFAULT_LEASE_NAME = 'podgate-provisioner'
 export const DEFAULT_LEASE_DURATION_MS = 15_000

@@ -4,7 +4,7 @@
 // and resolves `synced` after the first complete list.
 import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node'
 import { FailureStreaks, type Logger } from '../log.ts'
-import { apiErrorMessage } from './api-errors.ts'
+import { apiErrorMessage } from './api.ts'
 
 export const DEFAULT_WATCHDOG_MS = 90_000
 export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 30_000 })

@@ -3,7 +3,7 @@
 import { ApiException } from '@kubernetes/client-node'
 import t from 'tap'
 import { backoffDelay } from '../../src/kube/informer.ts'
-import { apiErrorMessage, apiStatus, isRetryable, retryAfterMs } from '../../src/controller/kubernetes-workloads.ts'
+import { apiErrorMessage, apiStatus, isRetryable, retryAfterMs } from '../../src/kube/api.ts'
 import { WorkQueue } from '../../src/controller/reconciler.ts'
 
 function deferred (): { promise: Promise<void>, resolve: () => void, reject: (err: unknown) => void } {
