@@ -3,7 +3,7 @@
 // wires, starts, drains on SIGTERM/SIGINT, and turns every failure to start into one line.
 import { inspect, parseArgs, type ParseArgsConfig } from 'node:util'
 import { mintToken } from './auth/mint.ts'
-import { isValidUserId } from './auth/user-id.ts'
+import { isDnsLabel } from './kube/labels.ts'
 import { loadConfig, parseDuration } from './config.ts'
 import { PodgateError } from './errors.ts'
 import { ListenError } from './listen.ts'
@@ -153,7 +153,7 @@ async function token (positionals: readonly string[], ttl: string, env: NodeJS.P
   const user = positionals[0]
   if (user === undefined) throw new UsageError('token: missing <user>', usage)
   if (positionals.length > 1) throw new UsageError(`token: expected one user, got ${positionals.length}: ${positionals.map((p) => JSON.stringify(p)).join(' ')}`, usage)
-  if (!isValidUserId(user)) throw new UsageError(`${JSON.stringify(user)} is not a valid user id (lowercase letters, digits and '-', at most 63)`, usage)
+  if (!isDnsLabel(user)) throw new UsageError(`${JSON.stringify(user)} is not a valid user id (lowercase letters, digits and '-', at most 63)`, usage)
   const ttlMs = parseDuration(ttl)
   if (ttlMs === undefined || ttlMs < 1000) throw new UsageError(`--ttl: expected a duration of at least 1s such as 30m or 12h, got ${JSON.stringify(ttl)}`, usage)
   const config = loadConfig(env)

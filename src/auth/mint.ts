@@ -2,7 +2,7 @@
 import { SignJWT } from 'jose'
 import { DEFAULT_USER_CLAIM } from '../config.ts'
 import { BadRequestError } from '../errors.ts'
-import { isValidUserId } from './user-id.ts'
+import { isDnsLabel } from '../kube/labels.ts'
 
 export interface MintOptions {
   /** The shared HS256 secret the gateway verifies with (at least 32 bytes). */
@@ -23,7 +23,7 @@ const REGISTERED_CLAIMS = new Set(['exp', 'iat', 'nbf', 'iss', 'aud', 'jti'])
 /** A signed JWT for `user`, valid from now for `ttlSeconds`. Throws BadRequestError on bad input. */
 export async function mintToken (options: MintOptions): Promise<string> {
   const { secret, user, ttlSeconds, claim = DEFAULT_USER_CLAIM, issuer, audience } = options
-  if (!isValidUserId(user)) throw new BadRequestError(`invalid user id ${JSON.stringify(user)}: expected a DNS-1123 label (a-z, 0-9, '-', at most 63 characters, alphanumeric at both ends)`)
+  if (!isDnsLabel(user)) throw new BadRequestError(`invalid user id ${JSON.stringify(user)}: expected a DNS-1123 label (a-z, 0-9, '-', at most 63 characters, alphanumeric at both ends)`)
   if (!(secret instanceof Uint8Array) || secret.length < MIN_SECRET_BYTES) throw new BadRequestError(`the signing secret must be at least ${MIN_SECRET_BYTES} bytes`)
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new BadRequestError(`ttlSeconds must be a positive whole number, got ${ttlSeconds}`)
   if (claim === '' || REGISTERED_CLAIMS.has(claim)) throw new BadRequestError(`${JSON.stringify(claim)} cannot carry the user id`)

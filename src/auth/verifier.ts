@@ -9,7 +9,7 @@ import type { Metrics } from '../metrics.ts'
 import { HmacTokenCheck } from './hmac.ts'
 import type { Identity, TokenVerifier } from './identity.ts'
 import { createVerificationKeys, type VerificationKeys } from './keys.ts'
-import { isValidUserId } from './user-id.ts'
+import { isDnsLabel } from '../kube/labels.ts'
 
 export interface TokenVerifierOptions {
   readonly metrics?: Metrics | undefined
@@ -131,7 +131,7 @@ class JwtVerifier implements TokenVerifier {
     const user = Object.hasOwn(payload, claim) ? payload[claim] : undefined
     if (user === undefined) throw new AuthError('user', `token has no ${JSON.stringify(claim)} claim`)
     if (typeof user !== 'string') throw new AuthError('user', `claim ${JSON.stringify(claim)} is ${kindOf(user)}, not a string`)
-    if (!isValidUserId(user)) throw new AuthError('user', `claim ${JSON.stringify(claim)} is not a DNS-1123 label`)
+    if (!isDnsLabel(user)) throw new AuthError('user', `claim ${JSON.stringify(claim)} is not a DNS-1123 label`)
     return Object.freeze({ user, expiresAt: this.#lifetimeEnd(payload, now) })
   }
 

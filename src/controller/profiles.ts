@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { parseDocument } from 'yaml'
 import { ConfigError } from '../errors.ts'
+import { isDnsLabel } from '../kube/labels.ts'
 
 export const PROFILES_VARIABLE = 'PODGATE_PROFILES'
 /** Placeholder image of the built-in profile: podgate's own image, which carries the built-in backend. */
@@ -74,7 +75,6 @@ export const BUILTIN_PROFILE: Profile = Object.freeze({
   readinessPath: '/healthz',
 })
 
-const PROFILE_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
 const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/
 const RESOURCE_NAME = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/
 // A Kubernetes quantity: a decimal number with a binary (Ki…Ei), decimal (n u m k M G T P E) or exponent suffix.
@@ -148,7 +148,7 @@ export function parseProfiles (text: string, source = PROFILES_VARIABLE): Profil
       if (!isMapping(item)) fail(path, `expected a mapping (a profile), got ${describe(item)}`)
       const mapping = item
       const name = mapping.name
-      if (typeof name !== 'string' || !PROFILE_NAME.test(name)) fail(`${path}.name`, `expected a profile name (lower-case letters, digits and '-', at most 63), got ${describe(name)}`)
+      if (!isDnsLabel(name)) fail(`${path}.name`, `expected a profile name (lower-case letters, digits and '-', at most 63), got ${describe(name)}`)
       const profile = readProfile(mapping, String(name), path, LIST_PROFILE_FIELDS, fail)
       if (profiles.some((p) => p.name === profile.name)) fail(`${path}.name`, `duplicate profile name ${JSON.stringify(profile.name)}`)
       profiles.push(profile)
@@ -157,7 +157,7 @@ export function parseProfiles (text: string, source = PROFILES_VARIABLE): Profil
   } else if (isMapping(root)) {
     for (const [name, item] of Object.entries(root)) {
       const path = `profiles.${name}`
-      if (!PROFILE_NAME.test(name)) fail(path, 'a profile name must be lower-case letters, digits and \'-\' (at most 63)')
+      if (!isDnsLabel(name)) fail(path, 'a profile name must be lower-case letters, digits and \'-\' (at most 63)')
       if (!isMapping(item)) fail(path, `expected a mapping (a profile), got ${describe(item)}`)
       const mapping = item
       profiles.push(readProfile(mapping, name, path, PROFILE_FIELDS, fail))

@@ -5,8 +5,9 @@
 // the user's pods) and an ownerReference to the UserWorkload, except a PVC kept on delete.
 import type { V1Deployment, V1EnvVar, V1NetworkPolicy, V1NetworkPolicyIngressRule, V1OwnerReference, V1PersistentVolumeClaim, V1Probe, V1Service } from '@kubernetes/client-node'
 import { DEFAULT_GATEWAY_POD_SELECTOR } from '../config.ts'
-import { MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, WORKLOAD_GROUP, WORKLOAD_KIND, WORKLOAD_VERSION, workloadName } from '../workloads/workloads.ts'
-// User ids are checked by workloadUserProblem (workloads.ts): at most 58 characters, so user-<id> fits 63.
+import { HTTP_PORT_NAME, MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, workloadName } from '../kube/labels.ts'
+import { WORKLOAD_GROUP, WORKLOAD_KIND, WORKLOAD_VERSION } from '../workloads/workloads.ts'
+// User ids are checked by userIdProblem (kube/labels.ts): at most 58 characters, so user-<id> fits 63.
 import type { Profile } from './profiles.ts'
 
 export const NAME_LABEL = 'app.kubernetes.io/name'
@@ -14,7 +15,6 @@ export const WORKLOAD_APP_NAME = 'podgate-workload'
 /** On a PVC kept when its user is deleted: never garbage-collected, never swept. */
 export const KEEP_ANNOTATION = 'podgate.dev/keep'
 export const PROFILE_ANNOTATION = 'podgate.dev/profile'
-export const HTTP_PORT_NAME = 'http'
 export const CONTAINER_NAME = 'workload'
 export const DATA_VOLUME_NAME = 'data'
 

@@ -1,13 +1,11 @@
 // EndpointSlices → user → ready endpoints, with no I/O: what a slice routes to, and an index
 // that turns slice changes into the next immutable snapshot touching only changed users.
 import { isIP } from 'node:net'
+import { HTTP_PORT_NAME, USER_LABEL } from '../kube/labels.ts'
 import { endpoint, type Endpoint, type EndpointSnapshot } from './source.ts'
 
-/** EndpointSlices inherit their Service's labels; podgate's Services carry these. */
-export const MANAGED_BY_SELECTOR = 'app.kubernetes.io/managed-by=podgate'
-export const USER_LABEL = 'podgate.dev/user'
+/** Set by the EndpointSlice controller (podgate's own labels are inherited from the Service). */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
-export const HTTP_PORT_NAME = 'http'
 
 /** The parts of a discovery.k8s.io/v1 EndpointSlice read here (raw JSON or client-node's V1EndpointSlice). */
 export interface EndpointSliceLike {

@@ -7,7 +7,8 @@ import { componentLogger, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import type { Cluster } from '../kube/kubeconfig.ts'
 import { SupervisedInformer, type Backoff, type CancelSchedule, type RestartReason, type Schedule } from '../kube/informer.ts'
-import { EndpointIndex, MANAGED_BY_SELECTOR } from './endpoint-slices.ts'
+import { isDnsLabel, MANAGED_BY_SELECTOR } from '../kube/labels.ts'
+import { EndpointIndex } from './endpoint-slices.ts'
 import { SnapshotPublisher, type EndpointSource } from './source.ts'
 
 export const DEFAULT_COALESCE_MS = 5
@@ -17,8 +18,6 @@ type WatchEventLabel = typeof WATCH_EVENT_TYPES[number]
 function isWatchEventLabel (label: string): label is WatchEventLabel {
   return (WATCH_EVENT_TYPES as readonly string[]).includes(label)
 }
-
-const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
 
 /** The EndpointSlice informer's own metrics; one source per registry. */
 export class EndpointSliceMetrics {
@@ -82,7 +81,7 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
   constructor (options: KubernetesEndpointSourceOptions) {
     // A listener's bug is logged; it must not reach the informer, which would take it for a failed list.
     super((err) => { options.logger.error({ err }, 'endpoint change listener failed') })
-    if (typeof options.namespace !== 'string' || !NAMESPACE.test(options.namespace)) {
+    if (!isDnsLabel(options.namespace)) {
       throw new TypeError(`KubernetesEndpointSource: options.namespace must be a namespace name, got ${JSON.stringify(options.namespace)}`)
     }
     positive(options.watchdogMs, 'watchdogMs')

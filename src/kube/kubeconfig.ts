@@ -8,11 +8,10 @@ import { delimiter, join } from 'node:path'
 import { isIPv6 } from 'node:net'
 import type { Env } from '../config.ts'
 import { ConfigError } from '../errors.ts'
+import { isDnsLabel } from './labels.ts'
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount'
 export const DEFAULT_NAMESPACE = 'default'
-
-const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
 
 export interface KubeEnvironment {
   env?: Env
@@ -137,14 +136,14 @@ export function resolveNamespace (sources: NamespaceSources = {}): string {
     } catch (err) {
       throw new ConfigError('PODGATE_NAMESPACE', `unset, and ${file} is unreadable (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
     }
-    if (!NAMESPACE.test(text)) throw new ConfigError('PODGATE_NAMESPACE', `unset, and ${file} holds no valid namespace name: ${JSON.stringify(text.slice(0, 64))}`)
+    if (!isDnsLabel(text)) throw new ConfigError('PODGATE_NAMESPACE', `unset, and ${file} holds no valid namespace name: ${JSON.stringify(text.slice(0, 64))}`)
     return text
   }
   const kubeConfig = sources.kubeConfig
   const contextName = kubeConfig?.getCurrentContext()
   const fromContext = contextName === undefined ? undefined : kubeConfig?.getContextObject(contextName)?.namespace
   if (fromContext !== undefined && fromContext !== '') {
-    if (!NAMESPACE.test(fromContext)) throw new ConfigError('PODGATE_NAMESPACE', `unset, and the kubeconfig context namespace ${JSON.stringify(fromContext)} is not a valid name`)
+    if (!isDnsLabel(fromContext)) throw new ConfigError('PODGATE_NAMESPACE', `unset, and the kubeconfig context namespace ${JSON.stringify(fromContext)} is not a valid name`)
     return fromContext
   }
   return DEFAULT_NAMESPACE

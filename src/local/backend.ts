@@ -8,6 +8,7 @@ import { pipeline } from 'node:stream'
 import { fstatSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { WebSocketServer, type WebSocket } from 'ws'
+import { isDnsLabel } from '../kube/labels.ts'
 
 export interface BackendOptions {
   /** The user this backend serves: a DNS-1123 label. */
@@ -32,7 +33,6 @@ export function patternByte (offset: number): number {
   return offset % 256
 }
 
-const USER_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
 const PATTERN_CHUNK = Buffer.from(Array.from({ length: 64 * 1024 }, (_, i) => patternByte(i)))
 const MAX_BYTES = 2 ** 40
 const MAX_WAIT_MS = 600_000
@@ -42,7 +42,7 @@ const SHUTDOWN_TIMEOUT_MS = 5_000
 /** Starts a backend for `user` and resolves once it listens. */
 export async function createBackend (options: BackendOptions): Promise<LocalBackend> {
   const { user, port = 0, host = '127.0.0.1' } = options
-  if (typeof user !== 'string' || !USER_PATTERN.test(user)) throw new TypeError(`user: expected a DNS-1123 label, got ${JSON.stringify(user)}`)
+  if (!isDnsLabel(user)) throw new TypeError(`user: expected a DNS-1123 label, got ${JSON.stringify(user)}`)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TypeError(`port: expected an integer from 0 to 65535, got ${String(port)}`)
   if (typeof host !== 'string' || host === '') throw new TypeError('host: expected a non-empty string')
 

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import type { LocalEndpointSource } from './endpoint-source.ts'
 import { endpoint, type Endpoint } from '../discovery/source.ts'
 import { DrainingError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
+import { isDnsLabel } from '../kube/labels.ts'
 import type { Logger } from '../log.ts'
 
 /** The backend script next to this file (`.ts` from src/, `.js` once compiled). */
@@ -19,7 +20,6 @@ export const DEFAULT_RESTART_MAX_MS = 10_000
 export const DEFAULT_MAX_RESTARTS = 5
 export const DEFAULT_STABLE_MS = 30_000
 
-const USER_PATTERN = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
 const STDERR_TAIL_BYTES = 4_096
 const FIRST_LINE_MAX_BYTES = 4_096
 
@@ -411,7 +411,7 @@ async function settlesWithin (promise: Promise<void>, ms: number): Promise<boole
 }
 
 function checkUser (user: string): void {
-  if (typeof user !== 'string' || !USER_PATTERN.test(user)) throw new TypeError(`user: expected a DNS-1123 label, got ${JSON.stringify(user)}`)
+  if (!isDnsLabel(user)) throw new TypeError(`user: expected a DNS-1123 label, got ${JSON.stringify(user)}`)
 }
 
 function positive (name: string, value: number): number {

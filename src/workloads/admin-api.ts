@@ -9,8 +9,9 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AuthError, BadRequestError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
 import type { AdminApp } from '../gateway/admin.ts'
+import { userIdProblem } from '../kube/labels.ts'
 import { componentLogger, type Logger } from '../log.ts'
-import { workloadUserProblem, type Workloads, type WorkloadSpecInput } from './workloads.ts'
+import type { Workloads, WorkloadSpecInput } from './workloads.ts'
 
 export const MIN_ADMIN_TOKEN_LENGTH = 16
 export const MAX_ADMIN_BODY_BYTES = 4_096
@@ -124,7 +125,7 @@ function checkBearer (header: string | undefined, expected: Buffer): AuthError |
 // A wildcard rather than `:id`: the router's parameter length limit would answer a long id with 414.
 function userParam (request: FastifyRequest): string {
   const id = (request.params as Record<string, unknown>)['*']
-  const problem = workloadUserProblem(id)
+  const problem = userIdProblem(id)
   if (problem !== undefined) throw new BadRequestError(`id: ${problem}`)
   return id as string
 }

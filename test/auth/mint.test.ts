@@ -1,23 +1,10 @@
 import t from 'tap'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
 import { mintToken } from '../../src/auth/mint.ts'
-import { isValidUserId } from '../../src/auth/user-id.ts'
 import { createTokenVerifier } from '../../src/auth/verifier.ts'
 import { authConfig, testSecret } from '../support/keys.ts'
 
 const NOW = Date.UTC(2030, 0, 1)
-
-void t.test('isValidUserId accepts exactly DNS-1123 labels', (t) => {
-  const valid = ['a', '0', 'alice', 'user-42', 'a-b-c', '9lives', 'x'.repeat(63)]
-  const invalid = [
-    '', 'A', 'Alice', 'alice_b', 'alice.b', '-alice', 'alice-', 'x'.repeat(64), ' alice', 'alice ', 'alice\n', 'bob\u0000',
-    '../bob', '\u0430lice', 'ａlice', 'alice\u200b', '\u00e9', 'user@example',
-  ]
-  for (const id of valid) t.ok(isValidUserId(id), `valid: ${JSON.stringify(id)}`)
-  for (const id of invalid) t.notOk(isValidUserId(id), `invalid: ${JSON.stringify(id)}`)
-  for (const value of [undefined, null, 42, ['alice'], { toString: () => 'alice' }]) t.notOk(isValidUserId(value), `not a string: ${JSON.stringify(value)}`)
-  t.end()
-})
 
 void t.test('minted tokens verify and carry the user, expiry and options', async (t) => {
   const token = await mintToken({ secret: testSecret(), user: 'alice', ttlSeconds: 3600, now: () => NOW })

@@ -1,6 +1,8 @@
 // EndpointSlices shaped like the ones the EndpointSlice controller writes for a podgate
 // user's Service (labels inherited from the Service, one endpoint per pod).
 import { randomBytes } from 'node:crypto'
+import { SERVICE_NAME_LABEL } from '../../src/discovery/endpoint-slices.ts'
+import { HTTP_PORT_NAME, MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, workloadName } from '../../src/kube/labels.ts'
 import type { KubeObject } from './fake-kube-types.ts'
 
 export interface SliceOptions {
@@ -24,21 +26,21 @@ export interface SliceOptions {
 
 /** A discovery.k8s.io/v1 EndpointSlice routing `user` to `addresses`. */
 export function sliceFor (user: string, addresses: readonly string[], options: SliceOptions = {}): KubeObject {
-  const service = options.service ?? `user-${user}`
+  const service = options.service ?? workloadName(user)
   const namespace = options.namespace ?? 'default'
   const ready = options.ready === undefined ? true : options.ready
   const terminating = options.terminating ?? false
   const labels: Record<string, string> = {
-    'app.kubernetes.io/managed-by': 'podgate',
-    'podgate.dev/user': user,
-    'kubernetes.io/service-name': service,
+    [MANAGED_BY_LABEL]: MANAGED_BY,
+    [USER_LABEL]: user,
+    [SERVICE_NAME_LABEL]: service,
     'endpointslice.kubernetes.io/managed-by': 'endpointslice-controller.k8s.io',
   }
   for (const [key, value] of Object.entries(options.labels ?? {})) {
     if (value === undefined) delete labels[key]
     else labels[key] = value
   }
-  const portName = options.portName === undefined ? 'http' : options.portName
+  const portName = options.portName === undefined ? HTTP_PORT_NAME : options.portName
   return {
     apiVersion: 'discovery.k8s.io/v1',
     kind: 'EndpointSlice',

@@ -10,12 +10,11 @@ import { AppsV1Api, CoreV1Api } from '@kubernetes/client-node'
 import { createBackend, type LocalBackend } from '../../src/local/backend.ts'
 import { createLogger, type Logger } from '../../src/log.ts'
 import { SupervisedInformer } from '../../src/kube/informer.ts'
+import { MANAGED_BY_LABEL, MANAGED_BY_SELECTOR, USER_LABEL, workloadName } from '../../src/kube/labels.ts'
 import type { FakeKubeServer, KubeObject } from './fake-kube.ts'
 import { sliceFor } from './fake-kube-slices.ts'
 import { kubeConfigFor } from './kubeconfig.ts'
 
-const MANAGED_SELECTOR = 'app.kubernetes.io/managed-by=podgate'
-const USER_LABEL = 'podgate.dev/user'
 const PODS = 'v1/pods'
 const SLICES = 'discovery.k8s.io/v1/endpointslices'
 
@@ -82,8 +81,8 @@ export class SimulatedController {
       new SupervisedInformer<V1Deployment>({
         kubeConfig,
         path: `/apis/apps/v1/namespaces/${namespace}/deployments`,
-        list: () => apps.listNamespacedDeployment({ namespace, labelSelector: MANAGED_SELECTOR }),
-        labelSelector: MANAGED_SELECTOR,
+        list: () => apps.listNamespacedDeployment({ namespace, labelSelector: MANAGED_BY_SELECTOR }),
+        labelSelector: MANAGED_BY_SELECTOR,
         handlers: track(this.#deployments),
         logger,
         backoff: { initialMs: 20, maxMs: 200 },
@@ -92,8 +91,8 @@ export class SimulatedController {
       new SupervisedInformer<V1Service>({
         kubeConfig,
         path: `/api/v1/namespaces/${namespace}/services`,
-        list: () => core.listNamespacedService({ namespace, labelSelector: MANAGED_SELECTOR }),
-        labelSelector: MANAGED_SELECTOR,
+        list: () => core.listNamespacedService({ namespace, labelSelector: MANAGED_BY_SELECTOR }),
+        labelSelector: MANAGED_BY_SELECTOR,
         handlers: track(this.#services),
         logger,
         backoff: { initialMs: 20, maxMs: 200 },
@@ -168,13 +167,13 @@ export class SimulatedController {
       await backend.close()
       backend = undefined
     }
-    const podName = `user-${user}-sim`
+    const podName = `${workloadName(user)}-sim`
     if (deployment === undefined || replicas < 1) {
       this.#server.delete(PODS, this.#namespace, podName)
     } else {
       this.#server.put(this.#pod(podName, deployment, failure))
     }
-    const sliceName = `user-${user}-sim`
+    const sliceName = `${workloadName(user)}-sim`
     if (backend === undefined || service === undefined) {
       this.#server.delete(SLICES, this.#namespace, sliceName)
       return
@@ -183,12 +182,12 @@ export class SimulatedController {
     const slice = sliceFor(user, ['127.0.0.1'], {
       namespace: this.#namespace,
       name: sliceName,
-      service: service.metadata?.name ?? `user-${user}`,
+      service: service.metadata?.name ?? workloadName(user),
       port: backend.address.port,
       portName: service.spec?.ports?.[0]?.name ?? null,
       // Like the real controller: the slice carries the Service's labels, nothing invented.
       labels: {
-        'app.kubernetes.io/managed-by': serviceLabels['app.kubernetes.io/managed-by'],
+        [MANAGED_BY_LABEL]: serviceLabels[MANAGED_BY_LABEL],
         [USER_LABEL]: serviceLabels[USER_LABEL],
         ...serviceLabels,
       },

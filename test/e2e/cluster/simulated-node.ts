@@ -8,14 +8,12 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
+import { MANAGED_BY_SELECTOR, USER_LABEL } from '../../../src/kube/labels.ts'
 import { MERGE_PATCH, type KubeApi } from './kube-api.ts'
 import type { PodNetwork } from './pod-network.ts'
 import { ClusterProcess, waitFor } from './processes.ts'
 
 export const BACKEND = fileURLToPath(new URL('../../../src/local/backend.ts', import.meta.url))
-export const USER_LABEL = 'podgate.dev/user'
-/** Only podgate's user pods: the chart's own pods (if any) are not this node's business. */
-export const POD_SELECTOR = 'app.kubernetes.io/managed-by=podgate'
 
 interface PodObject {
   metadata: { name: string, namespace: string, uid: string, labels?: Record<string, string>, deletionTimestamp?: string }
@@ -110,7 +108,8 @@ export class SimulatedNode {
   }
 
   async #sync (): Promise<void> {
-    const list = await this.#api.get<{ items: PodObject[] }>(`/api/v1/pods?labelSelector=${encodeURIComponent(POD_SELECTOR)}`)
+    // Only podgate's user pods: the chart's own pods (if any) are not this node's business.
+    const list = await this.#api.get<{ items: PodObject[] }>(`/api/v1/pods?labelSelector=${encodeURIComponent(MANAGED_BY_SELECTOR)}`)
     const seen = new Set<string>()
     for (const pod of list.items) {
       const key = `${pod.metadata.namespace}/${pod.metadata.name}`
