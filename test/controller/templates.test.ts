@@ -4,7 +4,7 @@ import type { V1Pod } from '@kubernetes/client-node'
 import t from 'tap'
 import { DEFAULT_GATEWAY_POD_SELECTOR } from '../../src/config.ts'
 import { parseProfiles, type Profile } from '../../src/controller/profiles.ts'
-import { deriveStatus, isSubset, podProblem, quantityValue, statusMatches, type ObservedWorkload } from '../../src/controller/reconciler.ts'
+import { deriveStatus, isSubset, podProblem, quantityValue, statusMatches, type ObservedWorkload } from '../../src/controller/status.ts'
 import {
   claimFor, deploymentFor, desiredChildren, KEEP_ANNOTATION, networkPolicyFor, serviceFor, type WorkloadTemplateInput,
 } from '../../src/controller/templates.ts'

@@ -4,7 +4,7 @@ import { ApiException } from '@kubernetes/client-node'
 import t from 'tap'
 import { backoffDelay } from '../../src/kube/informer.ts'
 import { apiErrorMessage, apiStatus, isRetryable, retryAfterMs } from '../../src/kube/api.ts'
-import { WorkQueue } from '../../src/controller/reconciler.ts'
+import { WorkQueue } from '../../src/controller/work-queue.ts'
 
 function deferred (): { promise: Promise<void>, resolve: () => void, reject: (err: unknown) => void } {
   return Promise.withResolvers<void>()
