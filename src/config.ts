@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs'
 import { availableParallelism, hostname } from 'node:os'
 import { ConfigError } from './errors.ts'
-import { DNS_LABEL } from './kube/labels.ts'
+import { DNS_LABEL, DNS_SUBDOMAIN } from './kube/labels.ts'
 
 export const DEFAULT_PORT = 8080
 export const DEFAULT_ADMIN_PORT = 9090
@@ -150,7 +150,7 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     gateway,
     namespace: read.optional('PODGATE_NAMESPACE', DNS_LABEL),
     provisioner: read.boolean('PODGATE_PROVISIONER', true),
-    podName: read.string('PODGATE_POD_NAME', hostname(), /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/i),
+    podName: read.string('PODGATE_POD_NAME', hostname(), new RegExp(DNS_SUBDOMAIN.source, 'i')),
     gatewayPodSelector: read.labels('PODGATE_GATEWAY_POD_SELECTOR', { ...DEFAULT_GATEWAY_POD_SELECTOR }),
     adminToken: read.optional('PODGATE_ADMIN_TOKEN', /^\S{16,}$/, 'at least 16 characters without spaces'),
     idleTimeoutMs: read.duration('PODGATE_IDLE_TIMEOUT', 0),

@@ -7,12 +7,11 @@ import {
 import type { Counter } from 'prom-client'
 import type { Logger } from '../log.ts'
 import { SupervisedInformer, type Backoff, type CancelSchedule, type Schedule } from '../kube/informer.ts'
-import { apiStatus, FIELD_MANAGER, requestOptions, type ApiConnections } from './kubernetes-workloads.ts'
+import { apiStatus, FIELD_MANAGER, requestOptions, type ApiConnections } from '../kube/api.ts'
 import { isSubset } from './status.ts'
 import { KEEP_ANNOTATION, type DesiredChildren } from './templates.ts'
-import { MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL } from '../workloads/workloads.ts'
+import { MANAGED_BY, MANAGED_BY_LABEL, MANAGED_BY_SELECTOR, USER_LABEL } from '../kube/labels.ts'
 
-const MANAGED_SELECTOR = `${MANAGED_BY_LABEL}=${MANAGED_BY}`
 
 export function userOf (object: KubernetesObject): string | undefined {
   return object.metadata?.labels?.[USER_LABEL]
@@ -238,8 +237,8 @@ export class Children {
       const informer = new SupervisedInformer<T>({
         kubeConfig,
         path: `${spec.group === '' ? '/api' : `/apis/${spec.group}`}/${spec.version}/namespaces/${namespace}/${spec.plural}`,
-        list: () => spec.list(apis, { namespace, labelSelector: MANAGED_SELECTOR }, plain),
-        labelSelector: MANAGED_SELECTOR,
+        list: () => spec.list(apis, { namespace, labelSelector: MANAGED_BY_SELECTOR }, plain),
+        labelSelector: MANAGED_BY_SELECTOR,
         handlers: {
           replace: (objects) => { options.onChange(index.replace(objects)) },
           upsert: (object) => { options.onChange(index.upsert(object)) },

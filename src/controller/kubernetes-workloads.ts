@@ -1,15 +1,15 @@
 // The Workloads contract over UserWorkload objects in one namespace (the admin API and the spawner call it), with the throttled status.lastActivity writes.
 import { CustomObjectsApi, PatchStrategy, type ConfigurationOptions, type KubeConfig, type KubernetesListObject } from '@kubernetes/client-node'
-import { isValidUserId } from '../auth/user-id.ts'
 import { BadRequestError, WorkloadNotFoundError } from '../errors.ts'
 import { ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, requestOptions } from '../kube/api.ts'
 import type { CancelSchedule, Schedule } from '../kube/informer.ts'
+import { isDnsLabel, MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, userIdProblem, workloadName } from '../kube/labels.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
 import type { Profiles } from './profiles.ts'
 import type { UserWorkloadCache } from './user-workload-cache.ts'
 import { toWorkload, type UserWorkloadObject } from './user-workload.ts'
 import {
-  MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, WORKLOAD_GROUP, WORKLOAD_KIND, WORKLOAD_PLURAL, WORKLOAD_VERSION, workloadName, workloadUserProblem,
+  WORKLOAD_GROUP, WORKLOAD_KIND, WORKLOAD_PLURAL, WORKLOAD_VERSION,
   type Workload, type WorkloadListener, type Workloads, type WorkloadSpecInput,
 } from '../workloads/workloads.ts'
 
@@ -17,11 +17,6 @@ export const DEFAULT_ACTIVITY_INTERVAL_MS = 30_000
 const LIST_PAGE_SIZE = 500
 const MAX_TRACKED_ACTIVITY = 100_000
 
-// Re-exported for the reconciler until its imports move to ../kube/api.ts.
-export { ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, isRetryable, requestOptions, retryAfterMs } from '../kube/api.ts'
-// Re-exported for the reconciler until its imports move to ./user-workload-cache.ts and ./user-workload.ts.
-export type { UserWorkloadCache } from './user-workload-cache.ts'
-export type { UserWorkloadObject, UserWorkloadStatusObject } from './user-workload.ts'
 
 export interface KubernetesWorkloadsOptions {
   kubeConfig: KubeConfig
@@ -102,7 +97,7 @@ export class KubernetesWorkloads implements Workloads {
 
   /** Creates the UserWorkload, or sets its profile when it exists. Throws BadRequestError for a bad id or profile. */
   async put (user: string, spec: WorkloadSpecInput): Promise<{ workload: Workload, created: boolean }> {
-    const problem = workloadUserProblem(user)
+    const problem = userIdProblem(user)
     if (problem !== undefined) throw new BadRequestError(`user id: ${problem}`)
     const profile = spec.profile === '' ? undefined : spec.profile
     if (profile !== undefined && this.#profiles.get(profile) === undefined) {
@@ -137,7 +132,7 @@ export class KubernetesWorkloads implements Workloads {
   }
 
   async get (user: string): Promise<Workload | undefined> {
-    if (!isValidUserId(user)) return undefined
+    if (!isDnsLabel(user)) return undefined
     try {
       return toWorkload(await this.#api.getNamespacedCustomObject(this.#ref(user), this.#plain) as UserWorkloadObject, this.#profiles.default.name)
     } catch (err) {
@@ -164,7 +159,7 @@ export class KubernetesWorkloads implements Workloads {
   }
 
   async delete (user: string): Promise<boolean> {
-    if (!isValidUserId(user)) return false
+    if (!isDnsLabel(user)) return false
     try {
       await this.#api.deleteNamespacedCustomObject({ ...this.#ref(user), propagationPolicy: 'Background' }, this.#plain)
       return true
@@ -175,7 +170,7 @@ export class KubernetesWorkloads implements Workloads {
   }
 
   async setSuspended (user: string, suspended: boolean): Promise<void> {
-    if (!isValidUserId(user)) throw new WorkloadNotFoundError(`no workload for user ${JSON.stringify(user)}`)
+    if (!isDnsLabel(user)) throw new WorkloadNotFoundError(`no workload for user ${JSON.stringify(user)}`)
     try {
       await this.#api.patchNamespacedCustomObject({ ...this.#ref(user), body: { spec: { suspended } }, fieldManager: FIELD_MANAGER }, this.#merge)
     } catch (err) {
@@ -186,7 +181,7 @@ export class KubernetesWorkloads implements Workloads {
 
   /** Records activity: the first touch in an interval is written at once, later ones at the interval's end. */
   touch (user: string, at: Date): void {
-    if (this.#closed || !isValidUserId(user) || Number.isNaN(at.getTime())) return
+    if (this.#closed || !isDnsLabel(user) || Number.isNaN(at.getTime())) return
     const now = this.#now()
     let state = this.#activity.get(user)
     if (state === undefined) {

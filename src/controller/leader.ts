@@ -9,6 +9,7 @@ import { componentLogger, FailureStreaks, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import type { CancelSchedule, Schedule } from '../kube/informer.ts'
 import { ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, requestOptions } from '../kube/api.ts'
+import { DNS_SUBDOMAIN } from '../kube/labels.ts'
 
 export const DEFAULT_LEASE_NAME = 'podgate-provisioner'
 export const DEFAULT_LEASE_DURATION_MS = 15_000
@@ -17,7 +18,6 @@ export const DEFAULT_RETRY_INTERVAL_MS = 2_000
 /** A leader that has not renewed for this long stops, before any other replica may take over. */
 export const DEFAULT_RENEW_DEADLINE_MS = 10_000
 
-const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/
 
 export type LeadershipListener = (leading: boolean) => void | Promise<void>
 
@@ -88,7 +88,7 @@ export class LeaderElector {
     }
     this.identity = options.identity
     this.leaseName = options.leaseName ?? DEFAULT_LEASE_NAME
-    if (!NAME.test(this.leaseName)) throw new TypeError(`LeaderElector: options.leaseName must be an object name, got ${JSON.stringify(this.leaseName)}`)
+    if (!DNS_SUBDOMAIN.test(this.leaseName)) throw new TypeError(`LeaderElector: options.leaseName must be an object name, got ${JSON.stringify(this.leaseName)}`)
     this.#leaseDurationMs = positive(options.leaseDurationMs ?? DEFAULT_LEASE_DURATION_MS, 'leaseDurationMs')
     this.#renewIntervalMs = positive(options.renewIntervalMs ?? DEFAULT_RENEW_INTERVAL_MS, 'renewIntervalMs')
     this.#retryIntervalMs = positive(options.retryIntervalMs ?? DEFAULT_RETRY_INTERVAL_MS, 'retryIntervalMs')

@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs'
 import { parseDocument } from 'yaml'
 import { ConfigError } from '../errors.ts'
-import { isDnsLabel } from '../kube/labels.ts'
+import { DNS_SUBDOMAIN, isDnsLabel } from '../kube/labels.ts'
 
 export const PROFILES_VARIABLE = 'PODGATE_PROFILES'
 /** Placeholder image of the built-in profile: podgate's own image, which carries the built-in backend. */
@@ -79,7 +79,6 @@ const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/
 const RESOURCE_NAME = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/
 // A Kubernetes quantity: a decimal number with a binary (Ki…Ei), decimal (n u m k M G T P E) or exponent suffix.
 const QUANTITY = /^\+?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$/
-const STORAGE_CLASS = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/
 const IMAGE = /^[^\s]{1,4096}$/
 
 const PROFILE_FIELDS = ['image', 'imagePullPolicy', 'port', 'command', 'args', 'env', 'resources', 'readinessPath', 'storage', 'default'] as const
@@ -281,7 +280,7 @@ function readStorage (value: unknown, path: string, fail: Fail): StorageProfile 
   const size = readQuantity(mapping.size, `${path}.size`, fail)
   if (!/[1-9]/.test(size.replace(/[eE][+-]?\d+$/, ''))) fail(`${path}.size`, `must be more than zero, got ${JSON.stringify(size)}`)
   const storageClassName = mapping.storageClassName
-  if (storageClassName !== undefined && (typeof storageClassName !== 'string' || !STORAGE_CLASS.test(storageClassName))) {
+  if (storageClassName !== undefined && (typeof storageClassName !== 'string' || !DNS_SUBDOMAIN.test(storageClassName))) {
     fail(`${path}.storageClassName`, `expected a StorageClass name, got ${describe(storageClassName)}`)
   }
   const keepOnDelete = mapping.keepOnDelete ?? true

@@ -6,16 +6,16 @@ import type { Metrics } from '../metrics.ts'
 import type { Backoff, CancelSchedule, Schedule } from '../kube/informer.ts'
 import {
   ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, isRetryable, requestOptions, retryAfterMs,
-  type UserWorkloadCache, type UserWorkloadObject,
-} from './kubernetes-workloads.ts'
+} from '../kube/api.ts'
+import { MANAGED_BY, MANAGED_BY_LABEL, userIdProblem, workloadName } from '../kube/labels.ts'
+import type { UserWorkloadCache } from './user-workload-cache.ts'
+import type { UserWorkloadObject } from './user-workload.ts'
 import { CHILD_KINDS, Children, userOf } from './children.ts'
 import type { Profiles } from './profiles.ts'
 import { deriveStatus, statusMatches, type ObservedWorkload } from './status.ts'
 import { desiredChildren, KEEP_ANNOTATION } from './templates.ts'
 import { DEFAULT_CONCURRENCY, DEFAULT_RETRY_BACKOFF, WorkQueue } from './work-queue.ts'
-import {
-  MANAGED_BY, MANAGED_BY_LABEL, WORKLOAD_GROUP, WORKLOAD_PLURAL, WORKLOAD_VERSION, workloadName, workloadUserProblem,
-} from '../workloads/workloads.ts'
+import { WORKLOAD_GROUP, WORKLOAD_PLURAL, WORKLOAD_VERSION } from '../workloads/workloads.ts'
 
 export const DEFAULT_SWEEP_INTERVAL_MS = 5 * 60_000
 export const DEFAULT_RESYNC_INTERVAL_MS = 10 * 60_000
@@ -73,7 +73,7 @@ export interface ReconcilerOptions {
 function workloadProblem (name: string, object: UserWorkloadObject, profiles: Profiles): string | undefined {
   const user = object.spec?.user
   if (typeof user !== 'string') return 'spec.user is missing'
-  const userProblem = workloadUserProblem(user)
+  const userProblem = userIdProblem(user)
   if (userProblem !== undefined) return `spec.user: ${userProblem}`
   if (name !== workloadName(user)) return `metadata.name must be ${workloadName(user)} (user-<spec.user>), got ${name}`
   if (profiles.get(object.spec?.profile) === undefined) return `spec.profile: unknown profile ${JSON.stringify(object.spec?.profile)}; known: ${profiles.names.join(', ')}`

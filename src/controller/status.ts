@@ -1,6 +1,6 @@
 // What a UserWorkload's status should say, from its pods and problems, and the desired-vs-seen comparison children.ts shares; pure, no I/O.
 import type { V1Pod } from '@kubernetes/client-node'
-import type { UserWorkloadStatusObject } from './kubernetes-workloads.ts'
+import type { UserWorkloadStatusObject } from './user-workload.ts'
 import type { WorkloadCondition, WorkloadPhase } from '../workloads/workloads.ts'
 
 const MAX_MESSAGE = 1024

@@ -1,7 +1,7 @@
 // The UserWorkload custom object as the API server stores it, and the Workload it describes.
 import type { KubernetesObject } from '@kubernetes/client-node'
-import { isValidUserId } from '../auth/user-id.ts'
-import { WORKLOAD_PHASES, workloadName, type Workload, type WorkloadCondition, type WorkloadPhase, type WorkloadStatus } from '../workloads/workloads.ts'
+import { isDnsLabel, workloadName } from '../kube/labels.ts'
+import { WORKLOAD_PHASES, type Workload, type WorkloadCondition, type WorkloadPhase, type WorkloadStatus } from '../workloads/workloads.ts'
 
 export interface UserWorkloadStatusObject {
   phase?: string
@@ -24,7 +24,7 @@ function isPhase (value: unknown): value is WorkloadPhase {
 /** The Workload a UserWorkload object describes; undefined when it names no valid user. */
 export function toWorkload (object: UserWorkloadObject, defaultProfile = ''): Workload | undefined {
   const user = object.spec?.user
-  if (!isValidUserId(user) || object.metadata?.name !== workloadName(user)) return undefined
+  if (!isDnsLabel(user) || object.metadata?.name !== workloadName(user)) return undefined
   const status = object.status ?? {}
   const readyReplicas = typeof status.readyReplicas === 'number' && status.readyReplicas >= 0 ? status.readyReplicas : 0
   const workloadStatus: WorkloadStatus = {

@@ -1,7 +1,7 @@
 // A static routing table from a JSON file — { "alice": ["127.0.0.1:8001", …], … } — for
 // running `podgate serve` without Kubernetes (development, benchmarks). Read once at start.
 import { readFile } from 'node:fs/promises'
-import { isValidUserId } from '../auth/user-id.ts'
+import { isDnsLabel } from '../kube/labels.ts'
 import { ConfigError } from '../errors.ts'
 import { SnapshotPublisher, endpoint, type Endpoint, type EndpointSource } from './source.ts'
 
@@ -45,7 +45,7 @@ export function parseRoutes (text: string): Map<string, readonly Endpoint[]> {
   if (data === null || typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(VARIABLE, 'expected an object mapping user ids to lists of "host:port"')
   const routes = new Map<string, readonly Endpoint[]>()
   for (const [user, list] of Object.entries(data)) {
-    if (!isValidUserId(user)) throw new ConfigError(VARIABLE, `${JSON.stringify(user)} is not a valid user id (a DNS-1123 label)`)
+    if (!isDnsLabel(user)) throw new ConfigError(VARIABLE, `${JSON.stringify(user)} is not a valid user id (a DNS-1123 label)`)
     if (!Array.isArray(list)) throw new ConfigError(VARIABLE, `${user}: expected a list of "host:port"`)
     routes.set(user, Object.freeze(list.map((item: unknown, i) => parseHostPort(item, `${user}[${i}]`))))
   }

@@ -23,6 +23,9 @@ export const MAX_WORKLOAD_USER_LENGTH = MAX_DNS_LABEL_LENGTH - WORKLOAD_NAME_PRE
  */
 export const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
 
+/** A DNS-1123 subdomain (most object names: Leases, StorageClasses): labels joined by dots, at most 253. */
+export const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/
+
 /** True when `value` is a DNS-1123 label exactly as given: no lowercasing, trimming or Unicode normalisation. */
 // A string argument gets a plain boolean, so a rejected string is still a string to TypeScript.
 export function isDnsLabel (value: string): boolean

@@ -4,9 +4,10 @@
 import type { EndpointSource } from '../discovery/source.ts'
 import { BadRequestError, WorkloadNotFoundError } from '../errors.ts'
 import type { LocalDriver } from './driver.ts'
+import { userIdProblem } from '../kube/labels.ts'
 import type { Logger } from '../log.ts'
 import {
-  workloadUserProblem, type Workload, type WorkloadListener, type WorkloadPhase, type Workloads, type WorkloadSpecInput,
+  type Workload, type WorkloadListener, type WorkloadPhase, type Workloads, type WorkloadSpecInput,
 } from '../workloads/workloads.ts'
 
 export const DEFAULT_PROFILE = 'default'
@@ -76,7 +77,7 @@ export class LocalWorkloads implements Workloads {
 
   /** Creates the workload and starts its backend, or sets the profile of an existing one (the default when none is given). */
   put (user: string, spec: WorkloadSpecInput): Promise<{ workload: Workload, created: boolean }> {
-    const problem = workloadUserProblem(user)
+    const problem = userIdProblem(user)
     if (problem !== undefined) return Promise.reject(new BadRequestError(`user: ${problem}`))
     const profile = spec?.profile ?? this.#defaultProfile
     if (!this.#profiles.has(profile)) {

@@ -1,16 +1,10 @@
 // The durable desired state of "user X has a workload": UserWorkload objects in the API
 // server (Kubernetes driver) or the local driver's processes. The admin API, spawn on
 // demand and idle culling speak only this interface, so they work the same on both.
-import { isValidUserId } from '../auth/user-id.ts'
-
 export const WORKLOAD_GROUP = 'podgate.dev'
 export const WORKLOAD_VERSION = 'v1alpha1'
 export const WORKLOAD_PLURAL = 'userworkloads'
 export const WORKLOAD_KIND = 'UserWorkload'
-
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
-export const MANAGED_BY = 'podgate'
-export const USER_LABEL = 'podgate.dev/user'
 
 export const WORKLOAD_PHASES = ['Pending', 'Starting', 'Ready', 'Suspended', 'Failed'] as const
 export type WorkloadPhase = typeof WORKLOAD_PHASES[number]
@@ -54,21 +48,6 @@ export type WorkloadListener = (change: WorkloadChange) => void
 export interface WorkloadSpecInput {
   /** Profile name; the default profile when undefined. */
   readonly profile?: string
-}
-
-/** Kubernetes object name for a user's UserWorkload, Deployment and Service. */
-export function workloadName (user: string): string {
-  return `user-${user}`
-}
-
-/** Longest user id whose `user-<id>` still fits a 63-character DNS label (Service names). */
-export const MAX_WORKLOAD_USER_LENGTH = 63 - 'user-'.length
-
-/** Why `user` cannot have a workload, or undefined when it can. */
-export function workloadUserProblem (user: unknown): string | undefined {
-  if (!isValidUserId(user)) return 'expected a DNS-1123 label: lowercase letters, digits and \'-\', starting and ending with a letter or digit'
-  if (user.length > MAX_WORKLOAD_USER_LENGTH) return `at most ${MAX_WORKLOAD_USER_LENGTH} characters (user-<id> names a Kubernetes Service), got ${user.length}`
-  return undefined
 }
 
 export interface Workloads {

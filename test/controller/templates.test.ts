@@ -8,7 +8,7 @@ import { deriveStatus, isSubset, podProblem, quantityValue, statusMatches, type 
 import {
   claimFor, deploymentFor, desiredChildren, KEEP_ANNOTATION, networkPolicyFor, serviceFor, type WorkloadTemplateInput,
 } from '../../src/controller/templates.ts'
-import { MAX_WORKLOAD_USER_LENGTH, workloadUserProblem } from '../../src/workloads/workloads.ts'
+import { MAX_WORKLOAD_USER_LENGTH, userIdProblem } from '../../src/kube/labels.ts'
 
 const profiles = parseProfiles(`
 plain:
@@ -125,13 +125,13 @@ void t.test('PVC: only with storage; a kept one has no ownerReference and the ke
 void t.test('user ids: 58 characters fit every child name, 59 are refused', (t) => {
   t.equal(MAX_WORKLOAD_USER_LENGTH, 58)
   const longest = 'a'.repeat(58)
-  t.equal(workloadUserProblem(longest), undefined)
+  t.equal(userIdProblem(longest), undefined)
   const children = desiredChildren({ user: longest, suspended: false, owner, profile: profile('stateful') }, options)
   for (const child of [children.deployment, children.service, children.networkPolicy]) t.ok((child.metadata?.name ?? '').length <= 63, `${child.kind ?? ''} name fits 63`)
   t.ok((children.claim?.metadata?.name ?? '').length <= 253, 'the PVC name is a DNS subdomain (253)')
-  t.match(workloadUserProblem('a'.repeat(59)), /at most 58/)
-  t.ok(workloadUserProblem('Alice') !== undefined)
-  t.ok(workloadUserProblem('-a') !== undefined)
+  t.match(userIdProblem('a'.repeat(59)), /at most 58/)
+  t.ok(userIdProblem('Alice') !== undefined)
+  t.ok(userIdProblem('-a') !== undefined)
   t.end()
 })
 
