@@ -39,6 +39,17 @@ async function open (url: string): Promise<Socket> {
   return socket
 }
 
+/** A gateway with the short limits, alice's backend, and a connection that collects what it receives. */
+async function aliceConnection (t: Parameters<typeof startTestGateway>[0]): Promise<{ socket: Socket, token: string, received: () => string }> {
+  const gw = await startTestGateway(t, LIMITS)
+  await gw.backend('alice')
+  const token = await gw.token('alice')
+  const socket = await open(gw.url)
+  let received = ''
+  socket.on('data', (chunk: Buffer) => { received += chunk.toString('latin1') })
+  return { socket, token, received: () => received }
+}
+
 void t.test('a request head that stalls is answered 408 and the connection closed', async (t) => {
   const gw = await startTestGateway(t, LIMITS)
   const socket = await open(gw.url)
@@ -56,26 +67,16 @@ void t.test('a connection that never sends a byte is closed', async (t) => {
 })
 
 void t.test('an idle keep-alive connection is closed after PODGATE_KEEP_ALIVE_TIMEOUT', async (t) => {
-  const gw = await startTestGateway(t, LIMITS)
-  await gw.backend('alice')
-  const token = await gw.token('alice')
-  const socket = await open(gw.url)
-  let received = ''
-  socket.on('data', (chunk: Buffer) => { received += chunk.toString('latin1') })
+  const { socket, token, received } = await aliceConnection(t)
   socket.write(`GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`)
   const { closed } = await closedWithin(socket, PATIENCE_MS)
-  t.match(received, /^HTTP\/1\.1 200 /, 'served')
-  t.match(received, /keep-alive: timeout=1/i, 'told the client the keep-alive timeout')
+  t.match(received(), /^HTTP\/1\.1 200 /, 'served')
+  t.match(received(), /keep-alive: timeout=1/i, 'told the client the keep-alive timeout')
   t.ok(closed, 'then closed while idle')
 })
 
 void t.test('an upload that keeps moving outlasts every client limit', async (t) => {
-  const gw = await startTestGateway(t, LIMITS)
-  await gw.backend('alice')
-  const token = await gw.token('alice')
-  const socket = await open(gw.url)
-  let received = ''
-  socket.on('data', (chunk: Buffer) => { received += chunk.toString('latin1') })
+  const { socket, token, received } = await aliceConnection(t)
   const closed = once(socket, 'close')
   socket.write(`POST /echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`)
   // Ten chunks 500 ms apart: 5 s in all, longer than the head (1 s) and idle (3 s) limits.
@@ -85,8 +86,8 @@ void t.test('an upload that keeps moving outlasts every client limit', async (t)
   }
   socket.write('0\r\n\r\n')
   await closed
-  t.match(received, /^HTTP\/1\.1 200 /, 'answered')
-  for (let i = 0; i < 10; i++) t.match(received, `chunk${i}`, `chunk ${i} reached the pod and came back`)
+  t.match(received(), /^HTTP\/1\.1 200 /, 'answered')
+  for (let i = 0; i < 10; i++) t.match(received(), `chunk${i}`, `chunk ${i} reached the pod and came back`)
 })
 
 void t.test('a quiet WebSocket is not cut by the idle timeout', async (t) => {

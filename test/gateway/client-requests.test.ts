@@ -6,7 +6,7 @@ import { once } from 'node:events'
 import t from 'tap'
 import { Agent, request } from 'undici'
 import { endpoint } from '../../src/discovery/source.ts'
-import { startTestGateway } from '../support/gateway.ts'
+import { startTestGateway, type TestGateway } from '../support/gateway.ts'
 
 interface Echoed { user: string, method: string, url: string, headers: Record<string, string> }
 
@@ -18,6 +18,15 @@ async function exchange (url: string, text: string): Promise<string> {
   let response = ''
   for await (const chunk of socket) response += (chunk as Buffer).toString('latin1')
   return response
+}
+
+/** A raw TCP upstream on 127.0.0.1 that `onConnection` drives, routed to as alice's only endpoint. */
+async function rawUpstreamFor (t: { teardown: (fn: () => unknown) => void }, gw: TestGateway, onConnection: (socket: Socket) => void): Promise<void> {
+  const upstream = createServer(onConnection)
+  upstream.listen(0, '127.0.0.1')
+  await once(upstream, 'listening')
+  t.teardown(() => { upstream.close() })
+  gw.local.set('alice', [endpoint('127.0.0.1', (upstream.address() as { port: number }).port)])
 }
 
 function statusOf (response: string): number {
@@ -63,15 +72,11 @@ void t.test('a client that leaves before the answer is its own 499, not an upstr
   // podgate lets go of the connection it came on.
   const arrived: Array<() => void> = []
   const released: Array<() => void> = []
-  const upstream = createServer((socket: Socket) => {
+  const gw = await startTestGateway(t)
+  await rawUpstreamFor(t, gw, (socket) => {
     socket.once('data', () => { arrived.shift()?.() })
     socket.once('close', () => { released.shift()?.() })
   })
-  upstream.listen(0, '127.0.0.1')
-  await once(upstream, 'listening')
-  t.teardown(() => { upstream.close() })
-  const gw = await startTestGateway(t)
-  gw.local.set('alice', [endpoint('127.0.0.1', (upstream.address() as { port: number }).port)])
   const token = await gw.token('alice')
   const { port } = new URL(gw.url)
   const websocket = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n'
@@ -183,7 +188,8 @@ void t.test('a Connection header cannot remove Host or Content-Length', async (t
 void t.test('podgate\'s own headers come first, so a server that keeps only its first headers still sees the identity', async (t) => {
   // A raw upstream that records the header names in the order they arrive.
   const seen: string[][] = []
-  const upstream = createServer((socket: Socket) => {
+  const gw = await startTestGateway(t)
+  await rawUpstreamFor(t, gw, (socket) => {
     let head = ''
     socket.on('data', (chunk) => {
       head += chunk.toString('latin1')
@@ -192,11 +198,6 @@ void t.test('podgate\'s own headers come first, so a server that keeps only its 
       socket.end('HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n')
     })
   })
-  upstream.listen(0, '127.0.0.1')
-  await once(upstream, 'listening')
-  t.teardown(() => { upstream.close() })
-  const gw = await startTestGateway(t)
-  gw.local.set('alice', [endpoint('127.0.0.1', (upstream.address() as { port: number }).port)])
   const token = await gw.token('alice')
   const headers: string[] = ['authorization', `Bearer ${token}`]
   for (let i = 0; i < 90; i++) headers.push(`x-filler-${i}`, 'v')
