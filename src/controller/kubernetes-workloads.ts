@@ -1,8 +1,7 @@
-// The Workloads contract over UserWorkload objects in one namespace (the admin API and the spawner call it), with the throttled status.lastActivity writes.
+// The Workloads contract over UserWorkload objects in one namespace (the admin API and the spawner call it), and the status.lastActivity writes the activity recorder asks for.
 import { CustomObjectsApi, PatchStrategy, type ConfigurationOptions, type KubeConfig, type KubernetesListObject } from '@kubernetes/client-node'
 import { BadRequestError, WorkloadNotFoundError } from '../errors.ts'
 import { ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, requestOptions } from '../kube/api.ts'
-import type { CancelSchedule, Schedule } from '../kube/informer.ts'
 import { isDnsLabel, MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, userIdProblem, workloadName } from '../kube/labels.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
 import type { Profiles } from './profiles.ts'
@@ -13,10 +12,7 @@ import {
   type Workload, type WorkloadListener, type Workloads, type WorkloadSpecInput,
 } from '../workloads/workloads.ts'
 
-export const DEFAULT_ACTIVITY_INTERVAL_MS = 30_000
 const LIST_PAGE_SIZE = 500
-const MAX_TRACKED_ACTIVITY = 100_000
-
 
 export interface KubernetesWorkloadsOptions {
   kubeConfig: KubeConfig
@@ -26,17 +22,6 @@ export interface KubernetesWorkloadsOptions {
   /** Used to skip activity writes older than what another replica already recorded. */
   cache?: UserWorkloadCache
   requestTimeoutMs?: number
-  /** At most one status.lastActivity write per user per interval. */
-  activityIntervalMs?: number
-  setTimeout?: Schedule
-  clearTimeout?: CancelSchedule
-  now?: () => number
-}
-
-interface ActivityState {
-  writtenAt: number
-  pending: Date | undefined
-  timer: unknown
 }
 
 /** Workloads as UserWorkload objects in one namespace (the admin API and the spawner call this). */
@@ -46,14 +31,11 @@ export class KubernetesWorkloads implements Workloads {
   readonly #profiles: Profiles
   readonly #activityFailures: FailureStreaks
   readonly #cache: UserWorkloadCache | undefined
-  readonly #activityIntervalMs: number
-  readonly #setTimeout: Schedule
-  readonly #clearTimeout: CancelSchedule
-  readonly #now: () => number
   readonly #plain: ConfigurationOptions
   readonly #merge: ConfigurationOptions
   readonly #connections = new ApiConnections()
-  readonly #activity = new Map<string, ActivityState>()
+  /** Users with an activity write in flight, and the newest activity waiting for it to end. */
+  readonly #activityWrites = new Map<string, Date | undefined>()
   readonly #writes = new Set<Promise<void>>()
   #closed = false
 
@@ -63,10 +45,6 @@ export class KubernetesWorkloads implements Workloads {
     this.#profiles = options.profiles
     this.#activityFailures = new FailureStreaks(options.logger, { failed: 'could not record activity', recovered: 'recording activity again', describe: apiErrorMessage })
     this.#cache = options.cache
-    this.#activityIntervalMs = options.activityIntervalMs ?? DEFAULT_ACTIVITY_INTERVAL_MS
-    this.#setTimeout = options.setTimeout ?? ((callback, ms) => setTimeout(callback, ms))
-    this.#clearTimeout = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
-    this.#now = options.now ?? Date.now
     const timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
     this.#plain = requestOptions(timeoutMs, this.#connections)
     this.#merge = requestOptions(timeoutMs, this.#connections, PatchStrategy.MergePatch)
@@ -179,71 +157,53 @@ export class KubernetesWorkloads implements Workloads {
     }
   }
 
-  /** Records activity: the first touch in an interval is written at once, later ones at the interval's end. */
+  /**
+   * Writes `at` into status.lastActivity, unthrottled: the ActivityRecorder in front of this
+   * decides how often. One write per user is in flight at a time, so an older one can never
+   * land last; a touch meanwhile waits for it (only the newest is kept).
+   */
   touch (user: string, at: Date): void {
     if (this.#closed || !isDnsLabel(user) || Number.isNaN(at.getTime())) return
-    const now = this.#now()
-    let state = this.#activity.get(user)
-    if (state === undefined) {
-      if (this.#activity.size >= MAX_TRACKED_ACTIVITY) this.#forgetIdle(now)
-      state = { writtenAt: -Infinity, pending: undefined, timer: undefined }
-      this.#activity.set(user, state)
-    }
-    if (state.pending === undefined || state.pending < at) state.pending = at
-    if (state.timer !== undefined) return
-    const wait = state.writtenAt + this.#activityIntervalMs - now
-    if (wait <= 0) {
-      this.#flushActivity(user, state)
+    if (this.#activityWrites.has(user)) {
+      const waiting = this.#activityWrites.get(user)
+      if (waiting === undefined || waiting < at) this.#activityWrites.set(user, at)
       return
     }
-    state.timer = this.#setTimeout(() => {
-      state.timer = undefined
-      this.#flushActivity(user, state)
-    }, wait)
+    this.#writeActivity(user, at)
   }
 
-  #forgetIdle (now: number): void {
-    for (const [user, state] of this.#activity) {
-      if (state.timer === undefined && state.pending === undefined && now - state.writtenAt >= this.#activityIntervalMs) {
-        this.#activity.delete(user)
-        this.#activityFailures.forget(user)
-      }
-    }
-  }
-
-  #flushActivity (user: string, state: ActivityState): void {
-    const at = state.pending
-    state.pending = undefined
-    if (at === undefined) return
-    state.writtenAt = this.#now()
+  #writeActivity (user: string, at: Date): void {
+    // Another replica (or an earlier write) may have recorded later activity already.
     const recorded = this.#cache?.cached(user)?.status.lastActivity
     if (recorded !== undefined && Date.parse(recorded) >= at.getTime()) return
+    this.#activityWrites.set(user, undefined)
     const lastActivity = at.toISOString().replace(/\.\d+Z$/, 'Z')
     const write = this.#api.patchNamespacedCustomObjectStatus({ ...this.#ref(user), body: { status: { lastActivity } }, fieldManager: FIELD_MANAGER }, this.#merge)
       .then(() => { this.#activityFailures.recovered({ user }, user) }, (err: unknown) => {
         if (apiStatus(err) === 404) {
-          this.#activity.delete(user)
+          // No workload (deleted meanwhile): nothing to write, now or next.
+          this.#activityWrites.set(user, undefined)
           this.#activityFailures.forget(user)
         } else {
           this.#activityFailures.failed(err, { user }, { key: user })
         }
       })
     this.#writes.add(write)
-    void write.finally(() => this.#writes.delete(write))
+    void write.finally(() => {
+      this.#writes.delete(write)
+      const next = this.#activityWrites.get(user)
+      this.#activityWrites.delete(user)
+      // Accepted before any close: close waits for it too.
+      if (next !== undefined) this.#writeActivity(user, next)
+    })
   }
 
-  /** Writes pending activity now and waits for writes in flight. */
+  /** Refuses later touches and waits for the activity writes already asked for. */
   async close (): Promise<void> {
     if (this.#closed) return
-    for (const [user, state] of this.#activity) {
-      if (state.timer !== undefined) {
-        this.#clearTimeout(state.timer)
-        state.timer = undefined
-      }
-      this.#flushActivity(user, state)
-    }
     this.#closed = true
-    await Promise.allSettled([...this.#writes])
+    // A write that ends may start the one waiting behind it: wait until none is left.
+    while (this.#writes.size > 0) await Promise.allSettled([...this.#writes])
     await this.#connections.close()
   }
 }

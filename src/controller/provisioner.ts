@@ -5,17 +5,16 @@ import type { KubeConfig } from '@kubernetes/client-node'
 import type { Config } from '../config.ts'
 import type { Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
-import { KubernetesWorkloads, type KubernetesWorkloadsOptions } from './kubernetes-workloads.ts'
+import { KubernetesWorkloads } from './kubernetes-workloads.ts'
 import { UserWorkloadCache } from './user-workload-cache.ts'
 import { LeaderElector, type LeaderElectorOptions, type LeadershipListener } from './leader.ts'
 import { loadProfiles, type Profiles } from './profiles.ts'
 import { Reconciler, ReconcilerMetrics, type ReconcilerOptions } from './reconciler.ts'
 
-/** Tuning passed through to the cache, the Workloads API, the Lease and the reconciler (defaults there). */
+/** Tuning passed through to the cache, the Lease and the reconciler (defaults there). */
 type Tuning =
   & Pick<ReconcilerOptions, 'gatewayPodSelector' | 'networkPolicy' | 'concurrency' | 'retryBackoff' | 'requestTimeoutMs' | 'sweepIntervalMs' | 'resyncIntervalMs' | 'watchdogMs' | 'informerBackoff' | 'random' | 'setTimeout' | 'clearTimeout' | 'now'>
   & Pick<LeaderElectorOptions, 'leaseName' | 'leaseDurationMs' | 'renewIntervalMs' | 'retryIntervalMs' | 'renewDeadlineMs'>
-  & Pick<KubernetesWorkloadsOptions, 'activityIntervalMs'>
 
 export interface KubernetesProvisionerOptions extends Tuning {
   config: Pick<Config, 'profilesFile'>
@@ -38,7 +37,7 @@ export interface KubernetesProvisioner {
   readonly reconciler: Reconciler | undefined
   /** Called when this replica starts or stops leading (idle culling runs only on the leader). */
   onLeaderChange (listener: LeadershipListener): () => void
-  /** Stops reconciling, releases the Lease, flushes activity, closes the cache. */
+  /** Stops reconciling, releases the Lease, waits for activity writes, closes the cache. */
   close (): Promise<void>
 }
 
@@ -52,9 +51,8 @@ export function startKubernetesProvisioner (options: KubernetesProvisionerOption
   const cache = new UserWorkloadCache({
     kubeConfig, namespace, logger, defaultProfile: profiles.default.name, requestTimeoutMs, watchdogMs, backoff: options.informerBackoff, random, ...timers,
   })
-  const workloads = new KubernetesWorkloads({
-    kubeConfig, namespace, profiles, logger, cache, requestTimeoutMs, activityIntervalMs: options.activityIntervalMs, ...timers,
-  })
+  // Activity writes are throttled in front of it, by the gateway plug-in's ActivityRecorder.
+  const workloads = new KubernetesWorkloads({ kubeConfig, namespace, profiles, logger, cache, requestTimeoutMs })
   const elector = new LeaderElector({
     kubeConfig, namespace, identity: options.identity, logger, metrics, requestTimeoutMs, ...timers,
     leaseName: options.leaseName,

@@ -201,14 +201,16 @@ export class Gateway {
   }
 
   #route (req: IncomingMessage, res: ServerResponse, user: string, expectsContinue: boolean): void {
-    this.#onActivity?.(user)
     const endpoints = this.#endpointsFor(user, req)
     if (!(endpoints instanceof Promise)) {
+      this.#onActivity?.(user)
       this.#forward(req, res, user, endpoints, expectsContinue)
       return
     }
+    // Activity only once there is a workload to keep: a 404 or 503 keeps nothing up.
     endpoints.then((found) => {
       if (res.destroyed) return
+      this.#onActivity?.(user)
       this.#forward(req, res, user, found, expectsContinue)
     }, (err: unknown) => { this.#fail(res, err) })
   }

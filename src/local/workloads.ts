@@ -147,6 +147,7 @@ export class LocalWorkloads implements Workloads {
     await this.#driver.removeUser(user)
   }
 
+  /** Keeps `at` as the user's lastActivity; the ActivityRecorder in front of it throttles. */
   touch (user: string, at: Date): void {
     const entry = this.#entries.get(user)
     if (entry !== undefined) entry.lastActivity = at.toISOString()

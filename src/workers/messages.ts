@@ -23,8 +23,9 @@ export interface WorkerInit {
   readonly synced: boolean
   /** Whether users without endpoints are asked of the primary (spawn on demand, 404/503 from its view). */
   readonly missing: boolean
-  /** Whether routed users are reported for idle culling, and how often open WebSockets count. */
+  /** Whether routed users are reported for idle culling. */
   readonly activity: boolean
+  /** The primary's activity throttle interval: how often open WebSockets count, and the longest a report waits to be sent. */
   readonly activityIntervalMs: number | undefined
 }
 
@@ -46,6 +47,7 @@ export type FromWorker =
   /** The gateway port could not be opened (a ListenError's message); the worker exits next. */
   | { readonly type: 'cannot-listen', readonly message: string }
   | { readonly type: 'missing', readonly id: number, readonly user: string, readonly accept: string | undefined }
+  /** Users routed to their workload since the last 'activity' message (each once); the primary throttles. */
   | { readonly type: 'activity', readonly users: readonly string[] }
   | { readonly type: 'metrics', readonly id: number, readonly metrics: WorkerMetrics }
 

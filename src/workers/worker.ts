@@ -13,8 +13,8 @@ import { Metrics } from '../metrics.ts'
 import { fromWireEndpoints, fromWireError, type FromWorker, type ToWorker, type WorkerInit } from './messages.ts'
 import { RelayedSource } from './relayed-source.ts'
 
-/** Routed users are sent to the primary in batches, at most this often. */
-const ACTIVITY_BATCH_MS = 1000
+/** How long a routed user waits, at most, to be sent to the primary: the IPC hop's latency, not a throttle. */
+const ACTIVITY_SEND_MS = 1000
 
 type Send = (message: FromWorker) => void
 
@@ -75,15 +75,19 @@ class BindPermission {
   }
 }
 
-/** Collects routed users and sends each at most once per batch. */
+/**
+ * Transport only: sends the set of users routed since the last send, every user every time.
+ * The primary's ActivityRecorder is the one throttle; this keeps no state across sends.
+ */
 class ActivityBatch {
   readonly #users = new Set<string>()
   readonly #timer: NodeJS.Timeout
   readonly #send: Send
 
-  constructor (send: Send) {
+  /** `throttleMs`: the recorder's interval; a send never waits longer than that. */
+  constructor (send: Send, throttleMs: number | undefined) {
     this.#send = send
-    this.#timer = setInterval(() => { this.flush() }, ACTIVITY_BATCH_MS).unref()
+    this.#timer = setInterval(() => { this.flush() }, Math.min(ACTIVITY_SEND_MS, throttleMs ?? ACTIVITY_SEND_MS)).unref()
   }
 
   readonly record = (user: string): void => { this.#users.add(user) }
@@ -124,7 +128,7 @@ async function runWorker (logger: Logger): Promise<void> {
   const source = new RelayedSource(init.routes, init.synced)
   const requests = new PrimaryRequests(send)
   const permission = new BindPermission(send)
-  const activity = init.activity ? new ActivityBatch(send) : undefined
+  const activity = init.activity ? new ActivityBatch(send, init.activityIntervalMs) : undefined
   const metrics = new Metrics()
   const verifier = createTokenVerifier(config.auth, { metrics, logger })
   const started = startPodgate({

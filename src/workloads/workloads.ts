@@ -59,7 +59,11 @@ export interface Workloads {
   delete (user: string): Promise<boolean>
   /** Sets spec.suspended (suspend when idle, wake on the next request). */
   setSuspended (user: string, suspended: boolean): Promise<void>
-  /** Records activity; implementations throttle the writes. */
+  /**
+   * Writes `at` as the user's status.lastActivity, without a throttle of its own: the
+   * ActivityRecorder (activity.ts) in front of it is the one throttle. Ignores a user without
+   * a workload; an asynchronous write's failure is the implementation's to log.
+   */
   touch (user: string, at: Date): void
   /** The last known state without I/O (an informer cache); undefined when not known. Optional. */
   cached? (user: string): Workload | undefined

@@ -9,6 +9,7 @@ import { KubernetesWorkloads } from '../../src/controller/kubernetes-workloads.t
 import { UserWorkloadCache, type UserWorkloadChange } from '../../src/controller/user-workload-cache.ts'
 import { toWorkload } from '../../src/controller/user-workload.ts'
 import { parseProfiles } from '../../src/controller/profiles.ts'
+import { ActivityRecorder } from '../../src/workloads/activity.ts'
 import type { WorkloadChange } from '../../src/workloads/workloads.ts'
 import { FakeKubeServer } from '../support/fake-kube.ts'
 import { kubeConfigFor } from '../support/kubeconfig.ts'
@@ -19,12 +20,13 @@ const profiles = parseProfiles('web:\n  image: app:1\ngpu:\n  image: app:2\n')
 
 interface Teardown { teardown (fn: () => unknown): void }
 
-async function setup (t: Teardown, options: { activityIntervalMs?: number, now?: () => number, setTimeout?: (callback: () => void, ms: number) => unknown, clearTimeout?: (handle: unknown) => void } = {}): Promise<{ server: FakeKubeServer, cache: UserWorkloadCache, workloads: KubernetesWorkloads }> {
+const logger = createLogger('silent')
+
+async function setup (t: Teardown): Promise<{ server: FakeKubeServer, cache: UserWorkloadCache, workloads: KubernetesWorkloads }> {
   const server = await FakeKubeServer.start({ bookmarkIntervalMs: 100 })
   const kubeConfig = kubeConfigFor(server)
-  const logger = createLogger('silent')
   const cache = new UserWorkloadCache({ kubeConfig, namespace: NS, logger, defaultProfile: profiles.default.name, backoff: { initialMs: 20, maxMs: 200 } })
-  const workloads = new KubernetesWorkloads({ kubeConfig, namespace: NS, profiles, logger, cache, ...options })
+  const workloads = new KubernetesWorkloads({ kubeConfig, namespace: NS, profiles, logger, cache })
   t.teardown(async () => {
     await workloads.close()
     await cache.close()
@@ -147,51 +149,73 @@ void t.test('the cache relists after the API server forgets its history, without
   t.same(cache.workloads().map((w) => w.user), ['ida'])
 })
 
-void t.test('touch writes lastActivity at most once per interval per user', async (t) => {
+// The throttle is the ActivityRecorder's (one for both backends); here it drives the real writer.
+void t.test('activity writes lastActivity at most once per interval per user', async (t) => {
   let now = Date.parse('2025-03-01T10:00:00Z')
-  const timers: Array<{ callback: () => void, at: number }> = []
-  const { server, workloads } = await setup(t, {
-    activityIntervalMs: 30_000,
+  const timers: Array<() => void> = []
+  const { server, workloads } = await setup(t)
+  const touched: string[] = []
+  const recorder = new ActivityRecorder({
+    workloads: { touch: (user, at) => { touched.push(`${user} ${at.toISOString()}`); workloads.touch(user, at) } },
+    logger,
+    idleTimeoutMs: 0,
+    touchIntervalMs: 30_000,
     now: () => now,
-    setTimeout: (callback, ms) => {
-      const timer = { callback, at: now + ms }
-      timers.push(timer)
-      return timer
-    },
-    clearTimeout: (handle) => {
-      const index = timers.indexOf(handle as typeof timers[number])
-      if (index >= 0) timers.splice(index, 1)
-    },
+    setInterval: (fn) => { timers.push(fn); return timers.length },
+    clearInterval: () => {},
   })
   await workloads.put('jo', {})
   const activity = (): unknown => (server.get(UW, NS, 'user-jo')?.status as { lastActivity?: unknown } | undefined)?.lastActivity
   const patches = (): number => server.counts.patch
   const before = patches()
-  workloads.touch('jo', new Date(now))
+  recorder.record('jo')
   await until(() => activity() === '2025-03-01T10:00:00Z', 'the first write')
   t.equal(patches() - before, 1)
   for (let i = 1; i <= 10; i++) {
     now += 1_000
-    workloads.touch('jo', new Date(now))
+    recorder.record('jo')
   }
-  await new Promise((resolve) => setTimeout(resolve, 50))
+  // The recorder calls touch synchronously: no touch, no write started.
+  t.equal(touched.length, 1, 'reports within the interval wait')
   t.equal(patches() - before, 1, 'touches within the interval wait')
-  t.equal(timers.length, 1, 'one timer for the user')
+  t.equal(timers.length, 1, 'one timer for the user (and for every other)')
   now += 20_000
-  timers.shift()?.callback()
+  timers[0]?.()
   await until(() => activity() === '2025-03-01T10:00:10Z', 'the latest touch written at the end of the interval')
   t.equal(patches() - before, 2)
   workloads.touch('nobody', new Date(now))
   workloads.touch('Not A User', new Date(now))
   workloads.touch('jo', new Date(Number.NaN))
   now += 31_000
-  workloads.touch('jo', new Date(now))
+  recorder.record('jo')
   await until(() => activity() === '2025-03-01T10:01:01Z', 'a write after the interval, at once')
   now += 1_000
-  workloads.touch('jo', new Date(now))
+  recorder.record('jo')
+  recorder.close()
   await workloads.close()
   t.equal(activity(), '2025-03-01T10:01:02Z', 'close flushes the pending activity')
   t.equal(server.get(UW, NS, 'user-nobody'), undefined, 'touching an unknown user creates nothing')
+})
+
+void t.test('touch writes what it is given, one write per user in flight, never an older one last', async (t) => {
+  const { server, cache, workloads } = await setup(t)
+  await workloads.put('kim', {})
+  const activity = (): unknown => (server.get(UW, NS, 'user-kim')?.status as { lastActivity?: unknown } | undefined)?.lastActivity
+  const at = (seconds: number): Date => new Date(Date.parse('2025-03-01T10:00:00Z') + seconds * 1000)
+  const before = server.counts.patch
+  workloads.touch('kim', at(0))
+  workloads.touch('kim', at(2))
+  workloads.touch('kim', at(1))
+  await until(() => activity() === '2025-03-01T10:00:02Z', 'the newest activity')
+  await until(() => cache.cached('kim')?.status.lastActivity === '2025-03-01T10:00:02Z', 'the cache to see it')
+  t.equal(server.counts.patch - before, 2, 'the first write, then the newest of those that waited for it')
+  workloads.touch('kim', at(3))
+  await until(() => activity() === '2025-03-01T10:00:03Z', 'a touch right after: no throttle here')
+  await until(() => cache.cached('kim')?.status.lastActivity === '2025-03-01T10:00:03Z', 'the cache to see it')
+  const written = server.counts.patch
+  workloads.touch('kim', at(1))
+  await workloads.close()
+  t.equal(server.counts.patch, written, 'older than what the status already records: not written')
 })
 
 void t.test('toWorkload reads what it can and defaults the rest', (t) => {

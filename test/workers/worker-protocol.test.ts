@@ -74,6 +74,34 @@ void t.test('routes sent in the same breath as the snapshot are applied, not dro
   t.equal(code, 0, 'drains and exits 0')
 })
 
+void t.test('a worker sends the users routed to their workload, each once per send, and no user it answered 404 or 503', async (t) => {
+  const backend = await createBackend({ user: 'alice' })
+  t.teardown(() => backend.close())
+  const child = startWorker(t)
+  const reports: string[][] = []
+  child.on('message', (message: FromWorker) => { if (message.type === 'activity') reports.push([...message.users]) })
+  await next(child, 'hello')
+  // A throttle interval shorter than the 1 s send period: the worker sends that often.
+  send(child, { ...INIT, activity: true, activityIntervalMs: 100, routes: [['alice', [['127.0.0.1', backend.address.port]]], ['waiting', []]] })
+  const listening = await next(child, 'listening') as Extract<FromWorker, { type: 'listening' }>
+  const status = async (user: string): Promise<number> => {
+    const token = await mintToken({ secret: new TextEncoder().encode(secret), user, ttlSeconds: 600 })
+    const response = await request(`http://127.0.0.1:${listening.port}/`, { headers: { authorization: `Bearer ${token}` } })
+    await response.body.dump()
+    return response.statusCode
+  }
+  t.equal(await status('nobody'), 404)
+  t.equal(await status('waiting'), 503)
+  for (let i = 0; i < 5; i++) t.equal(await status('alice'), 200)
+  while (!reports.some((users) => users.includes('alice'))) await next(child, 'activity')
+  t.ok(reports.every((users) => new Set(users).size === users.length), 'each user at most once per send')
+  t.notOk(reports.flat().some((user) => user === 'nobody' || user === 'waiting'), 'users without a routed workload are never sent')
+
+  const exited = once(child, 'exit', { signal: AbortSignal.timeout(10_000) })
+  send(child, { type: 'drain' })
+  await exited
+})
+
 void t.test('a worker told to drain before its snapshot exits at once', async (t) => {
   const child = startWorker(t)
   await next(child, 'hello')
