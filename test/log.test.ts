@@ -10,6 +10,7 @@ import { LeaderElector } from '../src/controller/leader.ts'
 import type { Workload, Workloads } from '../src/workloads/workloads.ts'
 import { FakeKubeServer } from './support/fake-kube.ts'
 import { kubeConfigFor } from './support/kubeconfig.ts'
+import { ManualClock } from './support/manual-clock.ts'
 
 type Entry = Record<string, unknown>
 
@@ -251,21 +252,10 @@ void t.test('idle sweeps while listing fails: the same, with the timers in the t
     list: () => failuresLeft-- > 0 ? Promise.reject(new Error('API unreachable')) : Promise.resolve([] as Workload[]),
     setSuspended: () => Promise.resolve(),
   } as unknown as Workloads
-  const scheduled: Array<() => void> = []
-  let wake: () => void = () => {}
-  const culler = new Culler({
-    workloads,
-    logger,
-    idleTimeoutMs: 60_000,
-    setTimeout: (fn) => { scheduled.push(fn); wake(); return {} },
-    clearTimeout: () => {},
-  })
+  const clock = new ManualClock()
+  const culler = new Culler({ workloads, logger, idleTimeoutMs: 60_000, clock })
   culler.start()
-  for (let sweep = 0; sweep < 4; sweep++) {
-    const next = new Promise<void>((resolve) => { wake = resolve })
-    scheduled.shift()?.()
-    await next
-  }
+  for (let sweep = 0; sweep < 4; sweep++) await clock.advance(culler.intervalMs)
   await culler.stop()
   checkStreak(t, lines, 'idle sweep failed; trying again next interval', 'idle sweep succeeded again')
 })

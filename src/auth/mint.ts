@@ -1,5 +1,6 @@
 // Signs an HS256 token for a user: `podgate token <user>` and the demo hand these out.
 import { SignJWT } from 'jose'
+import { systemClock, type Clock } from '../clock.ts'
 import { DEFAULT_USER_CLAIM } from '../config.ts'
 import { BadRequestError } from '../errors.ts'
 import { isDnsLabel } from '../kube/labels.ts'
@@ -13,8 +14,8 @@ export interface MintOptions {
   readonly claim?: string | undefined
   readonly issuer?: string | undefined
   readonly audience?: string | undefined
-  /** Epoch milliseconds. */
-  readonly now?: (() => number) | undefined
+  /** Its now() is the token's issue time. */
+  readonly clock?: Clock | undefined
 }
 
 const MIN_SECRET_BYTES = 32
@@ -27,7 +28,7 @@ export async function mintToken (options: MintOptions): Promise<string> {
   if (!(secret instanceof Uint8Array) || secret.length < MIN_SECRET_BYTES) throw new BadRequestError(`the signing secret must be at least ${MIN_SECRET_BYTES} bytes`)
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new BadRequestError(`ttlSeconds must be a positive whole number, got ${ttlSeconds}`)
   if (claim === '' || REGISTERED_CLAIMS.has(claim)) throw new BadRequestError(`${JSON.stringify(claim)} cannot carry the user id`)
-  const issuedAt = Math.floor((options.now ?? Date.now)() / 1000)
+  const issuedAt = Math.floor((options.clock ?? systemClock).now() / 1000)
   const jwt = new SignJWT({ [claim]: user })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setIssuedAt(issuedAt)

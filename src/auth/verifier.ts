@@ -2,6 +2,7 @@
 // whose reason is one of AUTH_FAILURE_REASONS; nothing else ever leaves verify().
 import { errors, jwtVerify, type CompactJWSHeaderParameters, type FlattenedJWSInput, type JWTPayload, type JWTVerifyOptions } from 'jose'
 import { LRUCache } from 'lru-cache'
+import { systemClock, type Clock } from '../clock.ts'
 import type { AuthConfig } from '../config.ts'
 import { AuthError, ConfigError } from '../errors.ts'
 import type { Logger } from '../log.ts'
@@ -13,8 +14,8 @@ import { isDnsLabel } from '../kube/labels.ts'
 
 export interface TokenVerifierOptions {
   readonly metrics?: Metrics | undefined
-  /** Epoch milliseconds; drives exp/nbf checks, cache expiry and the JWKS cooldown. */
-  readonly now?: (() => number) | undefined
+  /** Its now() drives exp/nbf checks, cache expiry and the JWKS cooldown. */
+  readonly clock?: Clock | undefined
   readonly fetch?: typeof fetch | undefined
   readonly logger?: Logger | undefined
 }
@@ -35,7 +36,7 @@ export function createTokenVerifier (auth: AuthConfig, options: TokenVerifierOpt
 
 class JwtVerifier implements TokenVerifier {
   readonly #keys: VerificationKeys
-  readonly #now: () => number
+  readonly #clock: Clock
   readonly #metrics: Metrics | undefined
   readonly #logger: Logger | undefined
   readonly #cache: LRUCache<string, Identity> | undefined
@@ -52,8 +53,9 @@ class JwtVerifier implements TokenVerifier {
 
   constructor (auth: AuthConfig, options: TokenVerifierOptions) {
     checkAuthConfig(auth)
-    const now = options.now ?? Date.now
-    this.#now = now
+    const clock = options.clock ?? systemClock
+    const now = (): number => clock.now()
+    this.#clock = clock
     this.#metrics = options.metrics
     this.#logger = options.logger
     this.#userClaim = auth.userClaim
@@ -78,7 +80,7 @@ class JwtVerifier implements TokenVerifier {
     const cache = this.#cache
     if (cache === undefined) return undefined
     const identity = cache.get(token)
-    if (identity !== undefined && identity.expiresAt > this.#now()) {
+    if (identity !== undefined && identity.expiresAt > this.#clock.now()) {
       this.#metrics?.tokenCache.inc('hit')
       return identity
     }
@@ -90,7 +92,7 @@ class JwtVerifier implements TokenVerifier {
     try {
       const identity = await this.#check(token)
       // lru-cache wants a whole number of milliseconds; a day is as long as any entry lives.
-      const ttl = Math.min(Math.floor(identity.expiresAt - this.#now()), MAX_CACHE_TTL_MS)
+      const ttl = Math.min(Math.floor(identity.expiresAt - this.#clock.now()), MAX_CACHE_TTL_MS)
       if (this.#cache !== undefined && ttl > 0) this.#cache.set(token, identity, { ttl })
       return identity
     } catch (err) {
@@ -109,7 +111,7 @@ class JwtVerifier implements TokenVerifier {
   async #check (token: string): Promise<Identity> {
     if (typeof token !== 'string' || token.length === 0) throw new AuthError('missing', 'no token')
     if (token.length > this.#maxTokenBytes) throw new AuthError('too_large', `token is ${token.length} bytes, more than the ${this.#maxTokenBytes} allowed`)
-    const now = this.#now()
+    const now = this.#clock.now()
     let payload = this.#hmac?.verify(token, now)
     if (payload === undefined) {
       const options: JWTVerifyOptions = {

@@ -6,7 +6,8 @@ import {
 } from '@kubernetes/client-node'
 import type { Counter } from 'prom-client'
 import type { Logger } from '../log.ts'
-import { SupervisedInformer, type Backoff, type CancelSchedule, type Schedule } from '../kube/informer.ts'
+import type { Clock } from '../clock.ts'
+import { SupervisedInformer, type Backoff } from '../kube/informer.ts'
 import { apiStatus, FIELD_MANAGER, requestOptions, type ApiConnections } from '../kube/api.ts'
 import { isSubset } from './status.ts'
 import { KEEP_ANNOTATION, type DesiredChildren } from './templates.ts'
@@ -201,9 +202,7 @@ export interface ChildrenOptions {
   watchdogMs?: number
   informerBackoff?: Backoff
   random?: () => number
-  setTimeout: Schedule
-  clearTimeout: CancelSchedule
-  now: () => number
+  clock: Clock
 }
 
 /** podgate's children in the namespace, one informer and index per kind, and the writes that bring them to what the templates want. */
@@ -248,9 +247,7 @@ export class Children {
         watchdogMs: options.watchdogMs,
         backoff: options.informerBackoff,
         random: options.random,
-        setTimeout: options.setTimeout,
-        clearTimeout: options.clearTimeout,
-        now: options.now,
+        clock: options.clock,
       })
       informers.push(informer)
       return index

@@ -5,9 +5,9 @@
 // failing, and clear holderIdentity on close so a successor takes over at once.
 import { CoordinationV1Api, V1MicroTime, type ConfigurationOptions, type KubeConfig, type V1Lease } from '@kubernetes/client-node'
 import { Gauge } from 'prom-client'
+import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
 import { componentLogger, FailureStreaks, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
-import type { CancelSchedule, Schedule } from '../kube/informer.ts'
 import { ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, requestOptions } from '../kube/api.ts'
 import { DNS_SUBDOMAIN } from '../kube/labels.ts'
 
@@ -35,9 +35,7 @@ export interface LeaderElectorOptions {
   requestTimeoutMs?: number
   /** Registers the podgate_leader gauge on this registry. */
   metrics?: Metrics
-  now?: () => number
-  setTimeout?: Schedule
-  clearTimeout?: CancelSchedule
+  clock?: Clock
 }
 
 type Attempt = 'held' | 'other' | 'error'
@@ -65,15 +63,13 @@ export class LeaderElector {
   readonly #renewDeadlineMs: number
   readonly #options: ConfigurationOptions
   readonly #connections = new ApiConnections()
-  readonly #now: () => number
-  readonly #setTimeout: Schedule
-  readonly #clearTimeout: CancelSchedule
+  readonly #clock: Clock
   readonly #gauge: Gauge | undefined
   readonly #listeners = new Set<LeadershipListener>()
   #leading = false
   #started = false
   #closed = false
-  #timer: unknown
+  #timer: TimerHandle | undefined
   #running: Promise<void> | undefined
   #transitions: Promise<void> = Promise.resolve()
   #lastRenewAt = 0
@@ -100,9 +96,7 @@ export class LeaderElector {
     this.#logger = componentLogger(options.logger, 'leader-election', { lease: this.leaseName, identity: this.identity })
     this.#failures = new FailureStreaks(this.#logger, { failed: 'lease request failed', recovered: 'lease requests answered again', describe: apiErrorMessage })
     this.#options = requestOptions(Math.min(options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, this.#renewDeadlineMs), this.#connections)
-    this.#now = options.now ?? Date.now
-    this.#setTimeout = options.setTimeout ?? ((callback, ms) => setTimeout(callback, ms))
-    this.#clearTimeout = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
+    this.#clock = options.clock ?? systemClock
     if (options.metrics !== undefined) {
       this.#gauge = new Gauge({ name: 'podgate_leader', help: '1 while this replica holds the provisioner Lease', registers: [options.metrics.registry] })
       this.#gauge.set(0)
@@ -127,7 +121,7 @@ export class LeaderElector {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    this.#clearTimeout(this.#timer)
+    this.#clock.clearTimeout(this.#timer)
     await this.#running
     if (this.#leading) this.#transition(false)
     await this.#transitions
@@ -137,7 +131,7 @@ export class LeaderElector {
 
   #schedule (ms: number): void {
     if (this.#closed) return
-    this.#timer = this.#setTimeout(() => {
+    this.#timer = this.#clock.setTimeout(() => {
       this.#running = this.#tick().finally(() => { this.#running = undefined })
     }, ms)
   }
@@ -149,7 +143,7 @@ export class LeaderElector {
       this.#failures.recovered()
     }
     if (this.#closed) return
-    const now = this.#now()
+    const now = this.#clock.now()
     if (attempt === 'held') {
       this.#lastRenewAt = now
       if (!this.#leading) {
@@ -224,14 +218,14 @@ export class LeaderElector {
     } catch (err) {
       if (apiStatus(err) !== 404) return this.#failed('read', err)
       try {
-        const created = await this.#api.createNamespacedLease({ namespace: this.#namespace, body: this.#leaseBody(undefined, this.#now()), fieldManager: FIELD_MANAGER }, this.#options)
-        this.#observe(created, this.#now())
+        const created = await this.#api.createNamespacedLease({ namespace: this.#namespace, body: this.#leaseBody(undefined, this.#clock.now()), fieldManager: FIELD_MANAGER }, this.#options)
+        this.#observe(created, this.#clock.now())
         return 'held'
       } catch (createErr) {
         return apiStatus(createErr) === 409 ? 'other' : this.#failed('create', createErr)
       }
     }
-    const now = this.#now()
+    const now = this.#clock.now()
     this.#observe(lease, now)
     const spec = lease.spec ?? {}
     const holder = spec.holderIdentity ?? ''
@@ -240,7 +234,7 @@ export class LeaderElector {
     if (holder !== this.identity) this.#logger.info({ previousHolder: holder === '' ? undefined : holder }, holder === '' ? 'the lease is free; taking it' : 'the lease expired; taking it')
     try {
       const updated = await this.#api.replaceNamespacedLease({ name: this.leaseName, namespace: this.#namespace, body: this.#leaseBody(lease, now), fieldManager: FIELD_MANAGER }, this.#options)
-      this.#observe(updated, this.#now())
+      this.#observe(updated, this.#clock.now())
       return 'held'
     } catch (err) {
       // 409: another replica wrote the Lease since it was read; it won this round.
@@ -258,7 +252,7 @@ export class LeaderElector {
     try {
       const lease = await this.#api.readNamespacedLease({ name: this.leaseName, namespace: this.#namespace }, this.#options)
       if (lease.spec?.holderIdentity !== this.identity) return
-      const now = this.#now()
+      const now = this.#clock.now()
       const body = this.#leaseBody(lease, now)
       // Like client-go: an empty holder and a 1 s duration, so the next candidate takes it at once.
       body.spec = { ...body.spec, holderIdentity: '', leaseDurationSeconds: 1 }

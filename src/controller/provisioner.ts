@@ -13,7 +13,7 @@ import { Reconciler, ReconcilerMetrics, type ReconcilerOptions } from './reconci
 
 /** Tuning passed through to the cache, the Lease and the reconciler (defaults there). */
 type Tuning =
-  & Pick<ReconcilerOptions, 'gatewayPodSelector' | 'networkPolicy' | 'concurrency' | 'retryBackoff' | 'requestTimeoutMs' | 'sweepIntervalMs' | 'resyncIntervalMs' | 'watchdogMs' | 'informerBackoff' | 'random' | 'setTimeout' | 'clearTimeout' | 'now'>
+  & Pick<ReconcilerOptions, 'gatewayPodSelector' | 'networkPolicy' | 'concurrency' | 'retryBackoff' | 'requestTimeoutMs' | 'sweepIntervalMs' | 'resyncIntervalMs' | 'watchdogMs' | 'informerBackoff' | 'random' | 'clock'>
   & Pick<LeaderElectorOptions, 'leaseName' | 'leaseDurationMs' | 'renewIntervalMs' | 'retryIntervalMs' | 'renewDeadlineMs'>
 
 export interface KubernetesProvisionerOptions extends Tuning {
@@ -46,15 +46,14 @@ export function startKubernetesProvisioner (options: KubernetesProvisionerOption
   const { kubeConfig, namespace, logger, metrics } = options
   const profiles = options.profiles ?? loadProfiles(options.config.profilesFile)
   // Unset options stay undefined: every collaborator applies its own default.
-  const { requestTimeoutMs, watchdogMs, random, setTimeout, clearTimeout, now } = options
-  const timers = { setTimeout, clearTimeout, now }
+  const { requestTimeoutMs, watchdogMs, random, clock } = options
   const cache = new UserWorkloadCache({
-    kubeConfig, namespace, logger, defaultProfile: profiles.default.name, requestTimeoutMs, watchdogMs, backoff: options.informerBackoff, random, ...timers,
+    kubeConfig, namespace, logger, defaultProfile: profiles.default.name, requestTimeoutMs, watchdogMs, backoff: options.informerBackoff, random, clock,
   })
   // Activity writes are throttled in front of it, by the gateway plug-in's ActivityRecorder.
   const workloads = new KubernetesWorkloads({ kubeConfig, namespace, profiles, logger, cache, requestTimeoutMs })
   const elector = new LeaderElector({
-    kubeConfig, namespace, identity: options.identity, logger, metrics, requestTimeoutMs, ...timers,
+    kubeConfig, namespace, identity: options.identity, logger, metrics, requestTimeoutMs, clock,
     leaseName: options.leaseName,
     leaseDurationMs: options.leaseDurationMs,
     renewIntervalMs: options.renewIntervalMs,
@@ -62,7 +61,7 @@ export function startKubernetesProvisioner (options: KubernetesProvisionerOption
     renewDeadlineMs: options.renewDeadlineMs,
   })
   const reconcilerOptions: ReconcilerOptions = {
-    kubeConfig, namespace, profiles, cache, logger, metrics: new ReconcilerMetrics(metrics), requestTimeoutMs, watchdogMs, random, ...timers,
+    kubeConfig, namespace, profiles, cache, logger, metrics: new ReconcilerMetrics(metrics), requestTimeoutMs, watchdogMs, random, clock,
     gatewayPodSelector: options.gatewayPodSelector,
     networkPolicy: options.networkPolicy,
     concurrency: options.concurrency,

@@ -3,7 +3,8 @@ import { CustomObjectsApi, PatchStrategy, type ConfigurationOptions, type KubeCo
 import { Counter, Gauge, Histogram } from 'prom-client'
 import { componentLogger, FailureStreaks, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
-import type { Backoff, CancelSchedule, Schedule } from '../kube/informer.ts'
+import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
+import type { Backoff } from '../kube/informer.ts'
 import {
   ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, isRetryable, requestOptions, retryAfterMs,
 } from '../kube/api.ts'
@@ -64,9 +65,7 @@ export interface ReconcilerOptions {
   watchdogMs?: number
   informerBackoff?: Backoff
   random?: () => number
-  setTimeout?: Schedule
-  clearTimeout?: CancelSchedule
-  now?: () => number
+  clock?: Clock
 }
 
 /** Why a UserWorkload cannot be served (said in its status), or undefined. */
@@ -101,15 +100,13 @@ export class Reconciler {
   readonly #statusApi: CustomObjectsApi
   readonly #statusOptions: ConfigurationOptions
   readonly #connections = new ApiConnections()
-  readonly #setTimeout: Schedule
-  readonly #clearTimeout: CancelSchedule
-  readonly #now: () => number
+  readonly #clock: Clock
   /** Status last written per workload, with the resourceVersion it was computed from. */
   readonly #written = new Map<string, { rv: string | undefined, json: string }>()
   readonly #synced: Promise<void>
   #unsubscribe: (() => void) | undefined
-  #sweepTimer: unknown
-  #resyncTimer: unknown
+  #sweepTimer: TimerHandle | undefined
+  #resyncTimer: TimerHandle | undefined
   #sweeping: Promise<number> | undefined
   #started = false
   #closed = false
@@ -122,9 +119,7 @@ export class Reconciler {
     this.#logger = componentLogger(options.logger, 'reconciler')
     this.#reconcileFailures = new FailureStreaks(this.#logger, { failed: 'reconcile failed; retrying', recovered: 'reconciled after failures', describe: apiErrorMessage })
     this.#orphanFailures = new FailureStreaks(this.#logger, { failed: 'could not delete an orphan', recovered: 'deleted an orphan: its UserWorkload is gone', describe: apiErrorMessage })
-    this.#setTimeout = options.setTimeout ?? ((callback, ms) => setTimeout(callback, ms))
-    this.#clearTimeout = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
-    this.#now = options.now ?? Date.now
+    this.#clock = options.clock ?? systemClock
     const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
     this.#statusOptions = requestOptions(requestTimeoutMs, this.#connections, PatchStrategy.MergePatch)
     this.#statusApi = options.kubeConfig.makeApiClient(CustomObjectsApi)
@@ -140,16 +135,14 @@ export class Reconciler {
       watchdogMs: options.watchdogMs,
       informerBackoff: options.informerBackoff,
       random: options.random,
-      setTimeout: this.#setTimeout,
-      clearTimeout: this.#clearTimeout,
-      now: this.#now,
+      clock: this.#clock,
     })
     this.#queue = new WorkQueue({
       process: (key) => this.#reconcileTimed(key),
       concurrency: options.concurrency ?? DEFAULT_CONCURRENCY,
       backoff: options.retryBackoff ?? DEFAULT_RETRY_BACKOFF,
       retryDelay: (err) => {
-        const after = retryAfterMs(err, this.#now)
+        const after = retryAfterMs(err, () => this.#clock.now())
         if (after !== undefined) return Math.min(after, MAX_RETRY_AFTER_MS)
         // Not worth a quick retry (400, 403, 422…): come back at the slowest pace.
         return isRetryable(err) ? undefined : (options.retryBackoff ?? DEFAULT_RETRY_BACKOFF).maxMs
@@ -160,8 +153,7 @@ export class Reconciler {
       },
       onRecovered: (key) => { this.#reconcileFailures.recovered({ workload: key }, key) },
       random: options.random,
-      setTimeout: this.#setTimeout,
-      clearTimeout: this.#clearTimeout,
+      clock: this.#clock,
     })
     this.#metrics = options.metrics
     this.#synced = Promise.all([this.#cache.synced, this.#children.synced]).then(() => {})
@@ -196,8 +188,8 @@ export class Reconciler {
     this.#closed = true
     this.#unsubscribe?.()
     if (this.#metrics !== undefined) this.#metrics.queueDepth = () => 0
-    this.#clearTimeout(this.#sweepTimer)
-    this.#clearTimeout(this.#resyncTimer)
+    this.#clock.clearTimeout(this.#sweepTimer)
+    this.#clock.clearTimeout(this.#resyncTimer)
     this.#connections.abort()
     await this.#queue.close()
     await this.#sweeping
@@ -207,14 +199,14 @@ export class Reconciler {
 
   #scheduleSweep (): void {
     if (this.#closed) return
-    this.#sweepTimer = this.#setTimeout(() => {
+    this.#sweepTimer = this.#clock.setTimeout(() => {
       void this.sweep().finally(() => { this.#scheduleSweep() })
     }, this.#options.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS)
   }
 
   #scheduleResync (): void {
     if (this.#closed) return
-    this.#resyncTimer = this.#setTimeout(() => {
+    this.#resyncTimer = this.#clock.setTimeout(() => {
       for (const name of this.#cache.names()) this.#queue.add(name)
       this.#scheduleResync()
     }, this.#options.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS)
@@ -309,7 +301,7 @@ export class Reconciler {
 
   async #writeStatus (object: UserWorkloadObject, observed: ObservedWorkload): Promise<void> {
     const name = object.metadata?.name ?? ''
-    const status = deriveStatus(observed, object.status, new Date(this.#now()))
+    const status = deriveStatus(observed, object.status, new Date(this.#clock.now()))
     if (statusMatches(status, object.status)) return
     const body = {
       status: {

@@ -1,7 +1,8 @@
 // The informer-backed cache of UserWorkloads every replica keeps: the spawner reads it on the request path without an API call, the leader's reconciler is driven by it.
 import { CustomObjectsApi, type KubeConfig, type KubernetesListObject } from '@kubernetes/client-node'
 import { ApiConnections, DEFAULT_REQUEST_TIMEOUT_MS, requestOptions } from '../kube/api.ts'
-import { SupervisedInformer, type Backoff, type CancelSchedule, type Schedule } from '../kube/informer.ts'
+import type { Clock } from '../clock.ts'
+import { SupervisedInformer, type Backoff } from '../kube/informer.ts'
 import { componentLogger, type Logger } from '../log.ts'
 import { WORKLOAD_GROUP, WORKLOAD_PLURAL, WORKLOAD_VERSION, type Workload } from '../workloads/workloads.ts'
 import { toWorkload, type UserWorkloadObject } from './user-workload.ts'
@@ -27,9 +28,7 @@ export interface UserWorkloadCacheOptions {
   watchdogMs?: number
   backoff?: Backoff
   random?: () => number
-  setTimeout?: Schedule
-  clearTimeout?: CancelSchedule
-  now?: () => number
+  clock?: Clock
 }
 
 interface Entry {
@@ -71,9 +70,7 @@ export class UserWorkloadCache {
       watchdogMs: options.watchdogMs,
       backoff: options.backoff,
       random: options.random,
-      setTimeout: options.setTimeout,
-      clearTimeout: options.clearTimeout,
-      now: options.now,
+      clock: options.clock,
     })
   }
 

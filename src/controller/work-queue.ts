@@ -1,5 +1,6 @@
 // A per-key work queue like client-go's: deduplicated keys, one run per key at a time, per-key backoff on failure.
-import { backoffDelay, type Backoff, type CancelSchedule, type Schedule } from '../kube/informer.ts'
+import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
+import { backoffDelay, type Backoff } from '../kube/informer.ts'
 
 export const DEFAULT_CONCURRENCY = 8
 export const DEFAULT_RETRY_BACKOFF: Backoff = Object.freeze({ initialMs: 250, maxMs: 60_000 })
@@ -14,8 +15,7 @@ export interface WorkQueueOptions {
   /** A key that had failed `attempts` times was processed. */
   onRecovered?: (key: string, attempts: number) => void
   random?: () => number
-  setTimeout?: Schedule
-  clearTimeout?: CancelSchedule
+  clock?: Clock
 }
 
 /**
@@ -31,14 +31,13 @@ export class WorkQueue {
   readonly #onError: (key: string, err: unknown, attempt: number, delayMs: number) => void
   readonly #onRecovered: (key: string, attempts: number) => void
   readonly #random: () => number
-  readonly #setTimeout: Schedule
-  readonly #clearTimeout: CancelSchedule
+  readonly #clock: Clock
   /** Insertion-ordered: the oldest key is processed first. */
   readonly #queued = new Set<string>()
   readonly #processing = new Set<string>()
   readonly #again = new Set<string>()
   readonly #failures = new Map<string, number>()
-  readonly #retries = new Map<string, unknown>()
+  readonly #retries = new Map<string, TimerHandle>()
   readonly #running = new Set<Promise<void>>()
   #idleWaiters: Array<() => void> = []
   #started = false
@@ -53,8 +52,7 @@ export class WorkQueue {
     this.#onError = options.onError ?? (() => {})
     this.#onRecovered = options.onRecovered ?? (() => {})
     this.#random = options.random ?? Math.random
-    this.#setTimeout = options.setTimeout ?? ((callback, ms) => setTimeout(callback, ms))
-    this.#clearTimeout = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
+    this.#clock = options.clock ?? systemClock
   }
 
   /** Keys waiting (not counting those being processed). */
@@ -91,7 +89,7 @@ export class WorkQueue {
     this.#closed = true
     this.#queued.clear()
     this.#again.clear()
-    for (const handle of this.#retries.values()) this.#clearTimeout(handle)
+    for (const handle of this.#retries.values()) this.#clock.clearTimeout(handle)
     this.#retries.clear()
     await Promise.allSettled([...this.#running])
     this.#notifyIdle()
@@ -117,7 +115,7 @@ export class WorkQueue {
       if (failures !== undefined && !this.#closed) this.#onRecovered(key, failures)
       const retry = this.#retries.get(key)
       if (retry !== undefined) {
-        this.#clearTimeout(retry)
+        this.#clock.clearTimeout(retry)
         this.#retries.delete(key)
       }
     } catch (err) {
@@ -129,8 +127,8 @@ export class WorkQueue {
       if (!this.#closed) this.#onError(key, err, attempt, delay)
       if (!this.#closed) {
         const previous = this.#retries.get(key)
-        if (previous !== undefined) this.#clearTimeout(previous)
-        this.#retries.set(key, this.#setTimeout(() => {
+        if (previous !== undefined) this.#clock.clearTimeout(previous)
+        this.#retries.set(key, this.#clock.setTimeout(() => {
           this.#retries.delete(key)
           this.add(key)
         }, delay))

@@ -3,10 +3,11 @@
 // serving; the informer underneath is supervised (see ../kube/informer.ts).
 import { DiscoveryV1Api, type KubeConfig, type V1EndpointSlice } from '@kubernetes/client-node'
 import { Counter, Gauge, type Registry } from 'prom-client'
+import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
 import { componentLogger, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import type { Cluster } from '../kube/kubeconfig.ts'
-import { SupervisedInformer, type Backoff, type CancelSchedule, type RestartReason, type Schedule } from '../kube/informer.ts'
+import { SupervisedInformer, type Backoff, type RestartReason } from '../kube/informer.ts'
 import { isDnsLabel, MANAGED_BY_SELECTOR } from '../kube/labels.ts'
 import { EndpointIndex } from './endpoint-slices.ts'
 import { SnapshotPublisher, type EndpointSource } from './source.ts'
@@ -26,7 +27,7 @@ export class EndpointSliceMetrics {
   readonly lists: Counter
   readonly secondsSinceLastEvent: Gauge
 
-  constructor (registry: Registry, lastEventAt: () => number, now: () => number) {
+  constructor (registry: Registry, lastEventAt: () => number, clock: Clock) {
     this.events = new Counter({ name: 'podgate_endpointslice_watch_events_total', help: 'EndpointSlice watch events received, by type', labelNames: ['type'] as const, registers: [registry] })
     this.restarts = new Counter({ name: 'podgate_endpointslice_informer_restarts_total', help: 'EndpointSlice informer restarts, by reason', labelNames: ['reason'] as const, registers: [registry] })
     this.lists = new Counter({ name: 'podgate_endpointslice_lists_total', help: 'Complete EndpointSlice lists (first sync and every relist)', registers: [registry] })
@@ -34,7 +35,7 @@ export class EndpointSliceMetrics {
       name: 'podgate_endpointslice_seconds_since_last_event',
       help: 'Seconds since the last EndpointSlice watch event (bookmarks included) or list',
       registers: [registry],
-      collect () { this.set(Math.max(0, (now() - lastEventAt()) / 1000)) },
+      collect () { this.set(Math.max(0, (clock.now() - lastEventAt()) / 1000)) },
     })
     for (const type of WATCH_EVENT_TYPES) this.events.inc({ type }, 0)
     for (const reason of ['error', 'watchdog'] satisfies RestartReason[]) this.restarts.inc({ reason }, 0)
@@ -57,9 +58,7 @@ export interface KubernetesEndpointSourceOptions {
   /** Bursts of slice events within this window become one snapshot swap. Default 5 ms. */
   coalesceMs?: number
   random?: () => number
-  setTimeout?: Schedule
-  clearTimeout?: CancelSchedule
-  now?: () => number
+  clock?: Clock
 }
 
 function positive (value: number | undefined, field: string, allowZero = false): void {
@@ -73,9 +72,8 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
   readonly #informer: SupervisedInformer<V1EndpointSlice>
   readonly #index: EndpointIndex
   readonly #coalesceMs: number
-  readonly #setTimeout: Schedule
-  readonly #clearTimeout: CancelSchedule
-  #flushTimer: unknown
+  readonly #clock: Clock
+  #flushTimer: TimerHandle | undefined
   #flushPending = false
 
   constructor (options: KubernetesEndpointSourceOptions) {
@@ -92,10 +90,9 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
       throw new TypeError('KubernetesEndpointSource: options.backoff.maxMs must not be below backoff.initialMs')
     }
     const { logger, namespace } = options
-    const now = options.now ?? Date.now
+    const clock = options.clock ?? systemClock
+    this.#clock = clock
     this.#coalesceMs = options.coalesceMs ?? DEFAULT_COALESCE_MS
-    this.#setTimeout = options.setTimeout ?? ((callback, ms) => setTimeout(callback, ms))
-    this.#clearTimeout = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
     this.#index = new EndpointIndex((slice, problem) => { logger.warn({ slice, problem }, 'EndpointSlice not fully routable') })
     const api = options.kubeConfig.makeApiClient(DiscoveryV1Api)
     let informerMetrics: EndpointSliceMetrics | undefined
@@ -128,13 +125,11 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
       watchdogMs: options.watchdogMs,
       backoff: options.backoff,
       random: options.random,
-      setTimeout: this.#setTimeout,
-      clearTimeout: this.#clearTimeout,
-      now,
+      clock,
     })
     if (options.metrics !== undefined) {
       const informer = this.#informer
-      informerMetrics = new EndpointSliceMetrics(options.metrics.registry, () => informer.lastEventAt, now)
+      informerMetrics = new EndpointSliceMetrics(options.metrics.registry, () => informer.lastEventAt, clock)
     }
   }
 
@@ -150,7 +145,7 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
   }
 
   async close (): Promise<void> {
-    this.#clearTimeout(this.#flushTimer)
+    this.#clock.clearTimeout(this.#flushTimer)
     this.#flushPending = false
     await this.#informer.close()
   }
@@ -158,12 +153,12 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
   #schedule (): void {
     if (this.#flushPending) return
     this.#flushPending = true
-    this.#flushTimer = this.#setTimeout(() => { this.#flush() }, this.#coalesceMs)
+    this.#flushTimer = this.#clock.setTimeout(() => { this.#flush() }, this.#coalesceMs)
   }
 
   #flush (): void {
     if (this.#flushPending) {
-      this.#clearTimeout(this.#flushTimer)
+      this.#clock.clearTimeout(this.#flushTimer)
       this.#flushPending = false
     }
     const previous = this.snapshot

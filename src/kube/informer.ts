@@ -3,15 +3,12 @@
 // this restarts it with jittered exponential backoff, restarts it when it has gone silent,
 // and resolves `synced` after the first complete list.
 import { ListWatch, Watch, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node'
+import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
 import { apiErrorMessage } from './api.ts'
 
 export const DEFAULT_WATCHDOG_MS = 90_000
 export const DEFAULT_BACKOFF = Object.freeze({ initialMs: 500, maxMs: 30_000 })
-
-/** Schedules `callback` after `ms`; returns a handle for the matching cancel function. */
-export type Schedule = (callback: () => void, ms: number) => unknown
-export type CancelSchedule = (handle: unknown) => void
 
 export interface Backoff {
   readonly initialMs: number
@@ -47,9 +44,7 @@ export interface SupervisedInformerOptions<T extends KubernetesObject> {
   watchdogMs?: number
   backoff?: Backoff
   random?: () => number
-  setTimeout?: Schedule
-  clearTimeout?: CancelSchedule
-  now?: () => number
+  clock?: Clock
 }
 
 /** Delay before restart number `attempt` (0-based): exponential, capped, with half of it random. */
@@ -116,9 +111,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
   readonly #watchdogMs: number
   readonly #backoff: Backoff
   readonly #random: () => number
-  readonly #setTimeout: Schedule
-  readonly #clearTimeout: CancelSchedule
-  readonly #now: () => number
+  readonly #clock: Clock
   readonly #pendingDelays = new Set<() => void>()
   #informer: ListWatch<T> | undefined
   #generation = 0
@@ -129,8 +122,8 @@ export class SupervisedInformer<T extends KubernetesObject> {
   #closed = false
   #lastActivity: number
   #lastEventAt: number
-  #retryTimer: unknown
-  #watchdogTimer: unknown
+  #retryTimer: TimerHandle | undefined
+  #watchdogTimer: TimerHandle | undefined
 
   constructor (options: SupervisedInformerOptions<T>) {
     this.#kubeConfig = options.kubeConfig
@@ -144,10 +137,8 @@ export class SupervisedInformer<T extends KubernetesObject> {
     this.#watchdogMs = options.watchdogMs ?? DEFAULT_WATCHDOG_MS
     this.#backoff = options.backoff ?? DEFAULT_BACKOFF
     this.#random = options.random ?? Math.random
-    this.#setTimeout = options.setTimeout ?? ((callback, ms) => setTimeout(callback, ms))
-    this.#clearTimeout = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
-    this.#now = options.now ?? Date.now
-    this.#lastActivity = this.#now()
+    this.#clock = options.clock ?? systemClock
+    this.#lastActivity = this.#clock.now()
     this.#lastEventAt = this.#lastActivity
     const { promise, resolve } = Promise.withResolvers<void>()
     this.synced = promise
@@ -155,7 +146,7 @@ export class SupervisedInformer<T extends KubernetesObject> {
   }
 
   get isSynced (): boolean { return this.#isSynced }
-  /** When the last watch event or complete list arrived (ms, from `now`). */
+  /** When the last watch event or complete list arrived (ms, from the clock). */
   get lastEventAt (): number { return this.#lastEventAt }
   get restarts (): number { return this.#restarts }
 
@@ -169,12 +160,12 @@ export class SupervisedInformer<T extends KubernetesObject> {
   async close (): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    this.#clearTimeout(this.#retryTimer)
-    this.#clearTimeout(this.#watchdogTimer)
+    this.#clock.clearTimeout(this.#retryTimer)
+    this.#clock.clearTimeout(this.#watchdogTimer)
     await this.#retire()
   }
 
-  #touch (): void { this.#lastActivity = this.#now() }
+  #touch (): void { this.#lastActivity = this.#clock.now() }
 
   #launch (): void {
     const generation = ++this.#generation
@@ -223,11 +214,11 @@ export class SupervisedInformer<T extends KubernetesObject> {
     return new Promise((resolve) => {
       const finish = (): void => {
         this.#pendingDelays.delete(finish)
-        this.#clearTimeout(handle)
+        this.#clock.clearTimeout(handle)
         this.#touch()
         resolve()
       }
-      const handle = this.#setTimeout(finish, ms)
+      const handle = this.#clock.setTimeout(finish, ms)
       this.#pendingDelays.add(finish)
     })
   }
@@ -246,19 +237,19 @@ export class SupervisedInformer<T extends KubernetesObject> {
     this.#failures.failed(err, { path: this.#path, delayMs: delay })
     this.#observer.restart?.('error')
     void this.#retire()
-    this.#retryTimer = this.#setTimeout(() => {
+    this.#retryTimer = this.#clock.setTimeout(() => {
       this.#retryTimer = undefined
       if (!this.#closed) this.#launch()
     }, delay)
   }
 
   #armWatchdog (): void {
-    this.#watchdogTimer = this.#setTimeout(() => { this.#checkWatchdog() }, Math.max(5, Math.floor(this.#watchdogMs / 4)))
+    this.#watchdogTimer = this.#clock.setTimeout(() => { this.#checkWatchdog() }, Math.max(5, Math.floor(this.#watchdogMs / 4)))
   }
 
   #checkWatchdog (): void {
     if (this.#closed) return
-    const silentMs = this.#now() - this.#lastActivity
+    const silentMs = this.#clock.now() - this.#lastActivity
     if (this.#informer !== undefined && this.#pendingDelays.size === 0 && silentMs > this.#watchdogMs) {
       this.#restarts++
       this.#logger.warn({ path: this.#path, silentMs }, 'watch silent for too long; restarting the informer')

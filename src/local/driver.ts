@@ -2,8 +2,8 @@
 // LocalEndpointSource: the local stand-in for a Deployment plus its EndpointSlice.
 import { spawn as spawnProcess, type ChildProcess } from 'node:child_process'
 import { extname } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
+import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
 import type { LocalEndpointSource } from './endpoint-source.ts'
 import { endpoint, type Endpoint } from '../discovery/source.ts'
 import { DrainingError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
@@ -43,9 +43,8 @@ export interface LocalDriverOptions {
   /** A child that stayed up this long resets the consecutive-crash count. */
   readonly stableMs?: number
   readonly spawn?: typeof spawnProcess
-  /** Waits `ms`; rejects when `signal` aborts. */
-  readonly delay?: (ms: number, signal: AbortSignal) => Promise<void>
-  readonly now?: () => number
+  /** Times the start timeout, the stop grace period, restart delays and process uptime. */
+  readonly clock?: Clock
 }
 
 export type BackendState = 'starting' | 'running' | 'restarting' | 'failed' | 'stopping'
@@ -95,8 +94,7 @@ export class LocalDriver {
   readonly #maxRestarts: number
   readonly #stableMs: number
   readonly #spawn: typeof spawnProcess
-  readonly #delay: (ms: number, signal: AbortSignal) => Promise<void>
-  readonly #now: () => number
+  readonly #clock: Clock
   readonly #slots = new Map<string, Slot>()
   #closing: Promise<void> | undefined
 
@@ -115,8 +113,7 @@ export class LocalDriver {
     this.#maxRestarts = count('maxRestarts', options.maxRestarts ?? DEFAULT_MAX_RESTARTS)
     this.#stableMs = positive('stableMs', options.stableMs ?? DEFAULT_STABLE_MS)
     this.#spawn = options.spawn ?? spawnProcess
-    this.#delay = options.delay ?? ((ms, signal) => sleep(ms, undefined, { signal }))
-    this.#now = options.now ?? Date.now
+    this.#clock = options.clock ?? systemClock
   }
 
   /**
@@ -232,7 +229,7 @@ export class LocalDriver {
       throw new WorkloadNotFoundError(`backend for ${user} was removed while starting`)
     }
     const ready = endpoint(address, port)
-    proc.startedAt = this.#now()
+    proc.startedAt = this.#clock.now()
     slot.process = proc
     slot.endpoint = ready
     slot.failed = false
@@ -248,7 +245,7 @@ export class LocalDriver {
     slot.endpoint = undefined
     if (proc.stopRequested || slot.removed.signal.aborted) return
     const { child } = proc
-    if (this.#now() - proc.startedAt >= this.#stableMs) slot.crashes = 0
+    if (this.#clock.now() - proc.startedAt >= this.#stableMs) slot.crashes = 0
     slot.crashes += 1
     this.#logger.warn({ user: slot.user, pid: proc.pid, code: child.exitCode, signal: child.signalCode, crashes: slot.crashes, stderr: proc.stderr.text() }, 'local backend exited unexpectedly; restarting it')
     this.#source.set(slot.user, [])
@@ -272,11 +269,38 @@ export class LocalDriver {
     proc.stopRequested = true
     if (proc.hasExited) return
     proc.child.kill('SIGTERM')
-    if (await settlesWithin(proc.exited, this.#stopGraceMs)) return
+    if (await this.#settlesWithin(proc.exited, this.#stopGraceMs)) return
     this.#logger.warn({ user, pid: proc.pid, graceMs: this.#stopGraceMs }, 'local backend ignored SIGTERM; killing it')
     proc.child.kill('SIGKILL')
-    if (await settlesWithin(proc.exited, this.#stopGraceMs)) return
+    if (await this.#settlesWithin(proc.exited, this.#stopGraceMs)) return
     this.#logger.error({ user, pid: proc.pid }, 'local backend did not exit after SIGKILL')
+  }
+
+  /** Waits `ms`; rejects when `signal` aborts. */
+  #delay (ms: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason as Error)
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#clock.clearTimeout(timer)
+        reject(signal.reason as Error)
+      }
+      const timer = this.#clock.setTimeout(() => {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+      }, ms)
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  /** Whether `promise` settles within `ms`. */
+  async #settlesWithin (promise: Promise<void>, ms: number): Promise<boolean> {
+    let timer: TimerHandle | undefined
+    const timeout = new Promise<false>((resolve) => { timer = this.#clock.setTimeout(() => { resolve(false) }, ms) })
+    try {
+      return await Promise.race([promise.then(() => true), timeout])
+    } finally {
+      this.#clock.clearTimeout(timer)
+    }
   }
 
   /** Spawns one backend and waits for its listening line, its early exit, the timeout, or an abort. */
@@ -298,7 +322,7 @@ export class LocalDriver {
       child,
       pid: child.pid,
       stderr,
-      startedAt: this.#now(),
+      startedAt: this.#clock.now(),
       stopRequested: false,
       hasExited: false,
       exited: new Promise<void>((resolve) => {
@@ -322,7 +346,7 @@ export class LocalDriver {
       const settle = (): boolean => {
         if (settled) return false
         settled = true
-        clearTimeout(timer)
+        this.#clock.clearTimeout(timer)
         signal.removeEventListener('abort', onAbort)
         child.off('close', onEarlyClose)
         return true
@@ -340,7 +364,7 @@ export class LocalDriver {
         const how = spawnError !== undefined ? `could not be spawned (${spawnError.message})` : `exited (${describeExit(child)}) before listening`
         fail(new WorkloadFailedError(`backend for ${user} ${how}${stderr.suffix()}`, { cause: spawnError }))
       }
-      const timer = setTimeout(() => {
+      const timer = this.#clock.setTimeout(() => {
         fail(new WorkloadFailedError(`backend for ${user} did not report a listening address within ${this.#startTimeoutMs} ms${stderr.suffix()}`))
       }, this.#startTimeoutMs)
       signal.addEventListener('abort', onAbort, { once: true })
@@ -397,16 +421,6 @@ class StderrTail {
   suffix (): string {
     const text = this.text()
     return text === '' ? '' : `; stderr: ${text}`
-  }
-}
-
-async function settlesWithin (promise: Promise<void>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<false>((resolve) => { timer = setTimeout(() => { resolve(false) }, ms) })
-  try {
-    return await Promise.race([promise.then(() => true), timeout])
-  } finally {
-    clearTimeout(timer)
   }
 }
 

@@ -1,6 +1,7 @@
 // The Workloads contract over the local driver: a user's workload is a backend process on
 // 127.0.0.1. Suspending stops the process but keeps the user; waking starts it again.
 // Desired state lives in this process's memory, which is what local mode is.
+import { systemClock, type Clock } from '../clock.ts'
 import type { EndpointSource } from '../discovery/source.ts'
 import { BadRequestError, WorkloadNotFoundError } from '../errors.ts'
 import type { LocalDriver } from './driver.ts'
@@ -21,7 +22,8 @@ export interface LocalWorkloadsOptions {
   readonly profiles?: readonly string[]
   /** The profile of a workload created without one; must be in `profiles`. */
   readonly defaultProfile?: string
-  readonly now?: () => number
+  /** Its now() is a new workload's creation time. */
+  readonly clock?: Clock
 }
 
 interface Entry {
@@ -42,7 +44,7 @@ export class LocalWorkloads implements Workloads {
   readonly #logger: Logger
   readonly #profiles: ReadonlySet<string>
   readonly #defaultProfile: string
-  readonly #now: () => number
+  readonly #clock: Clock
   readonly #entries = new Map<string, Entry>()
   readonly #listeners = new Set<WorkloadListener>()
   readonly #unsubscribe: () => void
@@ -63,7 +65,7 @@ export class LocalWorkloads implements Workloads {
     this.#logger = options.logger
     this.#profiles = new Set(profiles)
     this.#defaultProfile = defaultProfile
-    this.#now = options.now ?? Date.now
+    this.#clock = options.clock ?? systemClock
     this.#unsubscribe = this.#source.onChange((change) => {
       for (const user of change.users) {
         const entry = this.#entries.get(user)
@@ -96,7 +98,7 @@ export class LocalWorkloads implements Workloads {
       user,
       profile,
       suspended: false,
-      createdAt: new Date(this.#now()).toISOString(),
+      createdAt: new Date(this.#clock.now()).toISOString(),
       lastActivity: undefined,
       failure: undefined,
       generation: 0,

@@ -3,6 +3,7 @@
 // its primary). A user's first report in an interval goes to `Workloads.touch` at once, the
 // rest of the interval's as one trailing write at the next flush: a busy user costs one map
 // lookup per request and one status write per interval. Workloads write what they are given.
+import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
 import type { ActivityListener } from '../gateway/gateway.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
 import type { Workloads } from './workloads.ts'
@@ -12,8 +13,6 @@ export const DEFAULT_TOUCH_INTERVAL_MS = 30_000
 export const DEFAULT_MAX_TRACKED_USERS = 100_000
 /** Users silent for this many intervals are forgotten (their last activity is already written). */
 const FORGET_AFTER_INTERVALS = 10
-
-type TimerHandle = object | number
 
 export interface ActivityRecorderOptions {
   readonly workloads: Pick<Workloads, 'touch'>
@@ -28,9 +27,7 @@ export interface ActivityRecorderOptions {
    * activity is lost; a forgotten user's next report is written at once, like a new user's.
    */
   readonly maxTrackedUsers?: number
-  readonly now?: () => number
-  readonly setInterval?: (fn: () => void, ms: number) => TimerHandle
-  readonly clearInterval?: (handle: TimerHandle) => void
+  readonly clock?: Clock
 }
 
 interface UserActivity {
@@ -49,10 +46,9 @@ export class ActivityRecorder {
   readonly #workloads: Pick<Workloads, 'touch'>
   readonly #logger: Logger
   readonly #failures: FailureStreaks
-  readonly #now: () => number
+  readonly #clock: Clock
   readonly #users = new Map<string, UserActivity>()
   readonly #timer: TimerHandle
-  readonly #clearInterval: (handle: TimerHandle) => void
   #capLogged = false
   #closed = false
 
@@ -70,15 +66,14 @@ export class ActivityRecorder {
     this.#workloads = options.workloads
     this.#logger = options.logger
     this.#failures = new FailureStreaks(options.logger, { failed: 'recording activity failed', recovered: 'recording activity again' })
-    this.#now = options.now ?? Date.now
-    this.#clearInterval = options.clearInterval ?? ((handle) => { clearInterval(handle as NodeJS.Timeout) })
-    const every = options.setInterval ?? ((fn, ms) => setInterval(fn, ms).unref())
+    this.#clock = options.clock ?? systemClock
     // Trailing writes: the last request of a burst reaches the status within one interval.
-    this.#timer = every(() => { this.flush() }, interval)
+    // Unref'd: the servers whose requests it records keep the process alive, it must not.
+    this.#timer = this.#clock.setInterval(() => { this.flush() }, interval, { unref: true })
 
     this.record = (user) => {
       if (this.#closed) return
-      const at = this.#now()
+      const at = this.#clock.now()
       const activity = this.#users.get(user)
       if (activity === undefined) {
         if (this.#users.size >= max) this.#startOver()
@@ -107,7 +102,7 @@ export class ActivityRecorder {
 
   /** Writes activity not yet written and forgets users silent for a long time. */
   flush (): void {
-    const now = this.#now()
+    const now = this.#clock.now()
     this.#capLogged = false
     for (const [user, activity] of this.#users) {
       if (activity.last > activity.written) {
@@ -123,7 +118,7 @@ export class ActivityRecorder {
   close (): void {
     if (this.#closed) return
     this.#closed = true
-    this.#clearInterval(this.#timer)
+    this.#clock.clearInterval(this.#timer)
     this.flush()
   }
 

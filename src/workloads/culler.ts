@@ -2,13 +2,12 @@
 // before any, its creation) is older than the idle timeout. Activity is read from the
 // workloads' status, so requests served by any replica count. Runs where the provisioner
 // leads (in local mode, always).
+import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
 import type { Workload, Workloads } from './workloads.ts'
 
 export const MAX_CULL_INTERVAL_MS = 60_000
 export const MIN_CULL_INTERVAL_MS = 1_000
-
-type TimerHandle = object | number
 
 export interface CullerOptions {
   readonly workloads: Workloads
@@ -16,9 +15,7 @@ export interface CullerOptions {
   readonly logger: Logger
   /** Time between sweeps (default: idleTimeoutMs / 4, kept within 1 s … 60 s). */
   readonly intervalMs?: number
-  readonly now?: () => number
-  readonly setTimeout?: (fn: () => void, ms: number) => TimerHandle
-  readonly clearTimeout?: (handle: TimerHandle) => void
+  readonly clock?: Clock
 }
 
 export class Culler {
@@ -28,9 +25,7 @@ export class Culler {
   readonly #logger: Logger
   readonly #sweepFailures: FailureStreaks
   readonly #suspendFailures: FailureStreaks
-  readonly #now: () => number
-  readonly #schedule: (fn: () => void, ms: number) => TimerHandle
-  readonly #cancel: (handle: TimerHandle) => void
+  readonly #clock: Clock
   /** When the culler first saw a workload that reports neither activity nor creation time. */
   readonly #firstSeen = new Map<string, number>()
   #timer: TimerHandle | undefined
@@ -50,9 +45,7 @@ export class Culler {
     this.#logger = options.logger
     this.#sweepFailures = new FailureStreaks(this.#logger, { failed: 'idle sweep failed; trying again next interval', recovered: 'idle sweep succeeded again' })
     this.#suspendFailures = new FailureStreaks(this.#logger, { failed: 'suspending an idle workload failed', recovered: 'suspended an idle workload' })
-    this.#now = options.now ?? Date.now
-    this.#schedule = options.setTimeout ?? ((fn, ms) => setTimeout(fn, ms).unref())
-    this.#cancel = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
+    this.#clock = options.clock ?? systemClock
   }
 
   get running (): boolean { return this.#running }
@@ -67,7 +60,7 @@ export class Culler {
   /** Stops sweeping and resolves once a sweep in progress has finished. */
   async stop (): Promise<void> {
     this.#running = false
-    if (this.#timer !== undefined) this.#cancel(this.#timer)
+    this.#clock.clearTimeout(this.#timer)
     this.#timer = undefined
     await this.#sweeping?.catch(() => {})
   }
@@ -79,19 +72,20 @@ export class Culler {
   }
 
   #next (): void {
-    this.#timer = this.#schedule(() => {
+    // Unref'd: sweeping is background work; it never keeps the process alive by itself.
+    this.#timer = this.#clock.setTimeout(() => {
       this.#timer = undefined
       this.sweep().then(() => { this.#sweepFailures.recovered() }, (err: unknown) => {
         this.#sweepFailures.failed(err)
       }).finally(() => {
         if (this.#running) this.#next()
       })
-    }, this.intervalMs)
+    }, this.intervalMs, { unref: true })
   }
 
   async #sweepOnce (): Promise<string[]> {
     const workloads = await this.#workloads.list()
-    const now = this.#now()
+    const now = this.#clock.now()
     const present = new Set<string>()
     const tried = new Set<string>()
     const suspended: string[] = []

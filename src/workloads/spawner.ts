@@ -1,6 +1,7 @@
 // Spawn on demand: a verified user with no ready endpoint gets their workload created (or
 // woken), and the request waits — woken by endpoint events, never by polling — until an
 // endpoint is ready, the workload fails, or the start timeout passes.
+import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
 import type { EndpointSource, Endpoint } from '../discovery/source.ts'
 import { BadRequestError, NotReadyError, PodgateError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
 import type { MissingWorkload } from '../gateway/gateway.ts'
@@ -12,8 +13,6 @@ export const DEFAULT_BROWSER_GRACE_MS = 2_000
 export const DEFAULT_STATUS_CHECK_MS = 2_000
 export const DEFAULT_RETRY_AFTER_S = 5
 export const PAGE_REFRESH_S = 3
-
-type TimerHandle = object | number
 
 export interface SpawnerOptions {
   readonly workloads: Workloads
@@ -28,9 +27,7 @@ export interface SpawnerOptions {
   /** Status check interval, only for Workloads without change events. */
   readonly statusCheckMs?: number
   readonly retryAfterSeconds?: number
-  readonly now?: () => number
-  readonly setTimeout?: (fn: () => void, ms: number) => TimerHandle
-  readonly clearTimeout?: (handle: TimerHandle) => void
+  readonly clock?: Clock
 }
 
 /** One user's wait, shared by every request for that user. */
@@ -61,10 +58,9 @@ export function createSpawner (options: SpawnerOptions): Spawner {
   const retryAfter = options.retryAfterSeconds ?? DEFAULT_RETRY_AFTER_S
   if (!Number.isInteger(retryAfter) || retryAfter < 1) throw new TypeError(`retryAfterSeconds: expected a whole number of seconds ≥ 1, got ${String(retryAfter)}`)
   const timeoutText = startTimeoutMs < 1000 ? `${startTimeoutMs} ms` : `${Math.round(startTimeoutMs / 1000)} s`
-  const now = options.now ?? Date.now
+  const clock = options.clock ?? systemClock
   // Unref'd: a waiting request's own socket keeps the process alive, a timer alone must not.
-  const schedule = options.setTimeout ?? ((fn, ms) => setTimeout(fn, ms).unref())
-  const cancel = options.clearTimeout ?? ((handle) => { clearTimeout(handle as NodeJS.Timeout) })
+  const schedule = (fn: () => void, ms: number): TimerHandle => clock.setTimeout(fn, ms, { unref: true })
 
   const watches = new Map<string, Watch>()
   // Creating or waking is shared too, so a wait that ends and restarts never issues a second one.
@@ -112,7 +108,7 @@ export function createSpawner (options: SpawnerOptions): Spawner {
   }
 
   const watch = (user: string): Watch => {
-    const started = now()
+    const started = clock.now()
     const { promise: ready, resolve, reject } = Promise.withResolvers<readonly Endpoint[]>()
     // Every waiter attaches its own handlers; this keeps an abandoned wait from being unhandled.
     ready.catch(() => {})
@@ -128,13 +124,13 @@ export function createSpawner (options: SpawnerOptions): Spawner {
         current.settled = true
         if (watches.get(user) === current) watches.delete(user)
         for (const unsubscribe of unsubscribes) unsubscribe()
-        if (statusTimer !== undefined) cancel(statusTimer)
+        clock.clearTimeout(statusTimer)
       },
     }
     const succeed = (endpoints: readonly Endpoint[]): void => {
       if (current.settled) return
       current.stop()
-      const at = now()
+      const at = clock.now()
       logger.info({ user, ms: at - started }, 'workload ready')
       try {
         // The requests that waited are served now: activity, however long the start took.
@@ -208,7 +204,7 @@ export function createSpawner (options: SpawnerOptions): Spawner {
       let done = false
       const leave = (): void => {
         done = true
-        cancel(timer)
+        clock.clearTimeout(timer)
         // The last waiter to give up ends the shared wait; a later request starts a fresh one.
         if (--shared.waiters === 0) shared.stop()
       }

@@ -3,14 +3,15 @@ import { createTokenVerifier } from '../../src/auth/verifier.ts'
 import type { TokenVerifier } from '../../src/auth/identity.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { authConfig, signToken, testSecret } from '../support/keys.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 
 const START = Date.UTC(2030, 0, 1)
 
 /** A verifier on a clock the test moves by hand. */
-function setup (t: Test, tokenCacheSize: number): { verifier: TokenVerifier, clock: { now: number }, metrics: Metrics } {
-  const clock = { now: START }
+function setup (t: Test, tokenCacheSize: number): { verifier: TokenVerifier, clock: ManualClock, metrics: Metrics } {
+  const clock = new ManualClock(START)
   const metrics = new Metrics({ defaultMetrics: false })
-  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }, { tokenCacheSize }), { now: () => clock.now, metrics })
+  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }, { tokenCacheSize }), { clock, metrics })
   t.teardown(() => verifier.close())
   return { verifier, clock, metrics }
 }
@@ -42,11 +43,11 @@ void t.test('an entry is never returned at or after the token expires', async (t
   const { verifier, clock, metrics } = setup(t, 100)
   const alice = await token('alice', 60)
   await verifier.verify(alice)
-  clock.now = START + 59_999
+  await clock.advanceTo(START + 59_999)
   t.equal(verifier.cached(alice)?.user, 'alice', 'still valid 1 ms before exp')
-  clock.now = START + 60_000
+  await clock.advanceTo(START + 60_000)
   t.equal(verifier.cached(alice), undefined, 'gone at exp')
-  clock.now = START + 3_600_000
+  await clock.advanceTo(START + 3_600_000)
   t.equal(verifier.cached(alice), undefined, 'gone long after exp')
   t.same(await lookups(metrics), { hit: 1, miss: 2 })
 })
@@ -54,7 +55,7 @@ void t.test('an entry is never returned at or after the token expires', async (t
 void t.test('a token accepted within the clock tolerance after exp is not cached', async (t) => {
   const { verifier, clock } = setup(t, 100)
   const alice = await token('alice', 60)
-  clock.now = START + 70_000
+  await clock.advanceTo(START + 70_000)
   t.equal((await verifier.verify(alice)).user, 'alice', 'accepted: 10 s past exp, within the 30 s tolerance')
   t.equal(verifier.cached(alice), undefined)
 })

@@ -4,7 +4,9 @@ import { createTokenVerifier } from '../../src/auth/verifier.ts'
 import type { TokenVerifier } from '../../src/auth/identity.ts'
 import { AuthError } from '../../src/errors.ts'
 import { Metrics } from '../../src/metrics.ts'
+import { systemClock } from '../../src/clock.ts'
 import { authConfig, generateSigningKey, publicJwk, signToken, startJwksServer, testSecret, type JwksServer, type SigningKey } from '../support/keys.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 
 const START = Date.UTC(2030, 0, 1)
 const COOLDOWN_MS = 30_000
@@ -12,6 +14,7 @@ const COOLDOWN_MS = 30_000
 interface Setup {
   server: JwksServer
   verifier: TokenVerifier
+  /** The wall clock's reading, which the test sets (backwards too): JWKS fetching reads only now(). */
   clock: { now: number }
   metrics: Metrics
 }
@@ -23,7 +26,7 @@ async function setup (t: Test, keys: Array<{ key: SigningKey, kid: string | unde
   const metrics = new Metrics({ defaultMetrics: false })
   const verifier = createTokenVerifier(
     authConfig({ kind: 'jwks', url: server.url, cooldownMs: COOLDOWN_MS }, { tokenCacheSize: 0 }),
-    { now: () => clock.now, metrics, fetch: fetchImpl },
+    { clock: { ...systemClock, now: () => clock.now }, metrics, fetch: fetchImpl },
   )
   t.teardown(() => verifier.close())
   return { server, verifier, clock, metrics }
@@ -92,7 +95,7 @@ void t.test('concurrent unknown kids share the one fetch in flight, even with no
   const key2 = await generateSigningKey('ES256')
   const server = await startJwksServer({ keys: [await publicJwk(key1, 'kid1')] })
   t.teardown(() => server.close())
-  const verifier = createTokenVerifier(authConfig({ kind: 'jwks', url: server.url, cooldownMs: 0 }, { tokenCacheSize: 0 }), { now: () => START })
+  const verifier = createTokenVerifier(authConfig({ kind: 'jwks', url: server.url, cooldownMs: 0 }, { tokenCacheSize: 0 }), { clock: new ManualClock(START) })
   t.teardown(() => verifier.close())
   t.equal((await verifier.verify(await sign(key1, 'alice', 'kid1', START))).user, 'alice')
   t.equal(server.requests, 1)
@@ -113,9 +116,9 @@ void t.test('a JWKS server that is down refuses tokens with key, without a fetch
   const url = server.url
   await server.close()
   let fetches = 0
-  const clock = { now: START }
+  const clock = new ManualClock(START)
   const verifier = createTokenVerifier(authConfig({ kind: 'jwks', url, cooldownMs: COOLDOWN_MS }), {
-    now: () => clock.now,
+    clock,
     fetch: (input, init) => { fetches++; return fetch(input, init) },
   })
   t.teardown(() => verifier.close())
@@ -127,7 +130,7 @@ void t.test('a JWKS server that is down refuses tokens with key, without a fetch
   const results = await Promise.all(Array.from({ length: 100 }, () => reasonOf(verifier.verify(token))))
   t.same(new Set(results), new Set(['key']))
   t.equal(fetches, 1, 'one attempt per cooldown, however many requests')
-  clock.now = START + COOLDOWN_MS
+  await clock.advance(COOLDOWN_MS)
   t.equal(await reasonOf(verifier.verify(token)), 'key')
   t.equal(fetches, 2, 'retried after the cooldown')
 })
@@ -145,7 +148,7 @@ void t.test('a broken JWKS endpoint refuses tokens with key and a message saying
   ]
   for (const [name, status, body, message] of cases) {
     server.setResponse(status, body)
-    const verifier = createTokenVerifier(authConfig({ kind: 'jwks', url: server.url, cooldownMs: COOLDOWN_MS }), { now: () => START })
+    const verifier = createTokenVerifier(authConfig({ kind: 'jwks', url: server.url, cooldownMs: COOLDOWN_MS }), { clock: new ManualClock(START) })
     const err = await verifier.verify(await sign(key, 'alice', 'k', START)).then(() => undefined, (e: unknown) => e)
     verifier.close()
     t.match(err, { name: 'AuthError', reason: 'key', message }, name)
@@ -208,7 +211,7 @@ void t.test('the JWKS fetch goes through the injected fetch', async (t) => {
   t.teardown(() => server.close())
   const seen: string[] = []
   const verifier = createTokenVerifier(authConfig({ kind: 'jwks', url: server.url, cooldownMs: 0 }), {
-    now: () => START,
+    clock: new ManualClock(START),
     fetch: (input, init) => { seen.push(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url); return fetch(input, init) },
   })
   t.teardown(() => verifier.close())

@@ -3,21 +3,23 @@ import { decodeJwt, decodeProtectedHeader } from 'jose'
 import { mintToken } from '../../src/auth/mint.ts'
 import { createTokenVerifier } from '../../src/auth/verifier.ts'
 import { authConfig, testSecret } from '../support/keys.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 
 const NOW = Date.UTC(2030, 0, 1)
+const clock = new ManualClock(NOW)
 
 void t.test('minted tokens verify and carry the user, expiry and options', async (t) => {
-  const token = await mintToken({ secret: testSecret(), user: 'alice', ttlSeconds: 3600, now: () => NOW })
+  const token = await mintToken({ secret: testSecret(), user: 'alice', ttlSeconds: 3600, clock })
   t.same(decodeProtectedHeader(token), { alg: 'HS256', typ: 'JWT' })
   t.same(decodeJwt(token), { sub: 'alice', iat: NOW / 1000, exp: NOW / 1000 + 3600 })
-  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }), { now: () => NOW })
+  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }), { clock })
   t.teardown(() => verifier.close())
   t.same(await verifier.verify(token), { user: 'alice', expiresAt: NOW + 3_600_000 })
 
-  const custom = await mintToken({ secret: testSecret(), user: 'bob', ttlSeconds: 60, claim: 'uid', issuer: 'podgate-dev', audience: 'podgate', now: () => NOW })
+  const custom = await mintToken({ secret: testSecret(), user: 'bob', ttlSeconds: 60, claim: 'uid', issuer: 'podgate-dev', audience: 'podgate', clock })
   const strict = createTokenVerifier(
     authConfig({ kind: 'secret', secret: testSecret() }, { userClaim: 'uid', issuer: ['podgate-dev'], audience: ['podgate'] }),
-    { now: () => NOW },
+    { clock },
   )
   t.teardown(() => strict.close())
   t.equal((await strict.verify(custom)).user, 'bob')

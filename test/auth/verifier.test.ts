@@ -9,9 +9,10 @@ import { Metrics } from '../../src/metrics.ts'
 import {
   TEST_CERTIFICATE, authConfig, certificatePrivateKey, encodeSegment, generateSigningKey, signPayload, signToken, testSecret, unsignedToken,
 } from '../support/keys.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 
 const NOW = Date.UTC(2030, 0, 1)
-const now = (): number => NOW
+const clock = new ManualClock(NOW)
 const nowS = NOW / 1000
 const ISSUER = 'https://id.example'
 const AUDIENCE = 'podgate'
@@ -33,7 +34,7 @@ async function failureCount (metrics: Metrics, reason: AuthFailureReason): Promi
 
 void t.test('accepts valid tokens for every supported algorithm', async (t) => {
   for (const alg of HMAC_ALGORITHMS) {
-    const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }), { now })
+    const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }), { clock })
     t.teardown(() => verifier.close())
     const identity = await verifier.verify(await signToken(testSecret(), alg, { sub: 'alice' }, { now: NOW, ttlSeconds: 600 }))
     t.same(identity, { user: 'alice', expiresAt: NOW + 600_000 }, alg)
@@ -41,7 +42,7 @@ void t.test('accepts valid tokens for every supported algorithm', async (t) => {
   const asymmetric: JwtAlgorithm[] = ['RS256', 'RS512', 'PS256', 'PS384', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
   for (const alg of asymmetric) {
     const key = await generateSigningKey(alg)
-    const verifier = createTokenVerifier(authConfig({ kind: 'public-key', pem: key.pem }), { now })
+    const verifier = createTokenVerifier(authConfig({ kind: 'public-key', pem: key.pem }), { clock })
     t.teardown(() => verifier.close())
     const identity = await verifier.verify(await signToken(key.privateKey, alg, { sub: `user-${alg.toLowerCase()}` }, { now: NOW }))
     t.equal(identity.user, `user-${alg.toLowerCase()}`, alg)
@@ -49,7 +50,7 @@ void t.test('accepts valid tokens for every supported algorithm', async (t) => {
 })
 
 void t.test('accepts tokens for a key given as an X.509 certificate', async (t) => {
-  const verifier = createTokenVerifier(authConfig({ kind: 'public-key', pem: TEST_CERTIFICATE }), { now })
+  const verifier = createTokenVerifier(authConfig({ kind: 'public-key', pem: TEST_CERTIFICATE }), { clock })
   t.teardown(() => verifier.close())
   const token = await signToken(await certificatePrivateKey(), 'ES256', { sub: 'carol' }, { now: NOW })
   t.equal((await verifier.verify(token)).user, 'carol')
@@ -142,7 +143,7 @@ const HOSTILE: HostileCase[] = [
 
 async function runHostileTable (t: Test, kind: string, config: AuthConfig, ctx: HostileContext): Promise<void> {
   const metrics = new Metrics({ defaultMetrics: false })
-  const verifier = createTokenVerifier(config, { now, metrics })
+  const verifier = createTokenVerifier(config, { clock, metrics })
   t.teardown(() => verifier.close())
   const valid = await ctx.sign(good)
   t.equal((await verifier.verify(valid)).user, 'alice', `${kind}: the valid token is accepted`)
@@ -187,7 +188,7 @@ void t.test('refuses hostile tokens with the right reason (RS256 public key)', a
 
 void t.test('a public key is never an HMAC secret, even when HS256 is configured', async (t) => {
   const key = await generateSigningKey('RS256')
-  const verifier = createTokenVerifier(authConfig({ kind: 'public-key', pem: key.pem }, { algorithms: ['HS256', 'RS256'] }), { now })
+  const verifier = createTokenVerifier(authConfig({ kind: 'public-key', pem: key.pem }, { algorithms: ['HS256', 'RS256'] }), { clock })
   t.teardown(() => verifier.close())
   const forged = await signToken(new TextEncoder().encode(key.pem), 'HS256', { sub: 'alice' }, { now: NOW })
   t.equal((await refusal(verifier, forged)).reason, 'algorithm')
@@ -197,23 +198,23 @@ void t.test('a public key is never an HMAC secret, even when HS256 is configured
 void t.test('the algorithm list is intersected with what the key can do', async (t) => {
   // A node KeyObject signs with any RSA algorithm, unlike a WebCrypto key bound to one.
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
-  const verifier = createTokenVerifier(authConfig({ kind: 'public-key', pem: pemOf(publicKey) }, { algorithms: ['PS256'] }), { now })
+  const verifier = createTokenVerifier(authConfig({ kind: 'public-key', pem: pemOf(publicKey) }, { algorithms: ['PS256'] }), { clock })
   t.teardown(() => verifier.close())
   t.equal((await refusal(verifier, await signToken(privateKey, 'RS256', { sub: 'alice' }, { now: NOW }))).reason, 'algorithm')
   t.equal((await verifier.verify(await signToken(privateKey, 'PS256', { sub: 'alice' }, { now: NOW }))).user, 'alice')
 
-  const hs256Only = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }, { algorithms: ['HS256'] }), { now })
+  const hs256Only = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }, { algorithms: ['HS256'] }), { clock })
   t.teardown(() => hs256Only.close())
   t.equal((await refusal(hs256Only, await signToken(testSecret(), 'HS512', { sub: 'alice' }, { now: NOW }))).reason, 'algorithm')
 })
 
 void t.test('honours the clock tolerance for exp and nbf', async (t) => {
   const secret = testSecret()
-  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret }, { clockToleranceS: 30 }), { now })
+  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret }, { clockToleranceS: 30 }), { clock })
   t.teardown(() => verifier.close())
   t.equal((await verifier.verify(await signToken(secret, 'HS256', { sub: 'alice', exp: nowS - 10 }, { now: NOW }))).user, 'alice', 'expired 10 s ago')
   t.equal((await verifier.verify(await signToken(secret, 'HS256', { sub: 'alice', nbf: nowS + 10 }, { now: NOW }))).user, 'alice', 'valid in 10 s')
-  const strict = createTokenVerifier(authConfig({ kind: 'secret', secret }, { clockToleranceS: 0 }), { now })
+  const strict = createTokenVerifier(authConfig({ kind: 'secret', secret }, { clockToleranceS: 0 }), { clock })
   t.teardown(() => strict.close())
   t.equal((await refusal(strict, await signToken(secret, 'HS256', { sub: 'alice', exp: nowS - 10 }, { now: NOW }))).reason, 'expired')
   t.equal((await refusal(strict, await signToken(secret, 'HS256', { sub: 'alice', nbf: nowS + 10 }, { now: NOW }))).reason, 'not_yet_valid')
@@ -221,17 +222,17 @@ void t.test('honours the clock tolerance for exp and nbf', async (t) => {
 
 void t.test('reads the user from the configured claim, without changing it', async (t) => {
   const secret = testSecret()
-  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret }, { userClaim: 'preferred_username' }), { now })
+  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret }, { userClaim: 'preferred_username' }), { clock })
   t.teardown(() => verifier.close())
   t.equal((await verifier.verify(await signToken(secret, 'HS256', { sub: 'x', preferred_username: 'dev-42' }, { now: NOW }))).user, 'dev-42')
   t.equal((await refusal(verifier, await signToken(secret, 'HS256', { sub: 'alice' }, { now: NOW }))).reason, 'user')
-  const proto = createTokenVerifier(authConfig({ kind: 'secret', secret }, { userClaim: 'constructor' }), { now })
+  const proto = createTokenVerifier(authConfig({ kind: 'secret', secret }, { userClaim: 'constructor' }), { clock })
   t.teardown(() => proto.close())
   t.equal((await refusal(proto, await signToken(secret, 'HS256', { sub: 'alice' }, { now: NOW }))).reason, 'user', 'inherited properties are not claims')
 })
 
 void t.test('verify() rejects, never throws, whatever it is given', async (t) => {
-  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }), { now })
+  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }), { clock })
   t.teardown(() => verifier.close())
   const verifyAnything = (input: unknown): Promise<unknown> => verifier.verify(input as string)
   for (const input of [undefined, null, 42, {}, ['a.b.c']]) {
@@ -264,7 +265,7 @@ function pemOf (key: { export (options: { type: 'spki', format: 'pem' }): string
 
 void t.test('PEM text around the key block is ignored', async (t) => {
   const key = await generateSigningKey('ES256')
-  const verifier = createTokenVerifier(authConfig({ kind: 'public-key', pem: `issuer key, rotated 2030-01-01\n${key.pem}\n` }), { now })
+  const verifier = createTokenVerifier(authConfig({ kind: 'public-key', pem: `issuer key, rotated 2030-01-01\n${key.pem}\n` }), { clock })
   t.teardown(() => verifier.close())
   t.equal((await verifier.verify(await signToken(key.privateKey, 'ES256', { sub: 'alice' }, { now: NOW }))).user, 'alice')
 })

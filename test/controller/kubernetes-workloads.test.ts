@@ -13,6 +13,7 @@ import { ActivityRecorder } from '../../src/workloads/activity.ts'
 import type { WorkloadChange } from '../../src/workloads/workloads.ts'
 import { FakeKubeServer } from '../support/fake-kube.ts'
 import { kubeConfigFor } from '../support/kubeconfig.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 
 const NS = 'default'
 const UW = 'podgate.dev/v1alpha1/userworkloads'
@@ -151,8 +152,7 @@ void t.test('the cache relists after the API server forgets its history, without
 
 // The throttle is the ActivityRecorder's (one for both backends); here it drives the real writer.
 void t.test('activity writes lastActivity at most once per interval per user', async (t) => {
-  let now = Date.parse('2025-03-01T10:00:00Z')
-  const timers: Array<() => void> = []
+  const clock = new ManualClock(Date.parse('2025-03-01T10:00:00Z'))
   const { server, workloads } = await setup(t)
   const touched: string[] = []
   const recorder = new ActivityRecorder({
@@ -160,9 +160,7 @@ void t.test('activity writes lastActivity at most once per interval per user', a
     logger,
     idleTimeoutMs: 0,
     touchIntervalMs: 30_000,
-    now: () => now,
-    setInterval: (fn) => { timers.push(fn); return timers.length },
-    clearInterval: () => {},
+    clock,
   })
   await workloads.put('jo', {})
   const activity = (): unknown => (server.get(UW, NS, 'user-jo')?.status as { lastActivity?: unknown } | undefined)?.lastActivity
@@ -172,24 +170,25 @@ void t.test('activity writes lastActivity at most once per interval per user', a
   await until(() => activity() === '2025-03-01T10:00:00Z', 'the first write')
   t.equal(patches() - before, 1)
   for (let i = 1; i <= 10; i++) {
-    now += 1_000
+    await clock.advance(1_000)
     recorder.record('jo')
   }
   // The recorder calls touch synchronously: no touch, no write started.
   t.equal(touched.length, 1, 'reports within the interval wait')
   t.equal(patches() - before, 1, 'touches within the interval wait')
-  t.equal(timers.length, 1, 'one timer for the user (and for every other)')
-  now += 20_000
-  timers[0]?.()
+  t.equal(clock.timers().length, 1, 'one timer for the user (and for every other)')
+  await clock.advance(19_999)
+  t.equal(touched.length, 1, 'nothing before the interval ends')
+  await clock.advance(1)
   await until(() => activity() === '2025-03-01T10:00:10Z', 'the latest touch written at the end of the interval')
   t.equal(patches() - before, 2)
-  workloads.touch('nobody', new Date(now))
-  workloads.touch('Not A User', new Date(now))
+  workloads.touch('nobody', new Date(clock.now()))
+  workloads.touch('Not A User', new Date(clock.now()))
   workloads.touch('jo', new Date(Number.NaN))
-  now += 31_000
+  await clock.advance(31_000)
   recorder.record('jo')
   await until(() => activity() === '2025-03-01T10:01:01Z', 'a write after the interval, at once')
-  now += 1_000
+  await clock.advance(1_000)
   recorder.record('jo')
   recorder.close()
   await workloads.close()

@@ -5,31 +5,15 @@ import t from 'tap'
 import { backoffDelay } from '../../src/kube/informer.ts'
 import { apiErrorMessage, apiStatus, isRetryable, retryAfterMs } from '../../src/kube/api.ts'
 import { WorkQueue } from '../../src/controller/work-queue.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 
 function deferred (): { promise: Promise<void>, resolve: () => void, reject: (err: unknown) => void } {
   return Promise.withResolvers<void>()
 }
 
-/** Timers the test fires by hand, recording the delays asked for. */
-function manualTimers (): { setTimeout: (callback: () => void, ms: number) => unknown, clearTimeout: (handle: unknown) => void, delays: number[], fireAll: () => void, pending: () => number } {
-  const timers = new Map<number, () => void>()
-  const delays: number[] = []
-  let next = 0
-  return {
-    setTimeout: (callback, ms) => {
-      delays.push(ms)
-      timers.set(++next, callback)
-      return next
-    },
-    clearTimeout: (handle) => { timers.delete(handle as number) },
-    delays,
-    fireAll: () => {
-      const callbacks = [...timers.values()]
-      timers.clear()
-      for (const callback of callbacks) callback()
-    },
-    pending: () => timers.size,
-  }
+/** The delays of the timers waiting on `clock`, soonest first. */
+function delays (clock: ManualClock): number[] {
+  return clock.timers().map((timer) => timer.delayMs)
 }
 
 void t.test('a key queued many times is processed once', async (t) => {
@@ -97,7 +81,7 @@ void t.test('concurrency bounds how many keys run at once', async (t) => {
 })
 
 void t.test('failures retry with per-key exponential backoff; success resets it', async (t) => {
-  const timers = manualTimers()
+  const clock = new ManualClock()
   const backoff = { initialMs: 100, maxMs: 1000 }
   let failuresLeft = 3
   let calls = 0
@@ -109,48 +93,53 @@ void t.test('failures retry with per-key exponential backoff; success resets it'
     },
     backoff,
     random: () => 1,
-    setTimeout: timers.setTimeout,
-    clearTimeout: timers.clearTimeout,
+    clock,
     onError: (key, _err, attempt, delayMs) => { errors.push([key, attempt, delayMs]) },
   })
   queue.start()
   queue.add('user-a')
+  const waited: number[] = []
   for (let round = 0; round < 3; round++) {
     await queue.whenIdle()
     t.equal(queue.retrying, 1, `after failure ${round + 1} a retry is scheduled`)
-    timers.fireAll()
+    const [delay = Number.NaN] = delays(clock)
+    waited.push(delay)
+    await clock.advance(delay - 1)
+    t.equal(calls, round + 1, `failure ${round + 1}: no retry before its delay`)
+    await clock.advance(1)
   }
   await queue.whenIdle()
   t.equal(calls, 4)
-  t.same(timers.delays, [0, 1, 2].map((attempt) => backoffDelay(attempt, backoff, () => 1)), 'delays double per attempt')
+  t.same(waited, [0, 1, 2].map((attempt) => backoffDelay(attempt, backoff, () => 1)), 'delays double per attempt')
   t.same(errors.map(([key, attempt]) => [key, attempt]), [['user-a', 0], ['user-a', 1], ['user-a', 2]])
   t.equal(queue.retrying, 0)
   await queue.close()
 })
 
 void t.test('retryDelay overrides the backoff (Retry-After), and an event-driven success cancels the retry', async (t) => {
-  const timers = manualTimers()
+  const clock = new ManualClock()
   let fail = true
+  let calls = 0
   const queue = new WorkQueue({
-    process: () => fail ? Promise.reject(new Error('throttled')) : Promise.resolve(),
+    process: () => { calls++; return fail ? Promise.reject(new Error('throttled')) : Promise.resolve() },
     retryDelay: () => 7_000,
-    setTimeout: timers.setTimeout,
-    clearTimeout: timers.clearTimeout,
+    clock,
   })
   queue.start()
   queue.add('user-a')
   await queue.whenIdle()
-  t.same(timers.delays, [7_000])
-  t.equal(timers.pending(), 1)
+  t.same(delays(clock), [7_000])
   fail = false
   queue.add('user-a')
   await queue.whenIdle()
-  t.equal(timers.pending(), 0, 'the pending retry was cancelled')
+  t.same(delays(clock), [], 'the pending retry was cancelled')
+  await clock.advance(7_000)
+  t.equal(calls, 2, 'and never runs')
   await queue.close()
 })
 
 void t.test('close cancels retries, drops queued keys and waits for the running ones', async (t) => {
-  const timers = manualTimers()
+  const clock = new ManualClock()
   const gate = deferred()
   const seen: string[] = []
   const queue = new WorkQueue({
@@ -160,13 +149,12 @@ void t.test('close cancels retries, drops queued keys and waits for the running 
       if (key === 'user-slow') await gate.promise
     },
     concurrency: 1,
-    setTimeout: timers.setTimeout,
-    clearTimeout: timers.clearTimeout,
+    clock,
   })
   queue.start()
   queue.add('user-fail')
   await queue.whenIdle()
-  t.equal(timers.pending(), 1, 'a retry is scheduled')
+  t.equal(clock.timers().length, 1, 'a retry is scheduled')
   queue.add('user-slow')
   queue.add('user-never')
   await new Promise((resolve) => setImmediate(resolve))
@@ -176,7 +164,9 @@ void t.test('close cancels retries, drops queued keys and waits for the running 
   t.equal(closed, false, 'close waits for the running reconcile')
   gate.resolve()
   await closing
-  t.equal(timers.pending(), 0)
+  t.equal(clock.timers().length, 0)
+  await clock.advance(60_000)
+  t.equal(seen.filter((key) => key === 'user-fail').length, 1, 'the cancelled retry never runs')
   t.notOk(seen.includes('user-never'))
   queue.add('user-late')
   await queue.whenIdle()

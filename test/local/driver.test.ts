@@ -5,7 +5,8 @@ import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import type { EndpointChange } from '../../src/discovery/source.ts'
 import { DrainingError, WorkloadFailedError, WorkloadNotFoundError } from '../../src/errors.ts'
 import { createLogger } from '../../src/log.ts'
-import { LocalDriver, type LocalDriverOptions } from '../../src/local/driver.ts'
+import { DEFAULT_BACKEND_START_TIMEOUT_MS, LocalDriver, type LocalDriverOptions } from '../../src/local/driver.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 import { isAlive, recordingSpawn } from '../support/processes.ts'
 
 // Stand-ins for a backend that misbehaves in one specific way.
@@ -237,16 +238,23 @@ void t.test('a backend that ignores SIGTERM is killed after the grace period', a
 
 void t.test('a crash-looping backend is restarted with backoff, then marked failed', async (t) => {
   const dir = t.testdir(SCRIPTS)
-  const waits: number[] = []
-  const h = harness(t, {
-    backendPath: join(dir, 'crashes.mjs'),
-    maxRestarts: 2,
-    restartInitialMs: 100,
-    delay: async (ms) => { waits.push(ms); await new Promise((resolve) => setTimeout(resolve, 5)) },
-  })
+  const clock = new ManualClock()
+  const h = harness(t, { backendPath: join(dir, 'crashes.mjs'), maxRestarts: 2, restartInitialMs: 100, clock })
   await h.driver.ensureUser('alice')
+  const waits: number[] = []
   const deadline = Date.now() + 10_000
-  while (h.driver.status('alice')?.state !== 'failed' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+  while (h.driver.status('alice')?.state !== 'failed' && Date.now() < deadline) {
+    // The processes run in real time; the wait before a restart is the one timer shorter than a start's timeout.
+    const restart = clock.timers().find((timer) => timer.delayMs < DEFAULT_BACKEND_START_TIMEOUT_MS)
+    if (restart === undefined) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      continue
+    }
+    waits.push(restart.delayMs)
+    await clock.advance(restart.delayMs - 1)
+    t.equal(h.children.length, waits.length, `restart ${waits.length}: not before its delay`)
+    await clock.advance(1)
+  }
   t.match(h.driver.status('alice'), { state: 'failed', crashes: 3 })
   t.same(waits, [100, 200], 'the delay doubles per consecutive crash')
   t.equal(h.children.length, 3, 'the first start and two restarts')

@@ -64,6 +64,11 @@ export class ManualClock implements Clock {
     return this.#ordered().map((timer) => ({ delayMs: timer.at - this.#now, unref: timer.unref, everyMs: timer.everyMs }))
   }
 
+  /** advance() to the epoch milliseconds `at`, which must not be in the past. */
+  advanceTo (at: number): Promise<void> {
+    return this.advance(at - this.#now)
+  }
+
   /**
    * Moves time forward by `ms`, running each timer due by then at its own time, soonest first
    * (timers that timers schedule included), with promise callbacks settled before and after each.

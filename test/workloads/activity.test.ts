@@ -10,6 +10,7 @@ import { ActivityRecorder } from '../../src/workloads/activity.ts'
 import { createSpawner } from '../../src/workloads/spawner.ts'
 import type { Workload, Workloads } from '../../src/workloads/workloads.ts'
 import { startTestGateway, type TestGateway } from '../support/gateway.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 
 const START = Date.parse('2030-01-01T00:00:00Z')
 
@@ -17,17 +18,17 @@ interface Recorded {
   readonly recorder: ActivityRecorder
   /** Every touch, as [user, ms after START]. */
   readonly touches: Array<[string, number]>
-  readonly advance: (ms: number) => void
+  readonly clock: ManualClock
+  /** Milliseconds since START. */
   readonly now: () => number
-  /** Fires the recorder's interval timer. */
-  readonly tick: () => void
+  /** Moves the clock to the end of the current interval, where the recorder flushes. */
+  readonly tick: () => Promise<void>
   readonly warnings: string[]
 }
 
-/** A recorder on a clock and a timer the test moves by hand, touching a list. */
+/** A recorder on a ManualClock, touching a list. */
 function recorded (options: { touchIntervalMs: number, maxTrackedUsers?: number }): Recorded {
-  let now = START
-  let tick = (): void => {}
+  const clock = new ManualClock(START)
   const touches: Array<[string, number]> = []
   const warnings: string[] = []
   const lines = new Writable({
@@ -42,45 +43,43 @@ function recorded (options: { touchIntervalMs: number, maxTrackedUsers?: number 
     idleTimeoutMs: 0,
     logger: createLogger('warn', lines),
     workloads: { touch: (user, at) => { touches.push([user, at.getTime() - START]) } },
-    now: () => now,
-    setInterval: (fn) => { tick = fn; return 1 },
-    clearInterval: () => {},
+    clock,
   })
-  return { recorder, touches, advance: (ms) => { now += ms }, now: () => now - START, tick: () => { tick() }, warnings }
+  const tick = (): Promise<void> => clock.advance(clock.timers()[0]?.delayMs ?? 0)
+  return { recorder, touches, clock, now: () => clock.now() - START, tick, warnings }
 }
 
-void t.test('one throttle: N reports of a user within an interval are one touch; two users, two', (t) => {
+void t.test('one throttle: N reports of a user within an interval are one touch; two users, two', async (t) => {
   const r = recorded({ touchIntervalMs: 10_000 })
   r.recorder.record('alice')
   for (let i = 0; i < 99; i++) {
-    r.advance(50)
+    await r.clock.advance(50)
     r.recorder.record('alice')
   }
   t.same(r.touches, [['alice', 0]], '100 reports of alice within one interval: one touch, at once')
   t.equal(r.recorder.requests('alice'), 100)
   r.recorder.record('bob')
   for (let i = 0; i < 99; i++) {
-    r.advance(10)
+    await r.clock.advance(10)
     r.recorder.record('bob')
   }
   t.same(r.touches, [['alice', 0], ['bob', 4_950]], 'two users: two touches')
 
-  r.tick()
+  await r.tick()
+  t.equal(r.now(), 10_000)
   t.same(r.touches.slice(2), [['alice', 4_950], ['bob', 5_940]], 'the interval ends: one trailing touch each, with the latest report')
-  r.tick()
+  await r.tick()
   t.equal(r.touches.length, 4, 'nothing reported since: nothing touched')
 
-  r.advance(10_000)
   r.recorder.record('alice')
-  t.same(r.touches.at(-1), ['alice', 15_940], 'a report a full interval after the last touch is touched at once')
-  t.end()
+  t.same(r.touches.at(-1), ['alice', 20_000], 'a report a full interval after the last touch is touched at once')
 })
 
-void t.test('bounded memory: at most maxTrackedUsers are tracked; past the cap pending activity is written early and tracking starts over', (t) => {
+void t.test('bounded memory: at most maxTrackedUsers are tracked; past the cap pending activity is written early and tracking starts over', async (t) => {
   const r = recorded({ touchIntervalMs: 10_000, maxTrackedUsers: 3 })
   for (const user of ['a', 'b', 'c']) r.recorder.record(user)
   t.equal(r.recorder.tracked, 3)
-  r.advance(1_000)
+  await r.clock.advance(1_000)
   r.recorder.record('a')
   r.recorder.record('b')
   t.equal(r.touches.length, 3, 'a and b are within their interval: pending')
@@ -101,12 +100,12 @@ void t.test('bounded memory: at most maxTrackedUsers are tracked; past the cap p
     for (let i = 0; i < 1_000; i++) {
       const user = `u${round}-${i}`
       r.recorder.record(user)
-      r.advance(1)
+      await r.clock.advance(1)
       r.recorder.record(user)
       last.set(user, r.now())
       most = Math.max(most, r.recorder.tracked)
     }
-    r.tick()
+    await r.tick()
   }
   r.recorder.close()
   t.equal(most, 3, 'never more than the cap tracked')
@@ -114,7 +113,6 @@ void t.test('bounded memory: at most maxTrackedUsers are tracked; past the cap p
   for (const [user, at] of r.touches) touched.set(user, Math.max(at, touched.get(user) ?? 0))
   t.ok([...last].every(([user, at]) => touched.get(user) === at), 'every user\'s latest report was touched')
   t.equal(r.warnings.length, 2, 'one warning per interval in which the cap was reached')
-  t.end()
 })
 
 void t.test('the cap is validated; reports after close are ignored', (t) => {
@@ -123,7 +121,7 @@ void t.test('the cap is validated; reports after close are ignored', (t) => {
   for (const bad of [0, -1, 1.5, Number.NaN]) {
     t.throws(() => new ActivityRecorder({ workloads, logger, idleTimeoutMs: 0, maxTrackedUsers: bad }), /^maxTrackedUsers: expected a whole number ≥ 1/)
   }
-  t.equal(new ActivityRecorder({ workloads, logger, idleTimeoutMs: 0, setInterval: () => 1 }).maxTrackedUsers, 100_000, 'default')
+  t.equal(new ActivityRecorder({ workloads, logger, idleTimeoutMs: 0, clock: new ManualClock() }).maxTrackedUsers, 100_000, 'default')
   const r = recorded({ touchIntervalMs: 10_000 })
   r.recorder.close()
   r.recorder.record('alice')

@@ -10,76 +10,67 @@ import { LocalWorkloads } from '../../src/local/workloads.ts'
 import { createSpawner } from '../../src/workloads/spawner.ts'
 import type { Workload, WorkloadStatus, Workloads } from '../../src/workloads/workloads.ts'
 import { startTestGateway } from '../support/gateway.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 import { isAlive } from '../support/processes.ts'
 
 const logger = createLogger('silent')
 
-/** A clock the test moves by hand. */
-function manualClock (start = Date.parse('2030-01-01T00:00:00Z')): { now: () => number, advance: (ms: number) => void } {
-  let now = start
-  return { now: () => now, advance: (ms) => { now += ms } }
-}
-
-/** A recorder whose flush timer the test fires by hand. */
-function recorder (options: { idleTimeoutMs: number, touchIntervalMs?: number, now: () => number }): { recorder: ActivityRecorder, touches: Array<[string, string]>, tick: () => void, cleared: () => boolean } {
+/** A recorder on a ManualClock, touching a list. */
+function recorder (options: { idleTimeoutMs: number, touchIntervalMs?: number, clock?: ManualClock }): { recorder: ActivityRecorder, touches: Array<[string, string]> } {
   const touches: Array<[string, string]> = []
-  let tick = (): void => {}
-  let cleared = false
   const r = new ActivityRecorder({
     ...options,
+    clock: options.clock ?? new ManualClock(),
     logger,
     workloads: { touch: (user, at) => { touches.push([user, at.toISOString()]) } },
-    setInterval: (fn) => { tick = fn; return 1 },
-    clearInterval: () => { cleared = true },
   })
-  return { recorder: r, touches, tick: () => { tick() }, cleared: () => cleared }
+  return { recorder: r, touches }
 }
 
-void t.test('ActivityRecorder writes at once, then at most once per interval, with a trailing write', (t) => {
-  const clock = manualClock()
-  const { recorder: r, touches, tick, cleared } = recorder({ idleTimeoutMs: 60_000, now: clock.now })
+void t.test('ActivityRecorder writes at once, then at most once per interval, with a trailing write', async (t) => {
+  const clock = new ManualClock()
+  const { recorder: r, touches } = recorder({ idleTimeoutMs: 60_000, clock })
   t.equal(r.intervalMs, 15_000, 'idleTimeout / 4 when that is under 30 s')
+  t.same(clock.timers(), [{ delayMs: 15_000, unref: true, everyMs: 15_000 }], 'one unref\'d flush timer: recording activity keeps no process alive')
   const iso = (offset: number): string => new Date(clock.now() + offset).toISOString()
   const t0 = iso(0)
   r.record('alice')
   t.same(touches, [['alice', t0]], 'the first request is written at once')
   for (let i = 0; i < 1000; i++) {
-    clock.advance(10)
+    await clock.advance(10)
     r.record('alice')
   }
   t.equal(touches.length, 1, '1000 more requests within the interval: no write')
   t.equal(r.requests('alice'), 1001)
   const last = iso(0)
-  tick()
-  t.same(touches[1], ['alice', last], 'the flush writes the latest activity of the burst')
-  tick()
+  await clock.advance(4_999)
+  t.equal(touches.length, 1, 'nothing before the interval ends')
+  await clock.advance(1)
+  t.same(touches[1], ['alice', last], 'the flush at the end of the interval writes the latest activity of the burst')
+  await clock.advance(15_000)
   t.equal(touches.length, 2, 'nothing new, nothing written')
 
-  clock.advance(15_000)
   r.record('alice')
   t.equal(touches.length, 3, 'a request a full interval after the last write is written at once')
   r.record('bob')
   t.equal(touches.length, 4, 'users are throttled independently')
 
-  clock.advance(10 * 15_000)
-  tick()
+  await clock.advance(10 * 15_000)
   t.equal(r.requests('alice'), 0, 'users silent for ten intervals are forgotten')
   r.record('alice')
   t.equal(touches.length, 5, 'and written at once when they come back')
-  clock.advance(5)
+  await clock.advance(5)
   r.record('alice')
   r.close()
-  t.ok(cleared(), 'close stops the timer')
+  t.same(clock.timers(), [], 'close stops the timer')
   t.equal(touches.length, 6, 'close writes what is pending')
   r.close()
-  t.end()
 })
 
 void t.test('ActivityRecorder interval and validation', (t) => {
-  const now = (): number => 0
-  t.equal(recorder({ idleTimeoutMs: 3_600_000, now }).recorder.intervalMs, DEFAULT_TOUCH_INTERVAL_MS, '30 s when idleTimeout / 4 is longer')
-  t.equal(recorder({ idleTimeoutMs: 0, now }).recorder.intervalMs, DEFAULT_TOUCH_INTERVAL_MS, '30 s with culling off')
-  t.equal(recorder({ idleTimeoutMs: 60_000, touchIntervalMs: 500, now }).recorder.intervalMs, 500)
+  t.equal(recorder({ idleTimeoutMs: 3_600_000 }).recorder.intervalMs, DEFAULT_TOUCH_INTERVAL_MS, '30 s when idleTimeout / 4 is longer')
+  t.equal(recorder({ idleTimeoutMs: 0 }).recorder.intervalMs, DEFAULT_TOUCH_INTERVAL_MS, '30 s with culling off')
+  t.equal(recorder({ idleTimeoutMs: 60_000, touchIntervalMs: 500 }).recorder.intervalMs, 500)
   t.throws(() => new ActivityRecorder({ workloads: { touch: () => {} }, logger, idleTimeoutMs: -1 }), /idleTimeoutMs/)
   t.throws(() => new ActivityRecorder({ workloads: { touch: () => {} }, logger, idleTimeoutMs: 1000, touchIntervalMs: 0 }), /touchIntervalMs/)
   const throwing = new ActivityRecorder({ workloads: { touch: () => { throw new Error('api down') } }, logger, idleTimeoutMs: 1000 })
@@ -124,7 +115,7 @@ function memoryWorkloads (items: Array<Omit<Workload, 'status'> & { status?: Par
 }
 
 void t.test('Culler suspends what is idle past the timeout, counting from activity or creation', async (t) => {
-  const clock = manualClock()
+  const clock = new ManualClock()
   const at = (offsetMs: number): string => new Date(clock.now() + offsetMs).toISOString()
   const workloads = memoryWorkloads([
     { user: 'active', profile: 'default', suspended: false, createdAt: at(-3_600_000), status: { lastActivity: at(-59_000) } },
@@ -138,42 +129,50 @@ void t.test('Culler suspends what is idle past the timeout, counting from activi
     { user: 'pending', profile: 'default', suspended: false, createdAt: at(-3_600_000), status: { phase: 'Pending', readyReplicas: 0 } },
     { user: 'timeless', profile: 'default', suspended: false },
   ], 'stuck')
-  const culler = new Culler({ workloads, logger, idleTimeoutMs: 60_000, now: clock.now })
+  const culler = new Culler({ workloads, logger, idleTimeoutMs: 60_000, clock })
   t.equal(culler.intervalMs, 15_000)
   t.same((await culler.sweep()).sort(), ['broken', 'idle', 'unused'], 'a failure to suspend one (stuck) does not stop the others; starts in progress are left alone')
   t.same(workloads.suspendedUsers(), ['asleep', 'broken', 'idle', 'unused'])
 
-  clock.advance(59_000)
+  await clock.advance(59_000)
   t.same((await culler.sweep()).sort(), ['active', 'new'])
-  clock.advance(1_000)
+  await clock.advance(1_000)
   t.same(await culler.sweep(), ['timeless'], 'without any timestamp, idle time counts from when the culler first saw it')
 })
 
 void t.test('Culler runs every interval until stopped, one sweep at a time', async (t) => {
-  const clock = manualClock()
-  const timers: Array<() => void> = []
+  const clock = new ManualClock()
   let lists = 0
+  let gated = false
+  const gate = Promise.withResolvers<void>()
   const base = memoryWorkloads([{ user: 'alice', profile: 'default', suspended: false, createdAt: new Date(clock.now()).toISOString() }])
-  const workloads: Workloads = { ...base, list: () => { lists++; return base.list() } }
-  const culler = new Culler({ workloads, logger, idleTimeoutMs: 1_000, intervalMs: 100, now: clock.now, setTimeout: (fn) => { timers.push(fn); return timers.length }, clearTimeout: () => {} })
+  const workloads: Workloads = { ...base, list: async () => { lists++; if (gated) await gate.promise; return base.list() } }
+  const culler = new Culler({ workloads, logger, idleTimeoutMs: 1_000, intervalMs: 100, clock })
   culler.start()
   culler.start()
-  t.equal(timers.length, 1, 'start twice schedules once')
+  t.same(clock.timers(), [{ delayMs: 100, unref: true, everyMs: undefined }], 'start twice schedules once, unref\'d: sweeping alone keeps no process alive')
   const [a, b] = [culler.sweep(), culler.sweep()]
   t.equal(a, b, 'a sweep in progress is shared, never overlapped')
   await a
   t.equal(lists, 1)
-  clock.advance(1_000)
-  timers.shift()?.()
-  await new Promise((resolve) => setImmediate(resolve))
-  t.equal(lists, 2)
-  t.same(base.suspendedUsers(), ['alice'])
-  t.equal(timers.length, 1, 'the next sweep is scheduled after this one')
-  await culler.stop()
+  await clock.advance(99)
+  t.equal(lists, 1, 'no sweep before the interval')
+  await clock.advance(901)
+  t.equal(lists, 11, 'one sweep per interval')
+  t.same(base.suspendedUsers(), ['alice'], 'suspended once idle for the timeout')
+  t.equal(clock.timers().length, 1, 'the next sweep is scheduled after this one')
+
+  gated = true
+  await clock.advance(100)
+  t.equal(lists, 12, 'a sweep started by the timer is in progress')
+  t.equal(clock.timers().length, 0, 'the next one is scheduled only once it ends')
+  const stopping = culler.stop()
+  gate.resolve()
+  await stopping
   t.equal(culler.running, false)
-  timers.shift()?.()
-  await new Promise((resolve) => setImmediate(resolve))
-  t.equal(timers.length, 0, 'a timer that fires after stop schedules nothing more')
+  t.equal(clock.timers().length, 0, 'a sweep that ends after stop schedules nothing more')
+  await clock.advance(1_000)
+  t.equal(lists, 12, 'and no sweep runs after stop')
   t.throws(() => new Culler({ workloads, logger, idleTimeoutMs: 0 }), /idleTimeoutMs: expected a positive number/)
 })
 
