@@ -1,21 +1,23 @@
 // The gateway routing from EndpointSlices: the fake API server publishes slices that point
 // at real local backends, and requests go through podgate to them.
 import t from 'tap'
+import type { KubernetesEndpointSource } from '../../src/discovery/kubernetes.ts'
 import { Agent, request } from 'undici'
 import { createBackend, type LocalBackend } from '../../src/local/backend.ts'
 import { FakeKubeServer, sliceFor } from '../support/fake-kube.ts'
 import { startKubernetesSource, waitForSnapshot } from '../support/fake-kube-source.ts'
 import { startTestGateway, type TestGateway } from '../support/gateway.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 
 const SLICES = 'discovery.k8s.io/v1/endpointslices'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
-async function setup (t: Teardown, options: { serverDown?: boolean } = {}): Promise<{ server: FakeKubeServer, gw: TestGateway, get: (user: string, path?: string) => Promise<{ status: number, body: string }> }> {
+async function setup (t: Teardown, options: { serverDown?: boolean, clock?: ManualClock } = {}): Promise<{ server: FakeKubeServer, source: KubernetesEndpointSource, gw: TestGateway, get: (user: string, path?: string) => Promise<{ status: number, body: string }> }> {
   const server = await FakeKubeServer.start({ bookmarkIntervalMs: 100 })
   t.teardown(() => server.stop())
   if (options.serverDown === true) await server.stop()
-  const { source } = await startKubernetesSource(t, server)
+  const { source } = await startKubernetesSource(t, server, options.clock === undefined ? {} : { clock: options.clock })
   const gw = await startTestGateway(t, {}, { source })
   const dispatcher = new Agent({ keepAliveTimeout: 1000 })
   t.teardown(() => dispatcher.close())
@@ -23,7 +25,7 @@ async function setup (t: Teardown, options: { serverDown?: boolean } = {}): Prom
     const res = await request(`${gw.url}${path}`, { dispatcher, headers: { authorization: `Bearer ${await gw.token(user)}` } })
     return { status: res.statusCode, body: await res.body.text() }
   }
-  return { server, gw, get }
+  return { server, source, gw, get }
 }
 
 async function backends (t: Teardown, user: string, n: number): Promise<LocalBackend[]> {
@@ -124,7 +126,8 @@ void t.test('410 Gone: relist, and an endpoint deleted during the outage is gone
 })
 
 void t.test('API server down at start: /readyz is 503 until it is up, then 200', async (t) => {
-  const { server, gw, get } = await setup(t, { serverDown: true })
+  const clock = new ManualClock()
+  const { server, source, gw, get } = await setup(t, { serverDown: true, clock })
   const [alice] = await backends(t, 'alice', 1)
   server.put(slicePerBackend('alice', [alice!])[0]!)
   const dispatcher = new Agent()
@@ -135,9 +138,15 @@ void t.test('API server down at start: /readyz is 503 until it is up, then 200',
     return res.statusCode
   }
   t.equal(await ready(), 503)
-  await new Promise((resolve) => setTimeout(resolve, 300))
+  // Failed lists, each retried after its backoff on the clock (the refused connections are real).
+  for (let i = 0; i < 1_000 && source.restarts < 3; i++) {
+    await clock.advance(10)
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+  t.ok(source.restarts >= 3, `${source.restarts} lists failed`)
   t.equal(await ready(), 503, 'still not ready while the API server is down')
   await server.start()
+  await clock.advance(200)
   await gw.source.synced
   t.equal(await ready(), 200)
   t.equal((await get('alice')).status, 200)

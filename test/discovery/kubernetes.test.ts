@@ -4,13 +4,14 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
-import { createKubernetesSource, KubernetesEndpointSource } from '../../src/discovery/kubernetes.ts'
+import { createKubernetesSource, DEFAULT_COALESCE_MS, KubernetesEndpointSource } from '../../src/discovery/kubernetes.ts'
 import { endpoint, type EndpointChange } from '../../src/discovery/source.ts'
 import { createLogger } from '../../src/log.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { FakeKubeServer, sliceFor } from '../support/fake-kube.ts'
 import { originsOf, startKubernetesSource, waitForSnapshot } from '../support/fake-kube-source.ts'
 import { kubeConfigFor, kubeconfigYaml } from '../support/kubeconfig.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 import { resolveCluster } from '../../src/kube/kubeconfig.ts'
 
 const SLICES = 'discovery.k8s.io/v1/endpointslices'
@@ -31,6 +32,12 @@ async function until (condition: () => boolean, what: string, timeoutMs = 5000):
 
 function sleep (ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Waits (in real time) for a watch event to arrive, then moves `clock` past the coalescing window that publishes it. */
+async function publishEvents (clock: ManualClock, what: string): Promise<void> {
+  await until(() => clock.timers().some((timer) => timer.delayMs <= DEFAULT_COALESCE_MS), what)
+  await clock.advance(DEFAULT_COALESCE_MS)
 }
 
 async function metricValue (metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
@@ -117,23 +124,27 @@ void t.test('the port named http, else the only port', async (t) => {
 void t.test('a broken watch: the snapshot keeps serving and the source resumes by itself', async (t) => {
   const server = await fakeServer(t)
   server.put(sliceFor('alice', ['10.0.0.1'], { name: 'alice' }))
-  const { source, metrics, logs } = await startKubernetesSource(t, server)
+  const clock = new ManualClock()
+  const { source, metrics, logs } = await startKubernetesSource(t, server, { clock })
   await source.synced
   await until(() => server.openWatches === 1, 'the watch')
   const served = source.snapshot
   t.equal(server.dropWatches(), 1)
-  await sleep(50)
+  await until(() => source.restarts === 1, 'the broken watch noticed')
   t.equal(source.snapshot, served, 'the same snapshot serves while the watch is down')
   t.equal(source.isSynced, true)
 
   server.put(sliceFor('bob', ['10.0.0.2'], { name: 'bob' }))
+  await clock.advance(200)
   await waitForSnapshot(source, (s) => s.has('bob'), 'bob after the restart')
   t.same(originsOf(source.snapshot, 'alice'), ['http://10.0.0.1:8080'])
   t.equal(source.restarts, 1)
   t.equal(await metricValue(metrics, 'podgate_endpointslice_informer_restarts_total', { reason: 'error' }), 1)
   t.match(logs.find((l) => l.msg === 'watch failed; restarting the informer'), { level: 40, attempt: 1 })
 
+  await until(() => server.openWatches === 1, 'the resumed watch')
   server.put(sliceFor('carol', ['10.0.0.3'], { name: 'carol' }))
+  await publishEvents(clock, 'carol\'s event')
   await waitForSnapshot(source, (s) => s.has('carol'), 'carol on the resumed watch', 1000)
   t.equal(server.openWatches, 1, 'exactly one watch is open again')
 })
@@ -219,19 +230,31 @@ void t.test('failed lists back off exponentially with jitter; a healthy watch re
 })
 
 void t.test('the watchdog restarts a watch that went silent; bookmarks keep a healthy one alive', async (t) => {
-  const server = await fakeServer(t, { bookmarkIntervalMs: 50 })
+  const server = await fakeServer(t, { bookmarkIntervalMs: 20 })
   server.put(sliceFor('alice', ['10.0.0.1'], { name: 'alice' }))
-  const { source, metrics, logs } = await startKubernetesSource(t, server, { watchdogMs: 1000 })
+  const clock = new ManualClock()
+  const { source, metrics, logs } = await startKubernetesSource(t, server, { watchdogMs: 1000, clock })
   await source.synced
-  await sleep(1500)
-  t.equal(source.restarts, 0, 'a watch with bookmarks every 50 ms is never silent for 1 s')
-  t.ok((await metricValue(metrics, 'podgate_endpointslice_watch_events_total', { type: 'bookmark' }) ?? 0) >= 5, 'bookmarks counted')
-  const seconds = await metricValue(metrics, 'podgate_endpointslice_seconds_since_last_event')
-  t.ok(seconds !== undefined && seconds < 1, `seconds since the last event is small (${seconds})`)
-
   await until(() => server.openWatches === 1, 'the watch')
+  const bookmarks = async (): Promise<number> => await metricValue(metrics, 'podgate_endpointslice_watch_events_total', { type: 'bookmark' }) ?? 0
+  // 1.5 s on the clock, one watchdog check (every 250 ms) at a time, with a bookmark before each.
+  for (let check = 0; check < 6; check++) {
+    const seen = await bookmarks()
+    while (await bookmarks() === seen) await sleep(2)
+    await clock.advance(250)
+  }
+  t.equal(source.restarts, 0, 'a watch with a bookmark between watchdog checks is never silent for 1 s')
+  t.ok(await bookmarks() >= 6, 'bookmarks counted')
+  const seconds = await metricValue(metrics, 'podgate_endpointslice_seconds_since_last_event')
+  t.ok(seconds !== undefined && seconds <= 0.25, `seconds since the last event is small (${seconds})`)
+
   t.equal(server.muteWatches(), 1)
   server.put(sliceFor('bob', ['10.0.0.2'], { name: 'bob' }))
+  // The last bookmark came within the last check interval (250 ms) before the mute.
+  await clock.advance(750)
+  t.equal(source.restarts, 0, 'silent for at most 1 s: no restart yet')
+  await clock.advance(500)
+  t.equal(source.restarts, 1, 'a check after more than 1 s of silence restarts it')
   await waitForSnapshot(source, (s) => s.has('bob'), 'bob after the watchdog restart', 5000)
   t.equal(await metricValue(metrics, 'podgate_endpointslice_informer_restarts_total', { reason: 'watchdog' }), 1)
   t.match(logs.find((l) => l.msg === 'watch silent for too long; restarting the informer'), { level: 40 })
@@ -241,16 +264,18 @@ void t.test('the watchdog restarts a watch that went silent; bookmarks keep a he
 
 void t.test('close stops every request and timer', async (t) => {
   const server = await fakeServer(t)
-  const { source } = await startKubernetesSource(t, server)
+  const clock = new ManualClock()
+  const { source } = await startKubernetesSource(t, server, { clock })
   await source.synced
+  await until(() => server.openWatches === 1, 'the watch')
   await source.close()
-  await sleep(50)
-  t.equal(server.openWatches, 0)
+  await until(() => server.openWatches === 0, 'the watch closed')
+  t.same(clock.timers(), [], 'no timer left')
   const counts = { ...server.counts }
   server.put(sliceFor('alice', ['10.0.0.1'], { name: 'alice' }))
   server.dropWatches()
-  await sleep(300)
-  t.same(server.counts, counts, 'no request after close')
+  await clock.advance(10 * 60_000)
+  t.same(server.counts, counts, 'no request after close, however long after')
   t.equal(source.snapshot.size, 0)
   await source.close()
 })

@@ -183,17 +183,19 @@ interface Culled {
   token (user: string): Promise<string>
 }
 
-async function startCulled (t: Test, options: { idleTimeoutMs: number, cullIntervalMs: number }): Promise<Culled> {
+/** Real backend processes behind a real gateway; activity, culling and waiting on `clock`. */
+async function startCulled (t: Test, options: { idleTimeoutMs: number, cullIntervalMs: number, clock: ManualClock }): Promise<Culled> {
+  const { clock } = options
   const source = new LocalEndpointSource()
   const driver = new LocalDriver({ source, logger })
   t.teardown(() => driver.close())
-  const workloads = new LocalWorkloads({ driver, source, logger })
+  const workloads = new LocalWorkloads({ driver, source, logger, clock })
   t.teardown(() => { workloads.close() })
-  const activity = new ActivityRecorder({ workloads, logger, idleTimeoutMs: options.idleTimeoutMs })
+  const activity = new ActivityRecorder({ workloads, logger, idleTimeoutMs: options.idleTimeoutMs, clock })
   t.teardown(() => { activity.close() })
-  const culler = new Culler({ workloads, logger, idleTimeoutMs: options.idleTimeoutMs, intervalMs: options.cullIntervalMs })
+  const culler = new Culler({ workloads, logger, idleTimeoutMs: options.idleTimeoutMs, intervalMs: options.cullIntervalMs, clock })
   t.teardown(() => culler.stop())
-  const spawner = createSpawner({ workloads, source, spawnOnDemand: false, startTimeoutMs: 15_000, logger })
+  const spawner = createSpawner({ workloads, source, spawnOnDemand: false, startTimeoutMs: 15_000, logger, clock })
   const gw = await startTestGateway(t, {}, { source, onMissing: spawner.onMissing, onActivity: activity.record })
   culler.start()
   return { url: gw.url, workloads, driver, token: (user) => gw.token(user) }
@@ -202,7 +204,8 @@ async function startCulled (t: Test, options: { idleTimeoutMs: number, cullInter
 
 void t.test('end to end: requests keep a workload up; idle past the timeout it is suspended; the next request wakes it', async (t) => {
   const idleTimeoutMs = 800
-  const c = await startCulled(t, { idleTimeoutMs, cullIntervalMs: 50 })
+  const clock = new ManualClock()
+  const c = await startCulled(t, { idleTimeoutMs, cullIntervalMs: 50, clock })
   const token = await c.token('alice')
   const get = async (): Promise<number> => {
     const res = await fetch(`${c.url}/`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(20_000) })
@@ -213,23 +216,22 @@ void t.test('end to end: requests keep a workload up; idle past the timeout it i
   t.equal(await get(), 200)
   const firstPid = c.driver.status('alice')?.pid
 
-  // Busy for twice the idle timeout: never culled.
-  const busyUntil = Date.now() + 2 * idleTimeoutMs
+  // Busy for twice the idle timeout, a request every 100 ms of the clock, sweeps every 50: never culled.
   let requests = 0
-  while (Date.now() < busyUntil && requests < 100) {
+  let lastRequest = clock.now()
+  while (requests < 2 * idleTimeoutMs / 100) {
     t.equal(await get(), 200)
     requests++
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    lastRequest = clock.now()
+    await clock.advance(100)
   }
   t.equal((await c.workloads.get('alice'))?.suspended, false, `${requests} requests over ${2 * idleTimeoutMs} ms kept it up`)
   t.equal(c.driver.status('alice')?.pid, firstPid, 'the same process throughout')
 
-  const lastRequest = Date.now()
-  const deadline = lastRequest + 10_000
-  while ((await c.workloads.get('alice'))?.suspended !== true && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
-  const idleFor = Date.now() - lastRequest
+  while ((await c.workloads.get('alice'))?.suspended !== true && clock.now() - lastRequest < 10_000) await clock.advance(50)
+  const idleFor = clock.now() - lastRequest
   t.equal((await c.workloads.get('alice'))?.status.phase, 'Suspended', `suspended ${idleFor} ms after the last request`)
-  t.ok(idleFor >= idleTimeoutMs - 200 - 30, 'not before the idle timeout (less the activity write interval)')
+  t.ok(idleFor >= idleTimeoutMs - 200, 'not before the idle timeout (less the activity write interval)')
   const stopDeadline = Date.now() + 10_000
   while (c.driver.status('alice') !== undefined && Date.now() < stopDeadline) await new Promise((resolve) => setTimeout(resolve, 20))
   t.equal(isAlive(firstPid), false, 'its process was stopped')
