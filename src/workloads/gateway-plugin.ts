@@ -46,6 +46,7 @@ export function createProvisionerHooks (options: ProvisionerHooksOptions): Provi
     spawnOnDemand: config.gateway.spawnOnDemand,
     startTimeoutMs: config.gateway.startTimeoutMs,
     logger: componentLogger(logger, 'spawner'),
+    onActivity: recorder.record,
   })
   return {
     gateway: {

@@ -28,6 +28,11 @@ export interface SpawnerOptions {
   readonly statusCheckMs?: number
   readonly retryAfterSeconds?: number
   readonly clock?: Clock
+  /**
+   * The activity pipeline (ActivityRecorder.record): a workload that became ready counts as
+   * used then, however long its start took, so idle culling does not take it at once.
+   */
+  readonly onActivity?: (user: string) => void
 }
 
 /** One user's wait, shared by every request for that user. */
@@ -130,14 +135,8 @@ export function createSpawner (options: SpawnerOptions): Spawner {
     const succeed = (endpoints: readonly Endpoint[]): void => {
       if (current.settled) return
       current.stop()
-      const at = clock.now()
-      logger.info({ user, ms: at - started }, 'workload ready')
-      try {
-        // The requests that waited are served now: activity, however long the start took.
-        workloads.touch(user, new Date(at))
-      } catch (err) {
-        logger.warn({ err, user }, 'recording activity failed')
-      }
+      logger.info({ user, ms: clock.now() - started }, 'workload ready')
+      options.onActivity?.(user)
       resolve(endpoints)
     }
     const fail = (err: unknown): void => {

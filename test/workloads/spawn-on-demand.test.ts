@@ -154,6 +154,14 @@ void t.test('the first request creates the workload, waits, and is woken by the 
   t.same(s.sourceLog, [], 'a ready user never reaches the spawner')
 })
 
+void t.test('a workload that becomes ready is reported to the activity pipeline once, so culling does not take it at once', async (t) => {
+  const reported: string[] = []
+  const s = await startSpawning(t, { slowStartMs: 200, spawner: { onActivity: (user) => { reported.push(user) } } })
+  const results = await Promise.all([s.get('alice', API), s.get('alice', API)])
+  t.same(results.map((r) => r.status), [200, 200])
+  t.same(reported, ['alice'], 'one report for the start, however many requests waited')
+})
+
 void t.test('concurrent first requests share one create and one wait', async (t) => {
   const s = await startSpawning(t, { slowStartMs: 300 })
   const results = await Promise.all(Array.from({ length: 20 }, () => s.get('erin', API)))
