@@ -105,9 +105,8 @@ export class Gateway {
     this.#inFlight++
     res.once('close', () => { this.#finished(req, res, started) })
     if (this.#draining || expectsContinue) res.setHeader('connection', 'close')
-    const refused = checkRequest(req, this.#maxHeaders)
+    const refused = this.#refusal(req)
     if (refused !== undefined) {
-      if (refused instanceof AuthError) this.#metrics.authFailure(refused.reason)
       res.setHeader('connection', 'close')
       this.#fail(res, refused)
       return
@@ -130,9 +129,8 @@ export class Gateway {
     }
     // The idle timeout is for HTTP exchanges; a quiet WebSocket is the application's business.
     ;(socket as Duplex & { setTimeout?: (ms: number) => void }).setTimeout?.(0)
-    const refused = checkRequest(req, this.#maxHeaders)
+    const refused = this.#refusal(req)
     if (refused !== undefined) {
-      if (refused instanceof AuthError) this.#metrics.authFailure(refused.reason)
       rejectUpgrade(socket, refused)
       return
     }
@@ -180,6 +178,13 @@ export class Gateway {
       entry.bytesRead = read
       this.#onActivity?.(entry.user)
     }
+  }
+
+  /** What checkRequest refuses, with an ambiguous credential counted as an auth failure. */
+  #refusal (req: IncomingMessage): PodgateError | undefined {
+    const refused = checkRequest(req, this.#maxHeaders)
+    if (refused instanceof AuthError) this.#metrics.authFailure(refused.reason)
+    return refused
   }
 
   // Synchronous on a verified-token cache hit; a promise only when jose must run (the
