@@ -1,6 +1,6 @@
 // Runs each user's backend as a child process on 127.0.0.1 and registers it in a
 // LocalEndpointSource: the local stand-in for a Deployment plus its EndpointSlice.
-import { spawn as spawnProcess, type ChildProcess } from 'node:child_process'
+import { spawn as spawnProcess } from 'node:child_process'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
@@ -9,6 +9,7 @@ import { endpoint, type Endpoint } from '../discovery/source.ts'
 import { DrainingError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
 import { isDnsLabel } from '../kube/labels.ts'
 import type { Logger } from '../log.ts'
+import { launchBackend, type BackendProcess } from './backend-process.ts'
 
 /** The backend script next to this file (`.ts` from src/, `.js` once compiled). */
 export const DEFAULT_BACKEND_PATH = fileURLToPath(new URL(`./backend${extname(fileURLToPath(import.meta.url))}`, import.meta.url))
@@ -20,8 +21,6 @@ export const DEFAULT_RESTART_MAX_MS = 10_000
 export const DEFAULT_MAX_RESTARTS = 5
 export const DEFAULT_STABLE_MS = 30_000
 
-const STDERR_TAIL_BYTES = 4_096
-const FIRST_LINE_MAX_BYTES = 4_096
 
 export interface LocalDriverOptions {
   readonly source: LocalEndpointSource
@@ -56,17 +55,6 @@ export interface BackendStatus {
   readonly endpoint: Endpoint | undefined
   /** Consecutive unexpected exits. */
   readonly crashes: number
-}
-
-interface BackendProcess {
-  readonly child: ChildProcess
-  readonly pid: number | undefined
-  /** Resolves when the process is gone (exit, or a spawn that never started). */
-  readonly exited: Promise<void>
-  readonly stderr: StderrTail
-  startedAt: number
-  stopRequested: boolean
-  hasExited: boolean
 }
 
 interface Slot {
@@ -223,7 +211,18 @@ export class LocalDriver {
 
   async #launchAndRegister (slot: Slot): Promise<Endpoint> {
     const { user } = slot
-    const { process: proc, address, port } = await this.#launch(user, slot.removed.signal)
+    const { process: proc, address, port } = await launchBackend({
+      user,
+      signal: slot.removed.signal,
+      spawn: this.#spawn,
+      execPath: this.#execPath,
+      backendPath: this.#backendPath,
+      env: this.#env,
+      startTimeoutMs: this.#startTimeoutMs,
+      clock: this.#clock,
+      logger: this.#logger,
+      stop: (started) => this.#stopProcess(user, started),
+    })
     if (slot.removed.signal.aborted) {
       await this.#stopProcess(user, proc)
       throw new WorkloadNotFoundError(`backend for ${user} was removed while starting`)
@@ -301,126 +300,6 @@ export class LocalDriver {
     } finally {
       this.#clock.clearTimeout(timer)
     }
-  }
-
-  /** Spawns one backend and waits for its listening line, its early exit, the timeout, or an abort. */
-  #launch (user: string, signal: AbortSignal): Promise<{ process: BackendProcess, address: string, port: number }> {
-    if (signal.aborted) return Promise.reject(new WorkloadNotFoundError(`backend for ${user} was removed while starting`))
-    let child: ChildProcess
-    try {
-      // stdin stays an open pipe: when this process dies, the child reads EOF and exits.
-      child = this.#spawn(this.#execPath, [this.#backendPath, '--user', user, '--port', '0', '--host', '127.0.0.1'], {
-        stdio: ['pipe', 'pipe', 'pipe'],
-        env: this.#env,
-      })
-    } catch (err) {
-      return Promise.reject(new WorkloadFailedError(`cannot start backend for ${user}: ${(err as Error).message}`, { cause: err }))
-    }
-    const stderr = new StderrTail()
-    let spawnError: Error | undefined
-    const proc: BackendProcess = {
-      child,
-      pid: child.pid,
-      stderr,
-      startedAt: this.#clock.now(),
-      stopRequested: false,
-      hasExited: false,
-      exited: new Promise<void>((resolve) => {
-        child.once('exit', () => { proc.hasExited = true; resolve() })
-        child.once('error', (err) => {
-          spawnError = err
-          // 'error' without a pid means the process never started, so no 'exit' follows.
-          if (child.pid === undefined) { proc.hasExited = true; resolve() }
-        })
-      }),
-    }
-    child.stdin?.on('error', () => { /* the child is gone; its exit is handled */ })
-    child.stderr?.on('data', (chunk: Buffer) => {
-      stderr.push(chunk)
-      this.#logger.debug({ user, pid: child.pid, stderr: chunk.toString('utf8').trimEnd() }, 'local backend stderr')
-    })
-
-    return new Promise((resolve, reject) => {
-      let firstLine = ''
-      let settled = false
-      const settle = (): boolean => {
-        if (settled) return false
-        settled = true
-        this.#clock.clearTimeout(timer)
-        signal.removeEventListener('abort', onAbort)
-        child.off('close', onEarlyClose)
-        return true
-      }
-      const succeed = (result: { address: string, port: number }): void => {
-        if (settle()) resolve({ process: proc, ...result })
-      }
-      const fail = (error: Error): void => {
-        if (!settle()) return
-        proc.stopRequested = true
-        void this.#stopProcess(user, proc).then(() => { reject(error) })
-      }
-      const onAbort = (): void => { fail(new WorkloadNotFoundError(`backend for ${user} was removed while starting`)) }
-      const onEarlyClose = (): void => {
-        const how = spawnError !== undefined ? `could not be spawned (${spawnError.message})` : `exited (${describeExit(child)}) before listening`
-        fail(new WorkloadFailedError(`backend for ${user} ${how}${stderr.suffix()}`, { cause: spawnError }))
-      }
-      const timer = this.#clock.setTimeout(() => {
-        fail(new WorkloadFailedError(`backend for ${user} did not report a listening address within ${this.#startTimeoutMs} ms${stderr.suffix()}`))
-      }, this.#startTimeoutMs)
-      signal.addEventListener('abort', onAbort, { once: true })
-      // 'close' rather than 'exit': by then stderr has been read to the end.
-      child.once('close', onEarlyClose)
-      child.stdout?.setEncoding('utf8')
-      child.stdout?.on('data', (text: string) => {
-        if (settled) return
-        firstLine += text
-        const newline = firstLine.indexOf('\n')
-        if (newline === -1) {
-          if (firstLine.length > FIRST_LINE_MAX_BYTES) fail(new WorkloadFailedError(`backend for ${user} printed ${firstLine.length} bytes without a newline`))
-          return
-        }
-        const listening = parseListening(firstLine.slice(0, newline))
-        if (listening === undefined) fail(new WorkloadFailedError(`backend for ${user} printed an unexpected first line: ${JSON.stringify(firstLine.slice(0, Math.min(newline, 200)))}`))
-        else succeed(listening)
-      })
-    })
-  }
-}
-
-function parseListening (line: string): { address: string, port: number } | undefined {
-  try {
-    const parsed = JSON.parse(line) as { listening?: { address?: unknown, port?: unknown } }
-    const { address, port } = parsed.listening ?? {}
-    if (typeof address !== 'string' || typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return undefined
-    return { address, port }
-  } catch {
-    return undefined
-  }
-}
-
-function describeExit (child: ChildProcess): string {
-  return child.signalCode !== null ? `signal ${child.signalCode}` : `code ${String(child.exitCode)}`
-}
-
-/** The last few KiB a child wrote to stderr, for error messages. */
-class StderrTail {
-  #chunks: Buffer[] = []
-  #bytes = 0
-
-  push (chunk: Buffer): void {
-    this.#chunks.push(chunk)
-    this.#bytes += chunk.length
-    while (this.#bytes > STDERR_TAIL_BYTES && this.#chunks.length > 1) this.#bytes -= this.#chunks.shift()?.length ?? 0
-  }
-
-  text (): string {
-    const all = Buffer.concat(this.#chunks)
-    return all.subarray(Math.max(0, all.length - STDERR_TAIL_BYTES)).toString('utf8').trim()
-  }
-
-  suffix (): string {
-    const text = this.text()
-    return text === '' ? '' : `; stderr: ${text}`
   }
 }
 
