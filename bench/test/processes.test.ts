@@ -6,13 +6,26 @@ import { ProcessGroup } from '../processes.ts'
 
 const node = process.execPath
 
+/**
+ * Reads `read()` until `done` holds or 10 s pass, and returns the last value read: a state
+ * the kernel reaches when the process is next scheduled, which on a loaded machine is late.
+ */
+async function eventually<T> (read: () => T, done: (value: T) => boolean): Promise<T> {
+  const deadline = Date.now() + 10_000
+  let value = read()
+  while (!done(value) && Date.now() < deadline) {
+    await sleep(20)
+    value = read()
+  }
+  return value
+}
+
 void t.test('stopAll ends every member of every child group, including grandchildren', async (t) => {
   const root = new ProcessGroup()
   t.teardown(async () => { await root.stopAll() })
   const child = root.child()
   const shell = child.spawn('shell', 'sh', ['-c', 'sleep 30 & sleep 30 & wait'])
-  await sleep(200)
-  t.ok(sampleGroup(shell.pid).processes >= 3, 'the shell and both sleeps share its process group')
+  t.ok((await eventually(() => sampleGroup(shell.pid).processes, (n) => n >= 3)) >= 3, 'the shell and both sleeps share its process group')
   await root.stopAll()
   t.equal(sampleGroup(shell.pid).processes, 0, 'nothing of the group is left')
   t.notOk(shell.running)
@@ -59,17 +72,17 @@ void t.test('cpus pins the process with taskset', async (t) => {
   const group = new ProcessGroup()
   t.teardown(async () => { await group.stopAll() })
   const pinned = group.spawn('pinned', 'sleep', ['30'], { cpus: [0] })
-  await sleep(200)
-  t.match(readFileSync(`/proc/${pinned.pid}/status`, 'utf8'), /^Cpus_allowed_list:\s+0$/m)
+  const allowed = (): string => readFileSync(`/proc/${pinned.pid}/status`, 'utf8')
+  t.match(await eventually(allowed, (status) => /^Cpus_allowed_list:\s+0$/m.test(status)), /^Cpus_allowed_list:\s+0$/m)
 })
 
 void t.test('sampleGroup reads the CPU time and memory a process group used', async (t) => {
   const group = new ProcessGroup()
   t.teardown(async () => { await group.stopAll() })
-  // 300 ms of busy work, then idle so it is still there to be sampled
-  const busy = group.spawn('busy', node, ['-e', 'const end = Date.now() + 300; while (Date.now() < end); setTimeout(() => {}, 30000)'])
-  await sleep(800)
-  const sample = sampleGroup(busy.pid)
+  // 300 ms of its own CPU time (not wall time: on a loaded machine it gets less CPU per
+  // second), then idle so it is still there to be sampled.
+  const busy = group.spawn('busy', node, ['-e', 'const s = process.cpuUsage(); for (;;) { const u = process.cpuUsage(s); if (u.user + u.system >= 300000) break } setTimeout(() => {}, 30000)'])
+  const sample = await eventually(() => sampleGroup(busy.pid), (s) => s.cpuTicks >= 20)
   t.equal(sample.processes, 1)
   t.ok(sample.cpuTicks >= 20, `at least 0.2 s of CPU in ticks, got ${sample.cpuTicks}`)
   t.ok(sample.rssKb > 10_000, `a Node process holds more than 10 MB, got ${sample.rssKb} KiB`)
@@ -90,13 +103,11 @@ void t.test('pause freezes every member, resume lets it run, and a paused group 
   t.teardown(() => group.stopAll())
   const child = group.spawn('sleeper', 'sleep', ['30'])
   const state = (): string => /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${child.pid}/stat`, 'utf8'))?.[1] ?? '?'
-  await sleep(50)
+  await eventually(state, (s) => s === 'S')
   group.pause()
-  await sleep(50)
-  t.equal(state(), 'T', 'stopped')
+  t.equal(await eventually(state, (s) => s === 'T'), 'T', 'stopped')
   group.resume()
-  await sleep(50)
-  t.equal(state(), 'S', 'running (sleeping) again')
+  t.equal(await eventually(state, (s) => s === 'S'), 'S', 'running (sleeping) again')
   group.pause()
   await group.stopAll()
   t.equal(child.running, false, 'SIGTERM reached a paused process')
