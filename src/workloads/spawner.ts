@@ -6,7 +6,7 @@ import type { EndpointSource, Endpoint } from '../discovery/source.ts'
 import { BadRequestError, NotReadyError, PodgateError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
 import type { MissingWorkload } from '../gateway/gateway.ts'
 import { startingPage } from '../gateway/starting-page.ts'
-import type { Logger } from '../log.ts'
+import { FailureStreaks, type Logger } from '../log.ts'
 import type { Workload, Workloads } from './workloads.ts'
 
 export const DEFAULT_BROWSER_GRACE_MS = 2_000
@@ -67,6 +67,8 @@ export function createSpawner (options: SpawnerOptions): Spawner {
   // Unref'd: a waiting request's own socket keeps the process alive, a timer alone must not.
   const schedule = (fn: () => void, ms: number): TimerHandle => clock.setTimeout(fn, ms, { unref: true })
 
+  // A status check that keeps failing (the API down) logs its stack once, then one line per attempt.
+  const statusChecks = new FailureStreaks(logger, { failed: 'workload status check failed; checking again', recovered: 'workload status check works again' })
   const watches = new Map<string, Watch>()
   // Creating or waking is shared too, so a wait that ends and restarts never issues a second one.
   const ensuring = new Map<string, Promise<void>>()
@@ -130,6 +132,7 @@ export function createSpawner (options: SpawnerOptions): Spawner {
         if (watches.get(user) === current) watches.delete(user)
         for (const unsubscribe of unsubscribes) unsubscribe()
         clock.clearTimeout(statusTimer)
+        statusChecks.forget(user)
       },
     }
     const succeed = (endpoints: readonly Endpoint[]): void => {
@@ -176,11 +179,12 @@ export function createSpawner (options: SpawnerOptions): Spawner {
       const check = (): void => {
         statusTimer = schedule(() => {
           workloads.get(user).then((workload) => {
+            statusChecks.recovered({ user }, user)
             if (current.settled) return
             judge(workload)
             if (!current.settled) check()
           }, (err: unknown) => {
-            logger.warn({ err, user }, 'workload status check failed; checking again')
+            statusChecks.failed(err, { user }, { key: user })
             if (!current.settled) check()
           })
         }, statusCheckMs)

@@ -3,6 +3,7 @@
 import t, { type Test } from 'tap'
 import type { ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
+import { Writable } from 'node:stream'
 import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import type { EndpointListener, EndpointSource } from '../../src/discovery/source.ts'
 import { createLogger } from '../../src/log.ts'
@@ -10,8 +11,9 @@ import { LocalDriver } from '../../src/local/driver.ts'
 import { LocalWorkloads } from '../../src/local/workloads.ts'
 import { createSpawner, type Spawner, type SpawnerOptions } from '../../src/workloads/spawner.ts'
 import { escapeHtml, startingPage } from '../../src/gateway/starting-page.ts'
-import type { Workloads } from '../../src/workloads/workloads.ts'
+import type { Workload, Workloads } from '../../src/workloads/workloads.ts'
 import { startTestGateway, type TestGateway } from '../support/gateway.ts'
+import { ManualClock } from '../support/manual-clock.ts'
 import { recordingSpawn } from '../support/processes.ts'
 
 const BACKEND_URL = new URL('../../src/local/backend.ts', import.meta.url).href
@@ -315,4 +317,37 @@ void t.test('the workload API unreachable: 503 with Retry-After, never a 500, an
     t.match(await res.text(), /PODGATE_NOT_READY.*cannot be started right now/, `attempt ${attempt}: says why`)
   }
   t.equal(gets, 2, 'each request asked the API again: no failure was cached')
+})
+
+void t.test('status checks that fail while the API is down log one stack, then one line per attempt, then the recovery', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const destination = new Writable({
+    write (chunk: Buffer, _encoding, callback) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
+      callback()
+    },
+  })
+  const clock = new ManualClock()
+  const source = new LocalEndpointSource()
+  await source.start()
+  const pending: Workload = { user: 'alice', profile: 'default', suspended: false, status: { phase: 'Pending', readyReplicas: 0 } }
+  const failed: Workload = { ...pending, status: { phase: 'Failed', readyReplicas: 0, message: 'ImagePullBackOff: nope' } }
+  // The first look finds the workload; the next three checks fail; the fourth sees it failed.
+  const answers: Array<() => Promise<Workload>> = [
+    () => Promise.resolve(pending),
+    ...Array.from({ length: 3 }, () => () => Promise.reject(new Error('503 the API server is unavailable'))),
+    () => Promise.resolve(failed),
+  ]
+  const refuse = (): Promise<never> => Promise.reject(new Error('not used'))
+  const workloads: Workloads = { put: refuse, list: refuse, delete: refuse, setSuspended: refuse, touch: () => {}, get: () => (answers.shift() ?? (() => Promise.resolve(failed)))() }
+  const spawner = createSpawner({ workloads, source, spawnOnDemand: true, startTimeoutMs: 60_000, statusCheckMs: 100, logger: createLogger('info', destination), clock })
+  const waiting = spawner.onMissing('alice', undefined)
+  waiting.catch(() => {})
+  for (let i = 0; i < 4; i++) await clock.advance(100)
+  await t.rejects(waiting, { name: 'WorkloadFailedError' }, 'the failure the fourth check saw ends the wait')
+  const checks = lines.filter((line) => line.msg === 'workload status check failed; checking again')
+  t.same(checks.map((line) => line.attempt), [1, 2, 3])
+  t.match((checks[0]?.err as { stack?: string } | undefined)?.stack, /503 the API server is unavailable/, 'the first with its stack')
+  t.same(checks.slice(1).map((line) => [line.err, line.error]), [[undefined, '503 the API server is unavailable'], [undefined, '503 the API server is unavailable']], 'the others one line each')
+  t.same(lines.filter((line) => line.msg === 'workload status check works again').map((line) => line.attempts), [3], 'and one line when it works again')
 })
