@@ -215,7 +215,7 @@ void t.test('an informer while the API refuses to list: one stack, then one line
   t.teardown(() => server.stop())
   const lift = server.refuse(({ verb }) => verb === 'list', { status: 500 })
   const { logger, lines, until } = capture()
-  const source = new KubernetesEndpointSource({ kubeConfig: kubeConfigFor(server), namespace: 'default', logger, backoff: { initialMs: 5, maxMs: 20 }, random: () => 0 })
+  const source = new KubernetesEndpointSource({ kubeConfig: kubeConfigFor(server), namespaces: ['default'], logger, backoff: { initialMs: 5, maxMs: 20 }, random: () => 0 })
   t.teardown(() => source.close())
   await source.start()
   const failed = 'watch failed; restarting the informer'

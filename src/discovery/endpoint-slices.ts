@@ -1,5 +1,7 @@
 // EndpointSlices → user → ready endpoints, with no I/O: what a slice routes to, and an index
-// that turns slice changes into the next immutable snapshot touching only changed users.
+// that turns slice changes into the next immutable snapshot touching only changed users. A
+// user id is unique across namespaces: when slices for one user appear in several, only one
+// namespace is routed (see `pickNamespace`).
 import { isIP } from 'node:net'
 import { HTTP_PORT_NAME, USER_LABEL } from '../kube/labels.ts'
 import { endpoint, type Endpoint, type EndpointSnapshot } from './source.ts'
@@ -13,6 +15,8 @@ export interface EndpointSliceLike {
     name?: string
     namespace?: string
     resourceVersion?: string
+    /** RFC 3339 in raw JSON; a Date once client-node has deserialized a list. */
+    creationTimestamp?: Date | string
     labels?: Record<string, string>
   }
   addressType?: string
@@ -77,8 +81,36 @@ export function readSlice (slice: EndpointSliceLike): SliceReading {
 
 interface IndexedSlice {
   readonly user: string
+  readonly namespace: string
+  /** Milliseconds since the epoch; +Infinity when unknown (counts as the newest). */
+  readonly createdAt: number
   readonly resourceVersion: string | undefined
   readonly endpoints: readonly Endpoint[]
+}
+
+function createdAt (slice: EndpointSliceLike): number {
+  const value = slice.metadata?.creationTimestamp
+  const ms = value instanceof Date ? value.getTime() : value === undefined ? Number.NaN : Date.parse(value)
+  return Number.isFinite(ms) ? ms : Number.POSITIVE_INFINITY
+}
+
+/** One namespace's claim on a user: its oldest slice for them. */
+export interface NamespaceClaim {
+  readonly namespace: string
+  readonly createdAt: number
+}
+
+/**
+ * The namespace a user is routed from when several hold slices for them: the one whose slices
+ * are oldest, ties by namespace name. Every replica sees the same objects, so every replica
+ * picks the same one.
+ */
+export function pickNamespace (claims: Iterable<NamespaceClaim>): string | undefined {
+  let best: NamespaceClaim | undefined
+  for (const claim of claims) {
+    if (best === undefined || claim.createdAt < best.createdAt || (claim.createdAt === best.createdAt && claim.namespace < best.namespace)) best = claim
+  }
+  return best?.namespace
 }
 
 /** Merges a user's slices (one Service may have several): unique by origin, in a stable order. */
@@ -94,23 +126,44 @@ function sameEndpoints (a: readonly Endpoint[] | undefined, b: readonly Endpoint
 
 export type ProblemReporter = (sliceKey: string, problem: string) => void
 
+/** A user newly found in several namespaces: routed from `routed`, not from `ignored`. */
+export interface NamespaceConflict {
+  readonly user: string
+  readonly routed: string
+  readonly ignored: readonly string[]
+}
+export type ConflictReporter = (conflict: NamespaceConflict) => void
+
 /**
- * Slices by key and by user. Changes only mark users dirty; `apply` copies the previous snapshot
- * once and recomputes just those users, so an event costs O(users) for the copy, not a rebuild.
+ * Slices by key, by user and by namespace. Changes only mark users dirty; `apply` copies the
+ * previous snapshot once and recomputes just those users, so an event costs O(users) for the
+ * copy, not a rebuild.
  */
 export class EndpointIndex {
   readonly #slices = new Map<string, IndexedSlice>()
   readonly #byUser = new Map<string, Set<string>>()
+  readonly #byNamespace = new Map<string, Set<string>>()
+  /** The namespace each user in the snapshot is routed from. */
+  readonly #routedFrom = new Map<string, string>()
+  /** Users with slices in more than one namespace. */
+  readonly #conflicted = new Set<string>()
   readonly #dirty = new Set<string>()
   #changed: ReadonlySet<string> = new Set()
   readonly #onProblem: ProblemReporter
+  readonly #onConflict: ConflictReporter
 
-  constructor (onProblem: ProblemReporter = () => {}) {
+  constructor (onProblem: ProblemReporter = () => {}, onConflict: ConflictReporter = () => {}) {
     this.#onProblem = onProblem
+    this.#onConflict = onConflict
   }
 
   get sliceCount (): number { return this.#slices.size }
   get pending (): boolean { return this.#dirty.size > 0 }
+  /** Users whose slices are in more than one namespace (as of the last `apply`). */
+  get usersInSeveralNamespaces (): number { return this.#conflicted.size }
+
+  /** The namespace `user` is routed from (as of the last `apply`); undefined when not in the snapshot. */
+  namespaceOf (user: string): string | undefined { return this.#routedFrom.get(user) }
 
   upsert (slice: EndpointSliceLike): void {
     const key = sliceKey(slice)
@@ -124,13 +177,10 @@ export class EndpointIndex {
       return
     }
     if (existing !== undefined && existing.user !== reading.user) this.#removeKey(key)
-    this.#slices.set(key, { user: reading.user, resourceVersion, endpoints: reading.route?.endpoints ?? [] })
-    let keys = this.#byUser.get(reading.user)
-    if (keys === undefined) {
-      keys = new Set()
-      this.#byUser.set(reading.user, keys)
-    }
-    keys.add(key)
+    const namespace = slice.metadata?.namespace ?? ''
+    this.#slices.set(key, { user: reading.user, namespace, createdAt: createdAt(slice), resourceVersion, endpoints: reading.route?.endpoints ?? [] })
+    addTo(this.#byUser, reading.user, key)
+    addTo(this.#byNamespace, namespace, key)
     this.#dirty.add(reading.user)
   }
 
@@ -142,17 +192,44 @@ export class EndpointIndex {
     const existing = this.#slices.get(key)
     if (existing === undefined) return
     this.#slices.delete(key)
-    const keys = this.#byUser.get(existing.user)
-    keys?.delete(key)
-    if (keys?.size === 0) this.#byUser.delete(existing.user)
+    deleteFrom(this.#byUser, existing.user, key)
+    deleteFrom(this.#byNamespace, existing.namespace, key)
     this.#dirty.add(existing.user)
   }
 
-  /** A complete list: slices not in it are gone (deleted while no watch was open). */
-  replace (slices: readonly EndpointSliceLike[]): void {
+  /**
+   * A complete list: slices not in it are gone (deleted while no watch was open). With
+   * `namespace`, the list is that namespace's alone and other namespaces' slices stay.
+   */
+  replace (slices: readonly EndpointSliceLike[], namespace?: string): void {
     const present = new Set(slices.map(sliceKey))
-    for (const key of [...this.#slices.keys()]) if (!present.has(key)) this.#removeKey(key)
+    const known = namespace === undefined ? this.#slices.keys() : this.#byNamespace.get(namespace)?.values() ?? []
+    for (const key of [...known]) if (!present.has(key)) this.#removeKey(key)
     for (const slice of slices) this.upsert(slice)
+  }
+
+  /** The slices routed for a user (those of one namespace), noting a conflict when it is new. */
+  #routedSlices (user: string, keys: ReadonlySet<string>): IndexedSlice[] {
+    const slices: IndexedSlice[] = []
+    for (const key of keys) {
+      const slice = this.#slices.get(key)
+      if (slice !== undefined) slices.push(slice)
+    }
+    const first = slices[0]?.namespace
+    if (slices.every((slice) => slice.namespace === first)) {
+      this.#conflicted.delete(user)
+      if (first !== undefined) this.#routedFrom.set(user, first)
+      return slices
+    }
+    const claims = new Map<string, number>()
+    for (const slice of slices) claims.set(slice.namespace, Math.min(slice.createdAt, claims.get(slice.namespace) ?? Number.POSITIVE_INFINITY))
+    const routed = pickNamespace([...claims].map(([namespace, at]) => ({ namespace, createdAt: at }))) ?? ''
+    if (!this.#conflicted.has(user) || this.#routedFrom.get(user) !== routed) {
+      this.#onConflict({ user, routed, ignored: [...claims.keys()].filter((ns) => ns !== routed).sort() })
+    }
+    this.#conflicted.add(user)
+    this.#routedFrom.set(user, routed)
+    return slices.filter((slice) => slice.namespace === routed)
   }
 
   /**
@@ -166,9 +243,13 @@ export class EndpointIndex {
     const changes: Array<[string, readonly Endpoint[] | undefined]> = []
     for (const user of this.#dirty) {
       const keys = this.#byUser.get(user)
+      if (keys === undefined) {
+        this.#routedFrom.delete(user)
+        this.#conflicted.delete(user)
+      }
       // A user whose Service has slices but no ready endpoint stays known, with an empty
       // list: the gateway answers "not ready" (503) instead of "no workload" (404).
-      const merged = keys === undefined ? undefined : mergeEndpoints([...keys].map((key) => this.#slices.get(key)?.endpoints ?? []))
+      const merged = keys === undefined ? undefined : mergeEndpoints(this.#routedSlices(user, keys).map((slice) => slice.endpoints))
       const before = previous.get(user)
       if (merged === undefined ? before !== undefined : !sameEndpoints(before, merged)) changes.push([user, merged])
     }
@@ -185,4 +266,19 @@ export class EndpointIndex {
 
   /** Users whose endpoints the last `apply` changed. */
   get changed (): ReadonlySet<string> { return this.#changed }
+}
+
+function addTo (map: Map<string, Set<string>>, group: string, key: string): void {
+  let keys = map.get(group)
+  if (keys === undefined) {
+    keys = new Set()
+    map.set(group, keys)
+  }
+  keys.add(key)
+}
+
+function deleteFrom (map: Map<string, Set<string>>, group: string, key: string): void {
+  const keys = map.get(group)
+  keys?.delete(key)
+  if (keys?.size === 0) map.delete(group)
 }

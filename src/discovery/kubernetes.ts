@@ -1,6 +1,7 @@
 // The gateway's view of where each user's pods are, from the EndpointSlices of podgate's
-// Services in one namespace. While the API server is unreachable the last snapshot keeps
-// serving; the informer underneath is supervised (see ../kube/informer.ts).
+// Services in the served namespaces: one informer per namespace, or one cluster-wide watch,
+// feeding one index and one snapshot. While the API server is unreachable the last snapshot
+// keeps serving; the informers underneath are supervised (see ../kube/informer.ts).
 import { DiscoveryV1Api, type KubeConfig, type V1EndpointSlice } from '@kubernetes/client-node'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
@@ -20,14 +21,16 @@ function isWatchEventLabel (label: string): label is WatchEventLabel {
   return (WATCH_EVENT_TYPES as readonly string[]).includes(label)
 }
 
-/** The EndpointSlice informer's own metrics; one source per registry. */
+/** The EndpointSlice informers' own metrics, summed over informers; one source per registry. */
 export class EndpointSliceMetrics {
   readonly events: Counter<'type'>
   readonly restarts: Counter<'reason'>
   readonly lists: Counter
   readonly secondsSinceLastEvent: Gauge
+  readonly usersInSeveralNamespaces: Gauge
 
-  constructor (registry: Registry, lastEventAt: () => number, clock: Clock) {
+  /** `lastEventAt`: the least recent of the informers' last events (the most silent watch). */
+  constructor (registry: Registry, lastEventAt: () => number, clock: Clock, usersInSeveralNamespaces: () => number) {
     this.events = new Counter({ name: 'podgate_endpointslice_watch_events_total', help: 'EndpointSlice watch events received, by type', labelNames: ['type'] as const, registers: [registry] })
     this.restarts = new Counter({ name: 'podgate_endpointslice_informer_restarts_total', help: 'EndpointSlice informer restarts, by reason', labelNames: ['reason'] as const, registers: [registry] })
     this.lists = new Counter({ name: 'podgate_endpointslice_lists_total', help: 'Complete EndpointSlice lists (first sync and every relist)', registers: [registry] })
@@ -36,6 +39,12 @@ export class EndpointSliceMetrics {
       help: 'Seconds since the last EndpointSlice watch event (bookmarks included) or list',
       registers: [registry],
       collect () { this.set(Math.max(0, (clock.now() - lastEventAt()) / 1000)) },
+    })
+    this.usersInSeveralNamespaces = new Gauge({
+      name: 'podgate_users_in_several_namespaces',
+      help: 'Users with EndpointSlices in more than one served namespace (only the oldest namespace is routed)',
+      registers: [registry],
+      collect () { this.set(usersInSeveralNamespaces()) },
     })
     for (const type of WATCH_EVENT_TYPES) this.events.inc({ type }, 0)
     for (const reason of ['error', 'watchdog'] satisfies RestartReason[]) this.restarts.inc({ reason }, 0)
@@ -47,9 +56,12 @@ export class EndpointSliceMetrics {
   }
 }
 
+/** The namespaces to watch: a list (one informer each), or `all` (one cluster-wide watch). */
+export type ServedNamespaces = readonly string[] | 'all'
+
 export interface KubernetesEndpointSourceOptions {
   kubeConfig: KubeConfig
-  namespace: string
+  namespaces: ServedNamespaces
   logger: Logger
   metrics?: Metrics
   /** Restart the informer after this long without any sign of life. Default 90 s. */
@@ -61,6 +73,14 @@ export interface KubernetesEndpointSourceOptions {
   clock?: Clock
 }
 
+function checkNamespaces (namespaces: ServedNamespaces): ServedNamespaces {
+  if (namespaces === 'all') return namespaces
+  if (!Array.isArray(namespaces) || namespaces.length === 0 || !namespaces.every((ns) => isDnsLabel(ns))) {
+    throw new TypeError(`KubernetesEndpointSource: options.namespaces must be 'all' or a non-empty list of namespace names, got ${JSON.stringify(namespaces)}`)
+  }
+  return [...new Set(namespaces)]
+}
+
 function positive (value: number | undefined, field: string, allowZero = false): void {
   if (value === undefined) return
   if (!Number.isFinite(value) || value < 0 || (!allowZero && value === 0)) {
@@ -69,7 +89,8 @@ function positive (value: number | undefined, field: string, allowZero = false):
 }
 
 export class KubernetesEndpointSource extends SnapshotPublisher implements EndpointSource {
-  readonly #informer: SupervisedInformer<V1EndpointSlice>
+  readonly #informers: ReadonlyArray<SupervisedInformer<V1EndpointSlice>>
+  readonly #synced: Promise<void>
   readonly #index: EndpointIndex
   readonly #coalesceMs: number
   readonly #clock: Clock
@@ -79,9 +100,7 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
   constructor (options: KubernetesEndpointSourceOptions) {
     // A listener's bug is logged; it must not reach the informer, which would take it for a failed list.
     super((err) => { options.logger.error({ err }, 'endpoint change listener failed') })
-    if (!isDnsLabel(options.namespace)) {
-      throw new TypeError(`KubernetesEndpointSource: options.namespace must be a namespace name, got ${JSON.stringify(options.namespace)}`)
-    }
+    const namespaces = checkNamespaces(options.namespaces)
     positive(options.watchdogMs, 'watchdogMs')
     positive(options.coalesceMs, 'coalesceMs', true)
     positive(options.backoff?.initialMs, 'backoff.initialMs')
@@ -89,22 +108,27 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
     if (options.backoff !== undefined && options.backoff.maxMs < options.backoff.initialMs) {
       throw new TypeError('KubernetesEndpointSource: options.backoff.maxMs must not be below backoff.initialMs')
     }
-    const { logger, namespace } = options
+    const { logger } = options
     const clock = options.clock ?? systemClock
     this.#clock = clock
     this.#coalesceMs = options.coalesceMs ?? DEFAULT_COALESCE_MS
-    this.#index = new EndpointIndex((slice, problem) => { logger.warn({ slice, problem }, 'EndpointSlice not fully routable') })
+    this.#index = new EndpointIndex(
+      (slice, problem) => { logger.warn({ slice, problem }, 'EndpointSlice not fully routable') },
+      ({ user, routed, ignored }) => { logger.warn({ user, routed, ignored }, 'user has EndpointSlices in several namespaces; routing only the oldest') },
+    )
     const api = options.kubeConfig.makeApiClient(DiscoveryV1Api)
     let informerMetrics: EndpointSliceMetrics | undefined
-    this.#informer = new SupervisedInformer<V1EndpointSlice>({
+    const informer = (namespace: string | undefined): SupervisedInformer<V1EndpointSlice> => new SupervisedInformer<V1EndpointSlice>({
       kubeConfig: options.kubeConfig,
-      path: `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`,
-      list: () => api.listNamespacedEndpointSlice({ namespace, labelSelector: MANAGED_BY_SELECTOR }),
+      path: namespace === undefined ? '/apis/discovery.k8s.io/v1/endpointslices' : `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`,
+      list: namespace === undefined
+        ? () => api.listEndpointSliceForAllNamespaces({ labelSelector: MANAGED_BY_SELECTOR })
+        : () => api.listNamespacedEndpointSlice({ namespace, labelSelector: MANAGED_BY_SELECTOR }),
       labelSelector: MANAGED_BY_SELECTOR,
       handlers: {
         // A list is applied at once, so `synced` never resolves on a partial snapshot.
         replace: (slices) => {
-          this.#index.replace(slices)
+          this.#index.replace(slices, namespace)
           this.#flush()
         },
         upsert: (slice) => {
@@ -116,7 +140,7 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
           this.#schedule()
         },
       },
-      logger: componentLogger(logger, 'endpointslice-informer', { namespace }),
+      logger: componentLogger(logger, 'endpointslice-informer', { namespace: namespace ?? '*' }),
       observer: {
         event: (type) => informerMetrics?.event(type),
         restart: (reason) => informerMetrics?.restarts.inc({ reason }),
@@ -127,27 +151,36 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
       random: options.random,
       clock,
     })
+    this.#informers = namespaces === 'all' ? [informer(undefined)] : namespaces.map(informer)
+    this.#synced = Promise.all(this.#informers.map((i) => i.synced)).then(() => {})
     if (options.metrics !== undefined) {
-      const informer = this.#informer
-      informerMetrics = new EndpointSliceMetrics(options.metrics.registry, () => informer.lastEventAt, clock)
+      const informers = this.#informers
+      const index = this.#index
+      informerMetrics = new EndpointSliceMetrics(options.metrics.registry, () => Math.min(...informers.map((i) => i.lastEventAt)), clock, () => index.usersInSeveralNamespaces)
     }
   }
 
-  get synced (): Promise<void> { return this.#informer.synced }
-  get isSynced (): boolean { return this.#informer.isSynced }
-  /** Informer restarts so far (errors and watchdog). */
-  get restarts (): number { return this.#informer.restarts }
+  /** Resolves once every informer has listed its namespace (or the cluster) once. */
+  get synced (): Promise<void> { return this.#synced }
+  get isSynced (): boolean { return this.#informers.every((i) => i.isSynced) }
+  /** Informer restarts so far (errors and watchdog), over all informers. */
+  get restarts (): number { return this.#informers.reduce((sum, i) => sum + i.restarts, 0) }
+  /** Users with EndpointSlices in more than one namespace; each is routed from one only. */
+  get usersInSeveralNamespaces (): number { return this.#index.usersInSeveralNamespaces }
+
+  /** The namespace `user`'s endpoints in the current snapshot come from. Not for the request path. */
+  namespaceOf (user: string): string | undefined { return this.#index.namespaceOf(user) }
 
   /** Starts watching; returns at once. Await `synced` for the first complete snapshot. */
   start (): Promise<void> {
-    this.#informer.start()
+    for (const informer of this.#informers) informer.start()
     return Promise.resolve()
   }
 
   async close (): Promise<void> {
     this.#clock.clearTimeout(this.#flushTimer)
     this.#flushPending = false
-    await this.#informer.close()
+    await Promise.all(this.#informers.map((i) => i.close()))
   }
 
   #schedule (): void {
@@ -168,9 +201,13 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
   }
 }
 
-/** The source `podgate serve` uses, on the cluster and namespace `resolveCluster` found. */
-export function createKubernetesSource (options: { cluster: Cluster, logger: Logger, metrics?: Metrics }): KubernetesEndpointSource {
-  const { kubeConfig, namespace, source } = options.cluster
-  options.logger.info({ namespace, kubeconfig: source, server: kubeConfig.getCurrentCluster()?.server }, 'routing from EndpointSlices')
-  return new KubernetesEndpointSource({ kubeConfig, namespace, logger: options.logger, metrics: options.metrics })
+/**
+ * The source `podgate serve` uses, on the cluster `resolveCluster` found: in `namespaces`, else
+ * in the one namespace it resolved.
+ */
+export function createKubernetesSource (options: { cluster: Cluster, namespaces?: ServedNamespaces, logger: Logger, metrics?: Metrics }): KubernetesEndpointSource {
+  const { kubeConfig, source } = options.cluster
+  const namespaces = options.namespaces ?? [options.cluster.namespace]
+  options.logger.info({ namespaces: namespaces === 'all' ? '*' : namespaces, kubeconfig: source, server: kubeConfig.getCurrentCluster()?.server }, 'routing from EndpointSlices')
+  return new KubernetesEndpointSource({ kubeConfig, namespaces, logger: options.logger, metrics: options.metrics })
 }

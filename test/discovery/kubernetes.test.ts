@@ -281,8 +281,9 @@ void t.test('close stops every request and timer', async (t) => {
 })
 
 void t.test('bad options are refused with the field named', (t) => {
-  const base = { kubeConfig: kubeConfigFor('http://127.0.0.1:1'), namespace: 'default', logger: createLogger('silent') }
-  t.throws(() => new KubernetesEndpointSource({ ...base, namespace: 'Not_A_Namespace' }), { name: 'TypeError', message: /options\.namespace/ })
+  const base = { kubeConfig: kubeConfigFor('http://127.0.0.1:1'), namespaces: ['default'], logger: createLogger('silent') }
+  t.throws(() => new KubernetesEndpointSource({ ...base, namespaces: ['Not_A_Namespace'] }), { name: 'TypeError', message: /options\.namespaces/ })
+  t.throws(() => new KubernetesEndpointSource({ ...base, namespaces: [] }), { name: 'TypeError', message: /options\.namespaces/ })
   t.throws(() => new KubernetesEndpointSource({ ...base, watchdogMs: 0 }), { message: /options\.watchdogMs/ })
   t.throws(() => new KubernetesEndpointSource({ ...base, coalesceMs: -1 }), { message: /options\.coalesceMs/ })
   t.throws(() => new KubernetesEndpointSource({ ...base, backoff: { initialMs: Number.NaN, maxMs: 10 } }), { message: /options\.backoff\.initialMs/ })

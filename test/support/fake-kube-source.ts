@@ -23,7 +23,7 @@ export interface TestKubernetesSource {
   readonly logs: LogLine[]
 }
 
-/** Starts a source on `server`'s namespace `default` with fast test timings; closed in teardown. */
+/** Starts a source on `server`'s namespace `default` (unless `options.namespaces` says otherwise) with fast test timings; closed in teardown. */
 export async function startKubernetesSource (
   t: Teardown,
   server: FakeKubeServer,
@@ -39,7 +39,7 @@ export async function startKubernetesSource (
   const metrics = new Metrics({ defaultMetrics: false })
   const source = new KubernetesEndpointSource({
     kubeConfig: kubeConfigFor(server),
-    namespace: 'default',
+    namespaces: ['default'],
     logger: createLogger('debug', destination),
     metrics,
     backoff: { initialMs: 20, maxMs: 200 },
