@@ -88,6 +88,11 @@ export interface Config {
   readonly auth: AuthConfig
   readonly gateway: GatewayConfig
   readonly namespace: string | undefined
+  /**
+   * PODGATE_NAMESPACES: the namespaces whose EndpointSlices the gateway routes from, or `all`
+   * (needs PODGATE_CLUSTER_SCOPE). Undefined: the one namespace podgate resolves (see servedNamespaces).
+   */
+  readonly namespaces: readonly string[] | 'all' | undefined
   /** Whether `serve` runs the provisioner (UserWorkloads, admin API, spawn, culling). */
   readonly provisioner: boolean
   /** This replica's name in the leader-election Lease. */
@@ -145,11 +150,17 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
   if (gateway.port !== 0 && gateway.port === gateway.adminPort) {
     throw new ConfigError('PODGATE_ADMIN_PORT', `must differ from PODGATE_PORT (${gateway.port})`)
   }
+  const namespace = read.optional('PODGATE_NAMESPACE', DNS_LABEL)
+  const provisioner = read.boolean('PODGATE_PROVISIONER', true)
+  const namespaces = readNamespaces(read)
+  // Unset PODGATE_NAMESPACE is resolved at start (the pod's own namespace); servedNamespaces checks it then.
+  if (provisioner && namespace !== undefined) servedNamespaces({ namespaces, provisioner }, namespace)
   return deepFreeze({
     auth,
     gateway,
-    namespace: read.optional('PODGATE_NAMESPACE', DNS_LABEL),
-    provisioner: read.boolean('PODGATE_PROVISIONER', true),
+    namespace,
+    namespaces,
+    provisioner,
     podName: read.string('PODGATE_POD_NAME', hostname(), new RegExp(DNS_SUBDOMAIN.source, 'i')),
     gatewayPodSelector: read.labels('PODGATE_GATEWAY_POD_SELECTOR', { ...DEFAULT_GATEWAY_POD_SELECTOR }),
     adminToken: read.optional('PODGATE_ADMIN_TOKEN', /^\S{16,}$/, 'at least 16 characters without spaces'),
@@ -159,6 +170,36 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     workers: read.workers('PODGATE_WORKERS'),
     logLevel: read.oneOf('PODGATE_LOG_LEVEL', LOG_LEVELS, 'info'),
   })
+}
+
+function readNamespaces (read: EnvReader): readonly string[] | 'all' | undefined {
+  const items = read.list('PODGATE_NAMESPACES')
+  if (items === undefined) return undefined
+  if (items.includes('*')) {
+    if (items.length > 1) throw new ConfigError('PODGATE_NAMESPACES', 'either * (every namespace) or a list of namespaces, not both')
+    if (!read.boolean('PODGATE_CLUSTER_SCOPE', false)) {
+      throw new ConfigError('PODGATE_NAMESPACES', '* watches EndpointSlices in every namespace and needs cluster-wide list/watch rights: set PODGATE_CLUSTER_SCOPE=true to opt in, or list the namespaces')
+    }
+    return 'all'
+  }
+  for (const item of items) {
+    if (!DNS_LABEL.test(item)) throw new ConfigError('PODGATE_NAMESPACES', `${JSON.stringify(item.slice(0, 64))} is not a namespace name (a DNS-1123 label)`)
+  }
+  return [...new Set(items)]
+}
+
+/**
+ * The namespaces the gateway routes from, once the one namespace podgate works in is resolved
+ * (PODGATE_NAMESPACE, else the pod's own): PODGATE_NAMESPACES, else that namespace. The
+ * provisioner manages one namespace for now, so with it on nothing else may be served.
+ */
+export function servedNamespaces (config: Pick<Config, 'namespaces' | 'provisioner'>, resolved: string): readonly string[] | 'all' {
+  const { namespaces } = config
+  if (namespaces === undefined) return [resolved]
+  if (config.provisioner && (namespaces === 'all' || namespaces.length !== 1 || namespaces[0] !== resolved)) {
+    throw new ConfigError('PODGATE_NAMESPACES', `the provisioner manages one namespace for now (${resolved}), so it cannot serve ${namespaces === 'all' ? '*' : namespaces.join(',')}: set PODGATE_PROVISIONER=false for a routing-only gateway, or leave PODGATE_NAMESPACES unset`)
+  }
+  return namespaces
 }
 
 function readMaxAge (read: EnvReader): number | undefined {

@@ -3,7 +3,7 @@
 // With PODGATE_LOCAL_ROUTES it routes from a static file instead, without a cluster.
 import { startPodgate, type PodgateOptions, type RunningPodgate } from './app.ts'
 import { createTokenVerifier } from './auth/verifier.ts'
-import type { Config } from './config.ts'
+import { servedNamespaces, type Config } from './config.ts'
 import { componentLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
 
@@ -29,7 +29,7 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
   const { resolveCluster } = await import('./kube/kubeconfig.ts')
   const { createKubernetesSource } = await import('./discovery/kubernetes.ts')
   const cluster = resolveCluster(config.namespace)
-  const source = createKubernetesSource({ cluster, logger, metrics })
+  const source = createKubernetesSource({ cluster, namespaces: servedNamespaces(config, cluster.namespace), logger, metrics })
   if (!config.provisioner) {
     const podgate = await start({ config, source, verifier, logger, metrics })
     return { podgate, close: () => podgate.close() }

@@ -1,7 +1,7 @@
-// The client-side limits and token-age settings: defaults, and one ConfigError naming the
-// variable for each value that cannot work.
+// The client-side limits, token-age settings and served namespaces: defaults, and one
+// ConfigError naming the variable for each value that cannot work.
 import t from 'tap'
-import { loadConfig } from '../src/config.ts'
+import { loadConfig, servedNamespaces } from '../src/config.ts'
 import { ConfigError } from '../src/errors.ts'
 
 const KEY = { PODGATE_JWT_SECRET: 'a-secret-of-at-least-thirty-two-bytes!' }
@@ -47,6 +47,47 @@ void t.test('values that cannot work stop start-up naming the variable', (t) => 
     }
     t.ok(thrown instanceof ConfigError && thrown.variable === variable, `${JSON.stringify(env)} → ${variable}`)
     t.match((thrown as Error | undefined)?.message, problem, `${JSON.stringify(env)}: says what is wrong`)
+  }
+  t.end()
+})
+
+void t.test('PODGATE_NAMESPACES: the namespaces the gateway routes from', (t) => {
+  const routingOnly = { ...KEY, PODGATE_PROVISIONER: 'false' }
+  t.equal(loadConfig(KEY).namespaces, undefined, 'unset: the one namespace podgate resolves')
+  t.same(servedNamespaces(loadConfig(KEY), 'from-pod'), ['from-pod'])
+  t.same(loadConfig({ ...routingOnly, PODGATE_NAMESPACES: 'team-a, team-b,team-a' }).namespaces, ['team-a', 'team-b'], 'trimmed, without repeats')
+  t.equal(loadConfig({ ...routingOnly, PODGATE_NAMESPACES: '*', PODGATE_CLUSTER_SCOPE: 'true' }).namespaces, 'all')
+  t.same(servedNamespaces(loadConfig({ ...routingOnly, PODGATE_NAMESPACES: 'team-a,team-b' }), 'podgate'), ['team-a', 'team-b'], 'a routing-only gateway serves any list')
+  const withProvisioner = loadConfig({ ...KEY, PODGATE_NAMESPACE: 'users', PODGATE_NAMESPACES: 'users' })
+  t.same(servedNamespaces(withProvisioner, 'users'), ['users'], 'the provisioner with its own one namespace')
+  t.same(servedNamespaces(loadConfig({ ...KEY, PODGATE_NAMESPACES: 'users' }), 'users'), ['users'], 'the same, once the pod\'s namespace is known')
+  t.end()
+})
+
+void t.test('PODGATE_NAMESPACES that cannot work stop start-up naming it and what to set', (t) => {
+  const refused: Array<[Record<string, string>, string | undefined, RegExp]> = [
+    [{ PODGATE_NAMESPACES: '*', PODGATE_PROVISIONER: 'false' }, undefined, /set PODGATE_CLUSTER_SCOPE=true/],
+    [{ PODGATE_NAMESPACES: '*', PODGATE_PROVISIONER: 'false', PODGATE_CLUSTER_SCOPE: 'false' }, undefined, /cluster-wide list\/watch rights/],
+    [{ PODGATE_NAMESPACES: '*,team-a', PODGATE_PROVISIONER: 'false', PODGATE_CLUSTER_SCOPE: 'true' }, undefined, /not both/],
+    [{ PODGATE_NAMESPACES: 'Team_A', PODGATE_PROVISIONER: 'false' }, undefined, /"Team_A" is not a namespace name/],
+    [{ PODGATE_NAMESPACES: ',', PODGATE_PROVISIONER: 'false' }, undefined, /empty list/],
+    [{ PODGATE_NAMESPACE: 'users', PODGATE_NAMESPACES: 'users,team-b' }, undefined, /the provisioner manages one namespace for now \(users\).*PODGATE_PROVISIONER=false for a routing-only gateway/],
+    [{ PODGATE_NAMESPACE: 'users', PODGATE_NAMESPACES: 'team-b' }, undefined, /cannot serve team-b: set PODGATE_PROVISIONER=false/],
+    [{ PODGATE_NAMESPACE: 'users', PODGATE_NAMESPACES: '*', PODGATE_CLUSTER_SCOPE: 'true' }, undefined, /cannot serve \*: set PODGATE_PROVISIONER=false/],
+    [{ PODGATE_NAMESPACES: 'team-a,team-b' }, 'from-pod', /manages one namespace for now \(from-pod\)/],
+    [{ PODGATE_NAMESPACES: 'team-a' }, 'from-pod', /cannot serve team-a/],
+    [{ PODGATE_NAMESPACES: '*', PODGATE_CLUSTER_SCOPE: 'true' }, 'from-pod', /PODGATE_PROVISIONER=false/],
+  ]
+  for (const [env, resolved, problem] of refused) {
+    let thrown: unknown
+    try {
+      const config = loadConfig({ ...KEY, ...env })
+      if (resolved !== undefined) servedNamespaces(config, resolved)
+    } catch (err) {
+      thrown = err
+    }
+    t.ok(thrown instanceof ConfigError && thrown.variable === 'PODGATE_NAMESPACES', `${JSON.stringify(env)} → PODGATE_NAMESPACES`)
+    t.match((thrown as Error | undefined)?.message, problem, `${JSON.stringify(env)}: says what to set`)
   }
   t.end()
 })
