@@ -184,3 +184,37 @@ export function podgateContainer (deployment: Deployment): Container {
 export function envVar (container: Container, name: string): EnvVar | undefined {
   return container.env?.find((e) => e.name === name)
 }
+
+/** What the tests' kubelet puts in metadata.name, and an existingSecret they resolve. */
+export const POD_NAME = 'podgate-7d9f8-x2x4q'
+export const EXISTING_SECRET = { name: 'podgate-keys', jwtSecretKey: 'hmac', adminTokenKey: 'admin' }
+
+/** Rules as sorted "group/resource verb" pairs. */
+export function grants (rules: readonly PolicyRule[]): string[] {
+  return rules.flatMap((rule) => rule.apiGroups.flatMap((group) => rule.resources.flatMap((resource) =>
+    rule.verbs.map((verb) => `${group}/${resource} ${verb}`)))).sort()
+}
+
+/** The container's environment as podgate would see it, resolving references like the kubelet. */
+export function resolveEnv (container: Container, secrets: Record<string, Record<string, string>>): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const item of container.env ?? []) {
+    const from = item.valueFrom
+    if (item.value !== undefined) env[item.name] = item.value
+    else if (from?.fieldRef?.fieldPath === 'metadata.namespace') env[item.name] = NAMESPACE
+    else if (from?.fieldRef?.fieldPath === 'metadata.name') env[item.name] = POD_NAME
+    else if (from?.secretKeyRef !== undefined) {
+      const value = secrets[from.secretKeyRef.name]?.[from.secretKeyRef.key]
+      if (value === undefined) throw new Error(`${item.name}: Secret ${from.secretKeyRef.name} has no key ${from.secretKeyRef.key}`)
+      env[item.name] = value
+    } else throw new Error(`${item.name}: unexpected env source ${JSON.stringify(item)}`)
+  }
+  return env
+}
+
+/** The chart's Secrets by name, plus EXISTING_SECRET as a user would have made it. */
+export function renderedSecrets (manifests: readonly Manifest[]): Record<string, Record<string, string>> {
+  const secrets: Record<string, Record<string, string>> = { [EXISTING_SECRET.name]: { hmac: 'h'.repeat(40), admin: 'a'.repeat(24) } }
+  for (const secret of all(manifests, 'Secret')) secrets[secret.metadata.name] = (secret as unknown as { stringData: Record<string, string> }).stringData
+  return secrets
+}

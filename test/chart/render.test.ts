@@ -8,12 +8,9 @@ import {
 } from '../../src/config.ts'
 import { ConfigError } from '../../src/errors.ts'
 import {
-  all, envVar, FULLNAME, Helm, installHelm, NAMESPACE, only, podgateContainer, REPO_DIR,
-  type Container, type Deployment, type Manifest, type PolicyRule,
+  all, envVar, EXISTING_SECRET, FULLNAME, grants, Helm, installHelm, NAMESPACE, only, podgateContainer, POD_NAME, renderedSecrets, REPO_DIR,
+  resolveEnv, type Deployment, type PolicyRule,
 } from './chart.ts'
-
-const POD_NAME = 'podgate-7d9f8-x2x4q'
-const EXISTING_SECRET = { name: 'podgate-keys', jwtSecretKey: 'hmac', adminTokenKey: 'admin' }
 
 const VALUE_SETS: Record<string, unknown> = {
   defaults: {},
@@ -61,34 +58,6 @@ const SECURITY_CONTEXT = {
 }
 
 const CLUSTER_SCOPED = new Set(['ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'Namespace'])
-
-function grants (rules: readonly PolicyRule[]): string[] {
-  return rules.flatMap((rule) => rule.apiGroups.flatMap((group) => rule.resources.flatMap((resource) =>
-    rule.verbs.map((verb) => `${group}/${resource} ${verb}`)))).sort()
-}
-
-/** The container's environment as podgate would see it, resolving references like the kubelet. */
-function resolveEnv (container: Container, secrets: Record<string, Record<string, string>>): Record<string, string> {
-  const env: Record<string, string> = {}
-  for (const item of container.env ?? []) {
-    const from = item.valueFrom
-    if (item.value !== undefined) env[item.name] = item.value
-    else if (from?.fieldRef?.fieldPath === 'metadata.namespace') env[item.name] = NAMESPACE
-    else if (from?.fieldRef?.fieldPath === 'metadata.name') env[item.name] = POD_NAME
-    else if (from?.secretKeyRef !== undefined) {
-      const value = secrets[from.secretKeyRef.name]?.[from.secretKeyRef.key]
-      if (value === undefined) throw new Error(`${item.name}: Secret ${from.secretKeyRef.name} has no key ${from.secretKeyRef.key}`)
-      env[item.name] = value
-    } else throw new Error(`${item.name}: unexpected env source ${JSON.stringify(item)}`)
-  }
-  return env
-}
-
-function renderedSecrets (manifests: readonly Manifest[]): Record<string, Record<string, string>> {
-  const secrets: Record<string, Record<string, string>> = { [EXISTING_SECRET.name]: { hmac: 'h'.repeat(40), admin: 'a'.repeat(24) } }
-  for (const secret of all(manifests, 'Secret')) secrets[secret.metadata.name] = (secret as unknown as { stringData: Record<string, string> }).stringData
-  return secrets
-}
 
 let helm: Helm
 let configVariables: Set<string>
