@@ -135,6 +135,32 @@ derives it from the same three timeouts.
 {{- $value -}}
 {{- end -}}
 
+{{/*
+config.namespaces checked as podgate checks PODGATE_NAMESPACES (src/config.ts readNamespaces and
+servedNamespaces): "*" only alone and only with config.clusterScope; a namespace other than the
+release namespace only with config.provisioner false. Renders PODGATE_NAMESPACES, "" when unset.
+*/}}
+{{- define "podgate.namespaces" -}}
+{{- $namespaces := .Values.config.namespaces | default list -}}
+{{- if has "*" $namespaces -}}
+{{- if gt (len $namespaces) 1 -}}
+{{- fail (printf "config.namespaces (%s): either [\"*\"] (every namespace) or a list of namespaces, not both (PODGATE_NAMESPACES)" (join "," $namespaces)) -}}
+{{- end -}}
+{{- if not .Values.config.clusterScope -}}
+{{- fail "config.namespaces [\"*\"] watches EndpointSlices in every namespace and needs cluster-wide list/watch rights: set config.clusterScope=true to opt in (PODGATE_CLUSTER_SCOPE), or list the namespaces" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.config.provisioner $namespaces (or (gt (len $namespaces) 1) (ne (first $namespaces) .Release.Namespace)) -}}
+{{- fail (printf "config.namespaces (%s): the provisioner manages one namespace for now (%s), so it cannot serve others: set config.provisioner=false for a routing-only gateway (PODGATE_PROVISIONER=false), or leave config.namespaces empty" (join "," $namespaces) .Release.Namespace) -}}
+{{- end -}}
+{{- join "," $namespaces -}}
+{{- end -}}
+
+{{/* The Roles in served namespaces and the ClusterRole for "*": one name per release, unique across namespaces. */}}
+{{- define "podgate.routingRoleName" -}}
+{{- printf "%s-%s" (include "podgate.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
 {{/* A random value generated once: reused from the live Secret on upgrade (lookup is empty under helm template). */}}
 {{- define "podgate.generatedSecretValue" -}}
 {{- $root := index . 0 -}}
