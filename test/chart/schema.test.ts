@@ -106,3 +106,14 @@ void t.test('NOTES.txt follows the values: JWKS, existingSecret, ingress', async
   t.match(notes, 'curl -H "Authorization: Bearer $TOKEN" https://apps.example.com/')
   t.notMatch(notes, /\{\{|<no value>/)
 })
+
+void t.test('NOTES.txt for a routing-only gateway: no admin API, the namespaces it routes from', async (t) => {
+  const notes = await renderNotes({ config: { provisioner: false, namespaces: ['team-a', 'team-b'] } })
+  t.match(notes, 'routing-only gateway (config.provisioner: false): no admin API, no UserWorkloads')
+  t.match(notes, 'in: team-a,team-b.')
+  t.notMatch(notes, '/api/users', 'no admin API call')
+  t.notMatch(notes, 'Spawn on demand')
+  t.match(notes, 'curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/', 'requests go through it as before')
+  t.notMatch(notes, /\{\{|<no value>/)
+  t.match(await renderNotes({ config: { provisioner: false } }), `in: ${NAMESPACE}.`, 'the release namespace when none is listed')
+})
