@@ -52,6 +52,8 @@ export interface AuthConfig {
   readonly audience: readonly string[] | undefined
   readonly clockToleranceS: number
   readonly userClaim: string
+  /** The claim naming the user's tenant, which must equal the namespace the user is routed from; undefined: no tenant check. */
+  readonly tenantClaim: string | undefined
   readonly cookieName: string
   readonly tokenCacheSize: number
   readonly maxTokenBytes: number
@@ -121,7 +123,8 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     issuer: read.list('PODGATE_JWT_ISSUER'),
     audience: read.list('PODGATE_JWT_AUDIENCE'),
     clockToleranceS: read.duration('PODGATE_JWT_CLOCK_TOLERANCE', DEFAULT_CLOCK_TOLERANCE_S * 1000) / 1000,
-    userClaim: read.string('PODGATE_USER_CLAIM', DEFAULT_USER_CLAIM, /^[A-Za-z0-9_.:/-]{1,128}$/),
+    userClaim: read.string('PODGATE_USER_CLAIM', DEFAULT_USER_CLAIM, CLAIM_NAME),
+    tenantClaim: read.optional('PODGATE_TENANT_CLAIM', CLAIM_NAME),
     cookieName: read.string('PODGATE_COOKIE_NAME', DEFAULT_COOKIE_NAME, /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/),
     tokenCacheSize: read.integer('PODGATE_TOKEN_CACHE_SIZE', DEFAULT_TOKEN_CACHE_SIZE, 0, 10_000_000),
     maxTokenBytes: read.integer('PODGATE_MAX_TOKEN_BYTES', DEFAULT_MAX_TOKEN_BYTES, 256, 1_048_576),
@@ -166,10 +169,19 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     adminToken: read.optional('PODGATE_ADMIN_TOKEN', /^\S{16,}$/, 'at least 16 characters without spaces'),
     idleTimeoutMs: read.duration('PODGATE_IDLE_TIMEOUT', 0),
     profilesFile: read.optional('PODGATE_PROFILES', /^.+$/),
-    routesFile: read.optional('PODGATE_LOCAL_ROUTES', /^.+$/),
+    routesFile: readRoutesFile(read, auth),
     workers: read.workers('PODGATE_WORKERS'),
     logLevel: read.oneOf('PODGATE_LOG_LEVEL', LOG_LEVELS, 'info'),
   })
+}
+
+const CLAIM_NAME = /^[A-Za-z0-9_.:/-]{1,128}$/
+
+/** A routes file has no namespaces, so no tenant could ever match: refused rather than a 403 for everyone. */
+function readRoutesFile (read: EnvReader, auth: AuthConfig): string | undefined {
+  const file = read.optional('PODGATE_LOCAL_ROUTES', /^.+$/)
+  if (file !== undefined && auth.tenantClaim !== undefined) throw new ConfigError('PODGATE_TENANT_CLAIM', 'PODGATE_LOCAL_ROUTES has no namespaces, so no tenant could ever match: unset PODGATE_TENANT_CLAIM or route from Kubernetes')
+  return file
 }
 
 function readNamespaces (read: EnvReader): readonly string[] | 'all' | undefined {

@@ -3,6 +3,8 @@
 import t from 'tap'
 import { loadConfig, servedNamespaces } from '../src/config.ts'
 import { ConfigError } from '../src/errors.ts'
+import { runDemo } from '../src/local/demo.ts'
+import { createLogger } from '../src/log.ts'
 
 const KEY = { PODGATE_JWT_SECRET: 'a-secret-of-at-least-thirty-two-bytes!' }
 
@@ -90,4 +92,27 @@ void t.test('PODGATE_NAMESPACES that cannot work stop start-up naming it and wha
     t.match((thrown as Error | undefined)?.message, problem, `${JSON.stringify(env)}: says what to set`)
   }
   t.end()
+})
+
+void t.test('PODGATE_TENANT_CLAIM: off unless set, a claim name, and refused where no namespace could match', (t) => {
+  t.equal(loadConfig(KEY).auth.tenantClaim, undefined, 'unset: no tenant check')
+  t.equal(loadConfig({ ...KEY, PODGATE_TENANT_CLAIM: 'https://example.com/tenant' }).auth.tenantClaim, 'https://example.com/tenant', 'the same names PODGATE_USER_CLAIM takes')
+  for (const [env, problem] of [[{ PODGATE_TENANT_CLAIM: 'has space' }, /invalid value/], [{ PODGATE_TENANT_CLAIM: 'tenant', PODGATE_LOCAL_ROUTES: '/tmp/routes.json' }, /PODGATE_LOCAL_ROUTES has no namespaces/]] as const) {
+    let thrown: unknown
+    try {
+      loadConfig({ ...KEY, ...env })
+    } catch (err) {
+      thrown = err
+    }
+    t.ok(thrown instanceof ConfigError && thrown.variable === 'PODGATE_TENANT_CLAIM', `${JSON.stringify(env)} → PODGATE_TENANT_CLAIM`)
+    t.match((thrown as Error | undefined)?.message, problem)
+  }
+  t.equal(loadConfig({ ...KEY, PODGATE_LOCAL_ROUTES: '/tmp/routes.json' }).routesFile, '/tmp/routes.json', 'a routes file without the claim is fine')
+  t.end()
+})
+
+void t.test('podgate demo refuses PODGATE_TENANT_CLAIM before starting anything: its backends have no namespace', async (t) => {
+  const env = { PODGATE_TENANT_CLAIM: 'tenant' }
+  const out = { write: () => true } as unknown as NodeJS.WritableStream
+  await t.rejects(runDemo({ config: loadConfig(env, { requireKey: false }), env, logger: createLogger('silent'), out }), { variable: 'PODGATE_TENANT_CLAIM', message: /no namespaces/ })
 })

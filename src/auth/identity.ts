@@ -5,6 +5,8 @@ export interface Identity {
   readonly user: string
   /** When the token stops being valid, in epoch milliseconds. */
   readonly expiresAt: number
+  /** The tenant claim (PODGATE_TENANT_CLAIM), a DNS-1123 label; only present when that check is on. */
+  readonly tenant?: string
 }
 
 export interface TokenVerifier {

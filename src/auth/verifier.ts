@@ -41,6 +41,7 @@ class JwtVerifier implements TokenVerifier {
   readonly #logger: Logger | undefined
   readonly #cache: LRUCache<string, Identity> | undefined
   readonly #userClaim: string
+  readonly #tenantClaim: string | undefined
   readonly #maxTokenBytes: number
   readonly #algorithms: string[]
   readonly #issuer: string[] | undefined
@@ -59,6 +60,7 @@ class JwtVerifier implements TokenVerifier {
     this.#metrics = options.metrics
     this.#logger = options.logger
     this.#userClaim = auth.userClaim
+    this.#tenantClaim = auth.tenantClaim
     this.#maxTokenBytes = auth.maxTokenBytes
     this.#issuer = auth.issuer === undefined ? undefined : [...auth.issuer]
     this.#audience = auth.audience === undefined ? undefined : [...auth.audience]
@@ -134,7 +136,10 @@ class JwtVerifier implements TokenVerifier {
     if (user === undefined) throw new AuthError('user', `token has no ${JSON.stringify(claim)} claim`)
     if (typeof user !== 'string') throw new AuthError('user', `claim ${JSON.stringify(claim)} is ${kindOf(user)}, not a string`)
     if (!isDnsLabel(user)) throw new AuthError('user', `claim ${JSON.stringify(claim)} is not a DNS-1123 label`)
-    return Object.freeze({ user, expiresAt: this.#lifetimeEnd(payload, now) })
+    const expiresAt = this.#lifetimeEnd(payload, now)
+    const tenantClaim = this.#tenantClaim
+    if (tenantClaim === undefined) return Object.freeze({ user, expiresAt })
+    return Object.freeze({ user, expiresAt, tenant: readTenant(payload, tenantClaim) })
   }
 
   /**
@@ -159,6 +164,15 @@ class JwtVerifier implements TokenVerifier {
     if (end <= now - this.#clockToleranceS) throw new AuthError('expired', `token refused: issued more than ${maxAge} s ago (PODGATE_JWT_MAX_AGE)`)
     return end * 1000
   }
+}
+
+/** The tenant claim, required once PODGATE_TENANT_CLAIM is set: a namespace name, or the token is refused. */
+function readTenant (payload: JWTPayload, claim: string): string {
+  const tenant = Object.hasOwn(payload, claim) ? payload[claim] : undefined
+  if (tenant === undefined) throw new AuthError('claim', `token has no ${JSON.stringify(claim)} claim, required by PODGATE_TENANT_CLAIM`)
+  if (typeof tenant !== 'string') throw new AuthError('claim', `claim ${JSON.stringify(claim)} is ${kindOf(tenant)}, not a string`)
+  if (!isDnsLabel(tenant)) throw new AuthError('claim', `claim ${JSON.stringify(claim)} is not a DNS-1123 label (a namespace name)`)
+  return tenant
 }
 
 /** Tries each key of an ambiguous JWKS match; only a signature mismatch moves on to the next. */
@@ -227,4 +241,5 @@ function checkAuthConfig (auth: AuthConfig): void {
   if (!Number.isInteger(auth.maxTokenBytes) || auth.maxTokenBytes < 1) throw new ConfigError('PODGATE_MAX_TOKEN_BYTES', `expected a positive integer, got ${auth.maxTokenBytes}`)
   if (!Number.isFinite(auth.clockToleranceS) || auth.clockToleranceS < 0) throw new ConfigError('PODGATE_JWT_CLOCK_TOLERANCE', `expected a non-negative duration, got ${auth.clockToleranceS}`)
   if (typeof auth.userClaim !== 'string' || auth.userClaim === '') throw new ConfigError('PODGATE_USER_CLAIM', 'must name a claim')
+  if (auth.tenantClaim === '') throw new ConfigError('PODGATE_TENANT_CLAIM', 'must name a claim')
 }

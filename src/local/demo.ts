@@ -44,6 +44,8 @@ export interface RunningDemo {
 
 export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
   const { env, logger, out } = options
+  // The local driver has no namespaces, so no tenant could ever match.
+  if (options.config.auth.tenantClaim !== undefined) throw new ConfigError('PODGATE_TENANT_CLAIM', 'podgate demo has no namespaces, so no tenant could ever match: unset it for the demo')
   const config = demoConfig(options.config, env)
   if (config.auth.key.kind !== 'secret') throw new Error('unreachable: demoConfig always yields a shared secret')
   const secret = config.auth.key.secret

@@ -269,3 +269,36 @@ void t.test('PEM text around the key block is ignored', async (t) => {
   t.teardown(() => verifier.close())
   t.equal((await verifier.verify(await signToken(key.privateKey, 'ES256', { sub: 'alice' }, { now: NOW }))).user, 'alice')
 })
+
+void t.test('PODGATE_TENANT_CLAIM: the tenant is a required DNS-1123 label, kept with the cached identity', async (t) => {
+  const sign = (claims: Record<string, unknown>): Promise<string> => signToken(testSecret(), 'HS256', claims, { now: NOW, ttlSeconds: 600 })
+  const metrics = new Metrics({ defaultMetrics: false })
+  const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }, { tenantClaim: 'org' }), { clock, metrics })
+  t.teardown(() => verifier.close())
+  const token = await sign({ sub: 'alice', org: 'team-a' })
+  t.same(await verifier.verify(token), { user: 'alice', expiresAt: NOW + 600_000, tenant: 'team-a' })
+  t.equal(verifier.cached(token)?.tenant, 'team-a', 'the cache hit carries the tenant')
+  const refused: Array<[Record<string, unknown>, RegExp]> = [
+    [{ sub: 'alice' }, /no "org" claim, required by PODGATE_TENANT_CLAIM/],
+    [{ sub: 'alice', org: 42 }, /"org" is a number, not a string/],
+    [{ sub: 'alice', org: ['team-a'] }, /"org" is an array/],
+    [{ sub: 'alice', org: 'Team_A' }, /"org" is not a DNS-1123 label/],
+    [{ sub: 'alice', org: '' }, /"org" is not a DNS-1123 label/],
+  ]
+  for (const [claims, message] of refused) {
+    const err = await refusal(verifier, await sign(claims))
+    t.equal(err.reason, 'claim', JSON.stringify(claims))
+    t.match(err.message, message)
+  }
+  t.equal(await failureCount(metrics, 'claim'), refused.length, 'counted under reason="claim"')
+
+  const rs = await generateSigningKey('RS256')
+  const viaJose = createTokenVerifier(authConfig({ kind: 'public-key', pem: rs.pem }, { tenantClaim: 'org' }), { clock })
+  t.teardown(() => viaJose.close())
+  t.equal((await viaJose.verify(await signToken(rs.privateKey, 'RS256', { sub: 'bob', org: 'team-b' }, { now: NOW }))).tenant, 'team-b', 'jose path: the same check')
+  t.equal((await refusal(viaJose, await signToken(rs.privateKey, 'RS256', { sub: 'bob' }, { now: NOW }))).reason, 'claim')
+
+  const off = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }), { clock })
+  t.teardown(() => off.close())
+  t.same(await off.verify(token), { user: 'alice', expiresAt: NOW + 600_000 }, 'unset: no tenant on the identity')
+})

@@ -25,6 +25,7 @@ export function authConfig (key: KeySource, overrides: Partial<AuthConfig> = {})
     audience: undefined,
     clockToleranceS: DEFAULT_CLOCK_TOLERANCE_S,
     userClaim: DEFAULT_USER_CLAIM,
+    tenantClaim: undefined,
     cookieName: DEFAULT_COOKIE_NAME,
     tokenCacheSize: DEFAULT_TOKEN_CACHE_SIZE,
     maxTokenBytes: DEFAULT_MAX_TOKEN_BYTES,
