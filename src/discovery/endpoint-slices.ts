@@ -243,6 +243,7 @@ export class EndpointIndex {
     const changes: Array<[string, readonly Endpoint[] | undefined]> = []
     for (const user of this.#dirty) {
       const keys = this.#byUser.get(user)
+      const routedBefore = this.#routedFrom.get(user)
       if (keys === undefined) {
         this.#routedFrom.delete(user)
         this.#conflicted.delete(user)
@@ -251,7 +252,8 @@ export class EndpointIndex {
       // list: the gateway answers "not ready" (503) instead of "no workload" (404).
       const merged = keys === undefined ? undefined : mergeEndpoints(this.#routedSlices(user, keys).map((slice) => slice.endpoints))
       const before = previous.get(user)
-      if (merged === undefined ? before !== undefined : !sameEndpoints(before, merged)) changes.push([user, merged])
+      // A user now routed from another namespace changed too (the tenant check reads it), even with the same endpoints.
+      if (merged === undefined ? before !== undefined : !sameEndpoints(before, merged) || this.#routedFrom.get(user) !== routedBefore) changes.push([user, merged])
     }
     this.#dirty.clear()
     if (changes.length === 0) return previous
@@ -264,7 +266,7 @@ export class EndpointIndex {
     return next
   }
 
-  /** Users whose endpoints the last `apply` changed. */
+  /** Users whose endpoints, or the namespace they are routed from, the last `apply` changed. */
   get changed (): ReadonlySet<string> { return this.#changed }
 }
 

@@ -14,7 +14,7 @@ export type EndpointSnapshot = ReadonlyMap<string, readonly Endpoint[]>
 
 export interface EndpointChange {
   readonly snapshot: EndpointSnapshot
-  /** Users whose endpoint list differs from the previous snapshot. */
+  /** Users whose endpoint list (or the namespace they are routed from) differs from the previous snapshot. */
   readonly users: ReadonlySet<string>
 }
 
@@ -29,6 +29,11 @@ export interface EndpointSource {
   /** Resolves once the first complete view is loaded; gates /readyz. */
   readonly synced: Promise<void>
   readonly isSynced: boolean
+  /**
+   * The namespace `user` is routed from, for the tenant check (PODGATE_TENANT_CLAIM); absent, or
+   * undefined for a user, where the source has no namespaces. Changes come with the user's change event.
+   */
+  namespaceOf?(user: string): string | undefined
   /** Subscribes to snapshot swaps; returns the unsubscribe function. */
   onChange (listener: EndpointListener): () => void
   start (): Promise<void>

@@ -5,8 +5,13 @@ import { endpoint, type Endpoint, type EndpointSnapshot } from '../discovery/sou
 import { BadRequestError, DrainingError, NotReadyError, PodgateError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
 
 export type WireEndpoints = ReadonlyArray<readonly [address: string, port: number]>
-/** A user's endpoints, or null when the user left the snapshot. */
-export type WireRoutes = ReadonlyArray<readonly [user: string, endpoints: WireEndpoints | null]>
+/**
+ * A user's endpoints, or null when the user left the snapshot, and the namespace the user is
+ * routed from when the source has namespaces (left off otherwise).
+ */
+export type WireRoute = readonly [user: string, endpoints: WireEndpoints | null, namespace?: string]
+export type WireRoutes = ReadonlyArray<WireRoute>
+export type NamespaceOf = (user: string) => string | undefined
 
 export interface WireError {
   readonly name: string
@@ -59,12 +64,17 @@ export function fromWireEndpoints (list: WireEndpoints): readonly Endpoint[] {
   return Object.freeze(list.map(([address, port]) => endpoint(address, port)))
 }
 
-/** The given users' entries of a snapshot (all users when `users` is omitted). */
-export function toWireRoutes (snapshot: EndpointSnapshot, users: Iterable<string> = snapshot.keys()): WireRoutes {
-  const routes: Array<readonly [string, WireEndpoints | null]> = []
+/**
+ * The given users' entries of a snapshot (all users when `users` is omitted), each with its
+ * namespace when `namespaceOf` knows one.
+ */
+export function toWireRoutes (snapshot: EndpointSnapshot, users: Iterable<string> = snapshot.keys(), namespaceOf?: NamespaceOf): WireRoutes {
+  const routes: WireRoute[] = []
   for (const user of users) {
     const list = snapshot.get(user)
-    routes.push([user, list === undefined ? null : toWireEndpoints(list)])
+    const endpoints = list === undefined ? null : toWireEndpoints(list)
+    const namespace = list === undefined ? undefined : namespaceOf?.(user)
+    routes.push(namespace === undefined ? [user, endpoints] : [user, endpoints, namespace])
   }
   return routes
 }

@@ -1,16 +1,23 @@
 // A gateway worker's endpoint source: the primary's snapshot, sent whole once and then as
-// the changed users' entries, so N workers cost the API server one watch, not N.
+// the changed users' entries, so N workers cost the API server one watch, not N. Each entry
+// carries the namespace its user is routed from, when the primary's source has namespaces.
 import { SnapshotPublisher, type Endpoint, type EndpointSource } from '../discovery/source.ts'
 import { fromWireEndpoints, type WireRoutes } from './messages.ts'
 
 export class RelayedSource extends SnapshotPublisher implements EndpointSource {
   readonly #synced = Promise.withResolvers<void>()
+  /** Kept beside the snapshot and updated per changed user, like the primary's index. */
+  readonly #namespaces = new Map<string, string>()
   #isSynced = false
 
   constructor (routes: WireRoutes, synced: boolean) {
     super()
     const snapshot = new Map<string, readonly Endpoint[]>()
-    for (const [user, list] of routes) if (list !== null) snapshot.set(user, fromWireEndpoints(list))
+    for (const [user, list, namespace] of routes) {
+      if (list === null) continue
+      snapshot.set(user, fromWireEndpoints(list))
+      if (namespace !== undefined) this.#namespaces.set(user, namespace)
+    }
     this.publish(snapshot)
     if (synced) this.markSynced()
   }
@@ -22,13 +29,18 @@ export class RelayedSource extends SnapshotPublisher implements EndpointSource {
   apply (routes: WireRoutes): void {
     const next = new Map(this.snapshot)
     const users = new Set<string>()
-    for (const [user, list] of routes) {
+    for (const [user, list, namespace] of routes) {
       users.add(user)
       if (list === null) next.delete(user)
       else next.set(user, fromWireEndpoints(list))
+      if (list === null || namespace === undefined) this.#namespaces.delete(user)
+      else this.#namespaces.set(user, namespace)
     }
     this.publish(next, users)
   }
+
+  /** The namespace the primary routes `user` from; undefined when its source has none. */
+  namespaceOf (user: string): string | undefined { return this.#namespaces.get(user) }
 
   markSynced (): void {
     if (this.#isSynced) return

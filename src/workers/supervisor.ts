@@ -10,7 +10,7 @@ import type { ActivityListener, MissingWorkload } from '../gateway/gateway.ts'
 import { ListenError } from '../listen.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
-import { toWireEndpoints, toWireError, toWireRoutes, type FromWorker, type ToWorker, type WorkerMetrics } from './messages.ts'
+import { toWireEndpoints, toWireError, toWireRoutes, type FromWorker, type NamespaceOf, type ToWorker, type WorkerMetrics } from './messages.ts'
 import { PortClaim } from './port-claim.ts'
 
 const here = fileURLToPath(import.meta.url)
@@ -75,12 +75,16 @@ export class WorkerSupervisor {
   #started = false
   #stopping = false
   #unsubscribe: (() => void) | undefined
+  /** The source's namespaces, relayed with each route so workers can check tenants. */
+  readonly #namespaceOf: NamespaceOf | undefined
 
   constructor (options: WorkerSupervisorOptions) {
     if (!Number.isInteger(options.count) || options.count < 2) throw new TypeError(`count: expected an integer ≥ 2, got ${String(options.count)}`)
     this.#options = options
     this.#port = options.port
     this.#logger = options.logger
+    const source = options.source
+    this.#namespaceOf = source.namespaceOf === undefined ? undefined : (user) => source.namespaceOf?.(user)
     this.#restartFailures = new FailureStreaks(this.#logger, { failed: 'gateway worker down; restarting it', recovered: 'gateway worker serving again', level: 'error' })
   }
 
@@ -95,7 +99,7 @@ export class WorkerSupervisor {
     const { source } = this.#options
     this.#claim = await PortClaim.take(this.#options.host, this.#port)
     this.#port = this.#claim.port
-    this.#unsubscribe = source.onChange(({ snapshot, users }) => { this.#broadcast({ type: 'routes', routes: toWireRoutes(snapshot, users) }) })
+    this.#unsubscribe = source.onChange(({ snapshot, users }) => { this.#broadcast({ type: 'routes', routes: toWireRoutes(snapshot, users, this.#namespaceOf) }) })
     source.synced.then(() => { this.#broadcast({ type: 'synced' }) }, () => {})
     try {
       await this.#spawn(0)
@@ -184,7 +188,7 @@ export class WorkerSupervisor {
           // The snapshot as of now; every later change follows it on the same channel.
           this.#send(child, {
             type: 'init',
-            routes: toWireRoutes(source.snapshot),
+            routes: toWireRoutes(source.snapshot, undefined, this.#namespaceOf),
             synced: source.isSynced,
             missing: onMissing !== undefined,
             activity: onActivity !== undefined,

@@ -74,3 +74,37 @@ void t.test('restart delay: at once after a first death, then doubling to 30 s',
   t.same([0, 1, 2, 3, 4, 7, 20].map(defaultRestartDelay), [0, 0, 1000, 2000, 4000, 30_000, 30_000])
   t.end()
 })
+
+void t.test('routes carry the namespace each user is routed from, and a relayed source answers namespaceOf', (t) => {
+  const full = new Map([
+    ['alice', [endpoint('10.0.0.1', 8080)]],
+    ['bob', [endpoint('10.0.1.1', 8080)]],
+    ['carol', [endpoint('10.0.2.1', 8080)]],
+  ])
+  const namespaces = new Map([['alice', 'team-a'], ['bob', 'team-b'], ['carol', 'team-a']])
+  const asked: string[] = []
+  const namespaceOf = (user: string): string | undefined => { asked.push(user); return namespaces.get(user) }
+  t.same(toWireRoutes(full, ['alice'], namespaceOf), [['alice', [['10.0.0.1', 8080]], 'team-a']])
+  t.same(toWireRoutes(full, ['alice']), [['alice', [['10.0.0.1', 8080]]]], 'no namespaces: the entry is as before')
+  const source = new RelayedSource(structuredClone(toWireRoutes(full, undefined, namespaceOf)), true)
+  t.equal(source.namespaceOf('alice'), 'team-a')
+  t.equal(source.namespaceOf('bob'), 'team-b')
+
+  asked.length = 0
+  const next = new Map(full)
+  next.delete('alice')
+  namespaces.delete('alice')
+  namespaces.set('bob', 'team-c')
+  const changes: string[][] = []
+  source.onChange(({ users }) => { changes.push([...users]) })
+  source.apply(structuredClone(toWireRoutes(next, ['alice', 'bob'], namespaceOf)))
+  t.same(asked, ['bob'], 'only the changed users still routed are looked up')
+  t.same(changes, [['alice', 'bob']])
+  t.equal(source.namespaceOf('alice'), undefined, 'a user who left has no namespace')
+  t.equal(source.namespaceOf('bob'), 'team-c', 'a user now routed from another namespace')
+  t.equal(source.namespaceOf('carol'), 'team-a', 'an unchanged user keeps its namespace')
+
+  source.apply(structuredClone(toWireRoutes(next, ['carol'])))
+  t.equal(source.namespaceOf('carol'), undefined, 'an entry without a namespace clears it: the tenant check then fails closed')
+  t.end()
+})
