@@ -22,6 +22,8 @@ export interface PodgateOptions {
   readonly metrics?: Metrics
   readonly onMissing?: MissingWorkload
   readonly onActivity?: ActivityListener
+  /** The namespace spawn on demand creates workloads in: with PODGATE_TENANT_CLAIM, only that tenant may spawn. */
+  readonly spawnNamespace?: string | undefined
   /** How often open WebSockets that carried client traffic count as activity (default 30 s). */
   readonly activityIntervalMs?: number
   /** Registers extra routes (the admin API) on the admin server before it listens. */
@@ -57,6 +59,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     metrics,
     logger,
     onMissing: options.onMissing,
+    spawnNamespace: options.spawnNamespace,
     onActivity: options.onActivity,
     activityIntervalMs: options.activityIntervalMs,
   })

@@ -37,6 +37,12 @@ export class AuthError extends PodgateError {
   }
 }
 
+/** Authenticated, but not allowed here: the token's tenant is not the namespace the user is served from. */
+export class ForbiddenError extends PodgateError {
+  override readonly code = 'PODGATE_FORBIDDEN'
+  override readonly status = 403
+}
+
 export class WorkloadNotFoundError extends PodgateError {
   override readonly code = 'PODGATE_NO_WORKLOAD'
   override readonly status = 404

@@ -53,6 +53,7 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
     logger,
     adminToken: config.adminToken,
     profiles: provisioner.profiles.names,
+    namespace: cluster.namespace,
   })
   // Idle culling writes suspensions: only the Lease holder does it.
   provisioner.onLeaderChange((leading) => hooks.culling(leading))

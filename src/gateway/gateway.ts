@@ -6,7 +6,7 @@ import { extractToken } from '../auth/extract.ts'
 import type { Identity, TokenVerifier } from '../auth/identity.ts'
 import type { AuthConfig, GatewayConfig } from '../config.ts'
 import type { Endpoint, EndpointSource } from '../discovery/source.ts'
-import { AuthError, DrainingError, NotReadyError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
+import { AuthError, DrainingError, ForbiddenError, NotReadyError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
 import type { Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import { forward, type ForwardTarget } from './forward.ts'
@@ -34,12 +34,16 @@ export interface GatewayOptions {
   readonly metrics: Metrics
   readonly logger: Logger
   readonly onMissing?: MissingWorkload
+  /** The namespace onMissing spawns workloads in; with PODGATE_TENANT_CLAIM, another tenant's spawn is 403. */
+  readonly spawnNamespace?: string | undefined
   readonly onActivity?: ActivityListener
   /** How often open WebSockets that carried client traffic are reported as activity. */
   readonly activityIntervalMs?: number
 }
 
 const MISSING = new AuthError('missing', 'no token: send a bearer token or the session cookie')
+const NO_NAMESPACE = new ForbiddenError('the tenant cannot be checked: this gateway\'s routes carry no namespace (PODGATE_TENANT_CLAIM is set)')
+const OTHER_TENANT = new ForbiddenError('the token\'s tenant is not the namespace this user\'s workload is in')
 const NOT_SYNCED = new NotReadyError('the routing table is still loading (waiting for the first sync with the Kubernetes API)', 5)
 
 export class Gateway {
@@ -54,6 +58,11 @@ export class Gateway {
   readonly #onMissing: MissingWorkload
   readonly #onActivity: ActivityListener | undefined
   readonly #maxHeaders: number
+  /** PODGATE_TENANT_CLAIM is set: every routed request is checked against its user's namespace. */
+  readonly #checkTenant: boolean
+  readonly #spawnNamespace: string | undefined
+  /** onMissing was plugged in (it may create a workload), not the default 404/503. */
+  readonly #spawns: boolean
   #inFlight = 0
   #draining = false
   #idle: (() => void) | undefined
@@ -75,6 +84,9 @@ export class Gateway {
       ? new NotReadyError('workload is not ready yet', 5)
       : new WorkloadNotFoundError('no workload for this user')))
     this.#onActivity = options.onActivity
+    this.#checkTenant = options.auth.tenantClaim !== undefined
+    this.#spawnNamespace = options.spawnNamespace
+    this.#spawns = options.onMissing !== undefined
     if (options.onActivity !== undefined) {
       // One timer for all sockets, reading the byte counts the sockets keep anyway: no cost per frame.
       this.#activityTimer = setInterval(() => { this.#reportSocketActivity() }, options.activityIntervalMs ?? 30_000)
@@ -113,11 +125,11 @@ export class Gateway {
     }
     const identity = this.#identify(req)
     if (identity instanceof Promise) {
-      identity.then((id) => { this.#route(req, res, id.user, expectsContinue) }, (err: unknown) => { this.#fail(res, err) })
+      identity.then((id) => { this.#route(req, res, id, expectsContinue) }, (err: unknown) => { this.#fail(res, err) })
     } else if (identity instanceof AuthError) {
       this.#fail(res, identity)
     } else {
-      this.#route(req, res, identity.user, expectsContinue)
+      this.#route(req, res, identity, expectsContinue)
     }
   }
 
@@ -137,8 +149,9 @@ export class Gateway {
     const entry = { user: undefined as string | undefined, bytesRead: 0 }
     this.#sockets.set(socket, entry)
     socket.once('close', () => { this.#sockets.delete(socket) })
-    const go = (user: string): void => {
-      Promise.resolve(this.#endpointsFor(user, req)).then((endpoints) => {
+    const go = (identity: Identity): void => {
+      const user = identity.user
+      Promise.resolve(this.#endpointsFor(identity, req)).then((endpoints) => {
         if (socket.destroyed) return
         this.#onActivity?.(user)
         entry.user = user
@@ -147,9 +160,9 @@ export class Gateway {
       }, (err: unknown) => { rejectUpgrade(socket, err) })
     }
     const identity = this.#identify(req)
-    if (identity instanceof Promise) identity.then((id) => { go(id.user) }, (err: unknown) => { rejectUpgrade(socket, err) })
+    if (identity instanceof Promise) identity.then(go, (err: unknown) => { rejectUpgrade(socket, err) })
     else if (identity instanceof AuthError) rejectUpgrade(socket, identity)
-    else go(identity.user)
+    else go(identity)
   }
 
   /** Stops taking work: responses carry `connection: close`, new upgrades are refused. */
@@ -205,8 +218,9 @@ export class Gateway {
     return this.#verifier.cached(token) ?? this.#verifier.verify(token)
   }
 
-  #route (req: IncomingMessage, res: ServerResponse, user: string, expectsContinue: boolean): void {
-    const endpoints = this.#endpointsFor(user, req)
+  #route (req: IncomingMessage, res: ServerResponse, identity: Identity, expectsContinue: boolean): void {
+    const user = identity.user
+    const endpoints = this.#endpointsFor(identity, req)
     if (!(endpoints instanceof Promise)) {
       this.#onActivity?.(user)
       this.#forward(req, res, user, endpoints, expectsContinue)
@@ -235,12 +249,32 @@ export class Gateway {
    * yet. Until the source has loaded its first complete view, a user it does not list may
    * simply not be loaded yet: 503 and come back, never a 404 or a spawn on a guess.
    */
-  #endpointsFor (user: string, req: IncomingMessage): readonly Endpoint[] | Promise<readonly Endpoint[]> {
+  #endpointsFor (identity: Identity, req: IncomingMessage): readonly Endpoint[] | Promise<readonly Endpoint[]> {
     const source = this.#source
+    const user = identity.user
     const endpoints = source.snapshot.get(user)
-    if (endpoints !== undefined && endpoints.length > 0) return endpoints
+    if (endpoints !== undefined && endpoints.length > 0) {
+      if (!this.#checkTenant) return endpoints
+      const refused = this.#tenantRefusal(identity, source.namespaceOf?.(user))
+      return refused === undefined ? endpoints : Promise.reject(refused)
+    }
     if (!source.isSynced) return Promise.reject(NOT_SYNCED)
+    if (this.#checkTenant) {
+      // Before any spawn: a known user is checked against its namespace, a new one against where the spawn would put it.
+      const namespace = source.namespaceOf?.(user) ?? this.#spawnNamespace
+      // Without a provisioner and without a namespace, the default answer (404/503) forwards nothing.
+      if (namespace !== undefined || this.#spawns) {
+        const refused = this.#tenantRefusal(identity, namespace)
+        if (refused !== undefined) return Promise.reject(refused)
+      }
+    }
     return this.#onMissing(user, req.headers.accept)
+  }
+
+  /** Why a token's tenant may not reach the user's workload in `namespace`; undefined when it may. */
+  #tenantRefusal (identity: Identity, namespace: string | undefined): ForbiddenError | undefined {
+    if (namespace === undefined) return NO_NAMESPACE
+    return identity.tenant === namespace ? undefined : OTHER_TENANT
   }
 
   #fail (res: ServerResponse, err: unknown): void {

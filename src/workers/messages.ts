@@ -28,6 +28,8 @@ export interface WorkerInit {
   readonly synced: boolean
   /** Whether users without endpoints are asked of the primary (spawn on demand, 404/503 from its view). */
   readonly missing: boolean
+  /** The namespace a spawn creates workloads in (the tenant check before asking the primary). */
+  readonly spawnNamespace?: string
   /** Whether routed users are reported for idle culling. */
   readonly activity: boolean
   /** The primary's activity throttle interval: how often open WebSockets count, and the longest a report waits to be sent. */

@@ -34,6 +34,8 @@ export interface WorkerSupervisorOptions {
   readonly metrics: Metrics
   readonly logger: Logger
   readonly onMissing?: MissingWorkload | undefined
+  /** The namespace spawn on demand creates workloads in: with PODGATE_TENANT_CLAIM, only that tenant may spawn. */
+  readonly spawnNamespace?: string | undefined
   readonly onActivity?: ActivityListener | undefined
   readonly activityIntervalMs?: number | undefined
   readonly drainTimeoutMs: number
@@ -162,7 +164,7 @@ export class WorkerSupervisor {
 
   /** Forks worker `index` and resolves once it listens; rejects if it exits first. */
   #spawn (index: number): Promise<void> {
-    const { source, onMissing, onActivity, activityIntervalMs, metrics } = this.#options
+    const { source, onMissing, spawnNamespace, onActivity, activityIntervalMs, metrics } = this.#options
     const child = fork(WORKER_SCRIPT, [String(index)], {
       env: { ...(this.#options.env ?? process.env), PODGATE_PORT: String(this.#port) },
       execArgv: [...(this.#options.execArgv ?? process.execArgv)],
@@ -191,6 +193,7 @@ export class WorkerSupervisor {
             routes: toWireRoutes(source.snapshot, undefined, this.#namespaceOf),
             synced: source.isSynced,
             missing: onMissing !== undefined,
+            ...(spawnNamespace === undefined ? {} : { spawnNamespace }),
             activity: onActivity !== undefined,
             activityIntervalMs,
           })

@@ -140,7 +140,7 @@ async function runWorker (logger: Logger): Promise<void> {
     serveAdmin: false,
     reusePort: true,
     beforeListen: permission.ask,
-    ...(init.missing ? { onMissing: (user: string, accept: string | undefined) => requests.missing(user, accept) } : {}),
+    ...(init.missing ? { onMissing: (user: string, accept: string | undefined) => requests.missing(user, accept), spawnNamespace: init.spawnNamespace } : {}),
     ...(activity === undefined ? {} : { onActivity: activity.record, activityIntervalMs: init.activityIntervalMs }),
   })
   let stopping = false

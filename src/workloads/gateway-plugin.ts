@@ -22,11 +22,13 @@ export interface ProvisionerHooksOptions {
   readonly profiles?: readonly string[]
   readonly spawner?: Pick<SpawnerOptions, 'browserGraceMs'>
   readonly cullIntervalMs?: number
+  /** The one namespace the provisioner manages (undefined for the local driver, which has none). */
+  readonly namespace?: string
 }
 
 export interface ProvisionerHooks {
   /** The options startPodgate takes from the provisioner. */
-  readonly gateway: Pick<PodgateOptions, 'onMissing' | 'onActivity' | 'adminRoutes' | 'activityIntervalMs'>
+  readonly gateway: Pick<PodgateOptions, 'onMissing' | 'spawnNamespace' | 'onActivity' | 'adminRoutes' | 'activityIntervalMs'>
   /** Starts or stops idle culling (no-op when PODGATE_IDLE_TIMEOUT is 0). */
   culling (on: boolean): Promise<void>
   /** Stops culling and flushes recorded activity. */
@@ -51,6 +53,7 @@ export function createProvisionerHooks (options: ProvisionerHooksOptions): Provi
   return {
     gateway: {
       onMissing: spawner.onMissing,
+      spawnNamespace: options.namespace,
       onActivity: recorder.record,
       activityIntervalMs: recorder.intervalMs,
       adminRoutes: (app) => { registerAdminApi(app, { workloads, adminToken, logger, profiles }) },

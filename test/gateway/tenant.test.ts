@@ -1,0 +1,121 @@
+// The tenant check (PODGATE_TENANT_CLAIM): a gateway over the Kubernetes source, slices in two
+// namespaces pointing at a counting backend, and tokens carrying (or not) the tenant claim.
+import { once } from 'node:events'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { SignJWT } from 'jose'
+import t from 'tap'
+import { request } from 'undici'
+import WebSocket from 'ws'
+import { endpoint } from '../../src/discovery/source.ts'
+import { FakeKubeServer, sliceFor } from '../support/fake-kube.ts'
+import { startKubernetesSource, waitForSnapshot } from '../support/fake-kube-source.ts'
+import { startTestGateway, type TestGateway } from '../support/gateway.ts'
+
+interface Teardown { teardown (fn: () => unknown): void }
+
+/** A backend that only counts what reaches it: requests and upgrades. */
+interface CountingBackend { readonly port: number, readonly seen: () => number }
+
+async function countingBackend (t: Teardown): Promise<CountingBackend> {
+  let seen = 0
+  const server: Server = createServer((_req, res) => { seen++; res.end('ok') })
+  server.on('upgrade', (_req, socket) => { seen++; socket.destroy() })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => new Promise((resolve) => { server.closeAllConnections(); server.close(resolve) }))
+  return { port: (server.address() as AddressInfo).port, seen: () => seen }
+}
+
+function tokenFor (gw: TestGateway, claims: Record<string, unknown>): Promise<string> {
+  const now = Math.floor(Date.now() / 1000)
+  return new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now).setExpirationTime(now + 600).sign(new TextEncoder().encode(gw.secret))
+}
+
+async function get (gw: TestGateway, token: string): Promise<{ status: number, body: { error?: string, message?: string } | string }> {
+  const res = await request(`${gw.url}/`, { headers: { authorization: `Bearer ${token}` } })
+  const text = await res.body.text()
+  return { status: res.statusCode, body: res.headers['content-type']?.toString().startsWith('application/json') === true ? JSON.parse(text) as { error?: string } : text }
+}
+
+/** The status a WebSocket upgrade was answered with (101 when it went through). */
+async function upgradeStatus (gw: TestGateway, token: string): Promise<number> {
+  const ws = new WebSocket(`${gw.url.replace('http', 'ws')}/ws`, { headers: { authorization: `Bearer ${token}` } })
+  return new Promise((resolve) => {
+    ws.once('upgrade', (res) => { resolve(res.statusCode ?? 0); ws.terminate() })
+    ws.once('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); ws.terminate() })
+    ws.once('error', () => { resolve(0) })
+  })
+}
+
+async function setup (t: Teardown, env: Record<string, string>): Promise<{ gw: TestGateway, backend: CountingBackend }> {
+  const server = await FakeKubeServer.start({ bookmarkIntervalMs: 100 })
+  t.teardown(() => server.stop())
+  const backend = await countingBackend(t)
+  server.put(sliceFor('alice', ['127.0.0.1'], { name: 'user-alice', namespace: 'team-a', port: backend.port }))
+  server.put(sliceFor('bob', ['127.0.0.1'], { name: 'user-bob', namespace: 'team-b', port: backend.port }))
+  const { source } = await startKubernetesSource(t, server, { namespaces: ['team-a', 'team-b'] })
+  await waitForSnapshot(source, (s) => s.has('alice') && s.has('bob'), 'alice and bob')
+  const gw = await startTestGateway(t, env, { source })
+  return { gw, backend }
+}
+
+void t.test('with PODGATE_TENANT_CLAIM, a token reaches its user only from the namespace it names', async (t) => {
+  const { gw, backend } = await setup(t, { PODGATE_TENANT_CLAIM: 'tenant' })
+  const own = await get(gw, await tokenFor(gw, { sub: 'alice', tenant: 'team-a' }))
+  t.equal(own.status, 200, 'tenant team-a reaches alice in team-a')
+  t.equal(backend.seen(), 1)
+
+  const other = await get(gw, await tokenFor(gw, { sub: 'alice', tenant: 'team-b' }))
+  t.equal(other.status, 403, 'tenant team-b may not reach alice in team-a')
+  t.match(other.body, { error: 'PODGATE_FORBIDDEN', message: /tenant/ })
+  t.equal(backend.seen(), 1, 'the backend saw nothing of the refused request')
+  t.equal((await get(gw, await tokenFor(gw, { sub: 'bob', tenant: 'team-b' }))).status, 200, 'bob in team-b with tenant team-b')
+
+  const missing = await get(gw, await tokenFor(gw, { sub: 'alice' }))
+  t.equal(missing.status, 401, 'no tenant claim: refused as a token')
+  t.match(missing.body, { error: 'PODGATE_AUTH', message: /"tenant" claim/ })
+  const notLabel = await get(gw, await tokenFor(gw, { sub: 'alice', tenant: 'Team_A' }))
+  t.equal(notLabel.status, 401, 'a tenant that is not a namespace name is refused')
+  t.equal(backend.seen(), 2)
+
+  const requests = await gw.metrics.registry.getSingleMetricAsString('podgate_requests_total')
+  t.match(requests, /podgate_requests_total\{class="4xx"\} 3/, 'the 403 and the 401s count as 4xx')
+})
+
+void t.test('a WebSocket upgrade for another tenant is 403 and never reaches the pod', async (t) => {
+  const { gw, backend } = await setup(t, { PODGATE_TENANT_CLAIM: 'tenant' })
+  t.equal(await upgradeStatus(gw, await tokenFor(gw, { sub: 'alice', tenant: 'team-b' })), 403)
+  t.equal(backend.seen(), 0, 'the backend saw no upgrade')
+  await upgradeStatus(gw, await tokenFor(gw, { sub: 'alice', tenant: 'team-a' }))
+  t.equal(backend.seen(), 1, 'the matching tenant is forwarded')
+})
+
+void t.test('without PODGATE_TENANT_CLAIM, a tenant claim changes nothing', async (t) => {
+  const { gw, backend } = await setup(t, {})
+  t.equal((await get(gw, await tokenFor(gw, { sub: 'alice', tenant: 'team-b' }))).status, 200)
+  t.equal((await get(gw, await tokenFor(gw, { sub: 'alice' }))).status, 200)
+  t.equal(backend.seen(), 2)
+})
+
+void t.test('a source without namespaces cannot check a tenant: 403, fail closed', async (t) => {
+  const backend = await countingBackend(t)
+  const gw = await startTestGateway(t, { PODGATE_TENANT_CLAIM: 'tenant' })
+  gw.local.set('alice', [endpoint('127.0.0.1', backend.port)])
+  const res = await get(gw, await tokenFor(gw, { sub: 'alice', tenant: 'team-a' }))
+  t.equal(res.status, 403)
+  t.match(res.body, { error: 'PODGATE_FORBIDDEN', message: /cannot be checked/ })
+  t.equal(await upgradeStatus(gw, await tokenFor(gw, { sub: 'alice', tenant: 'team-a' })), 403)
+  t.equal(backend.seen(), 0)
+})
+
+void t.test('spawn on demand is refused before the spawn for a tenant other than the provisioner\'s namespace', async (t) => {
+  const spawned: string[] = []
+  const onMissing = (user: string): Promise<never> => { spawned.push(user); return Promise.reject(new Error('not in this test')) }
+  const gw = await startTestGateway(t, { PODGATE_TENANT_CLAIM: 'tenant' }, { onMissing, spawnNamespace: 'team-a' })
+  const res = await get(gw, await tokenFor(gw, { sub: 'carol', tenant: 'team-b' }))
+  t.equal(res.status, 403)
+  t.same(spawned, [], 'nothing was spawned')
+  t.equal((await get(gw, await tokenFor(gw, { sub: 'carol', tenant: 'team-a' }))).status, 500, 'the provisioner\'s own tenant goes on to the spawn')
+  t.same(spawned, ['carol'])
+})
