@@ -48,7 +48,7 @@ async function upgradeStatus (gw: TestGateway, token: string): Promise<number> {
   })
 }
 
-async function setup (t: Teardown, env: Record<string, string>): Promise<{ gw: TestGateway, backend: CountingBackend }> {
+async function setup (t: Teardown, env: Record<string, string>): Promise<{ gw: TestGateway, backend: CountingBackend, active: string[] }> {
   const server = await FakeKubeServer.start({ bookmarkIntervalMs: 100 })
   t.teardown(() => server.stop())
   const backend = await countingBackend(t)
@@ -56,12 +56,13 @@ async function setup (t: Teardown, env: Record<string, string>): Promise<{ gw: T
   server.put(sliceFor('bob', ['127.0.0.1'], { name: 'user-bob', namespace: 'team-b', port: backend.port }))
   const { source } = await startKubernetesSource(t, server, { namespaces: ['team-a', 'team-b'] })
   await waitForSnapshot(source, (s) => s.has('alice') && s.has('bob'), 'alice and bob')
-  const gw = await startTestGateway(t, env, { source })
-  return { gw, backend }
+  const active: string[] = []
+  const gw = await startTestGateway(t, env, { source, onActivity: (user) => { active.push(user) } })
+  return { gw, backend, active }
 }
 
 void t.test('with PODGATE_TENANT_CLAIM, a token reaches its user only from the namespace it names', async (t) => {
-  const { gw, backend } = await setup(t, { PODGATE_TENANT_CLAIM: 'tenant' })
+  const { gw, backend, active } = await setup(t, { PODGATE_TENANT_CLAIM: 'tenant' })
   const own = await get(gw, await tokenFor(gw, { sub: 'alice', tenant: 'team-a' }))
   t.equal(own.status, 200, 'tenant team-a reaches alice in team-a')
   t.equal(backend.seen(), 1)
@@ -70,6 +71,7 @@ void t.test('with PODGATE_TENANT_CLAIM, a token reaches its user only from the n
   t.equal(other.status, 403, 'tenant team-b may not reach alice in team-a')
   t.match(other.body, { error: 'PODGATE_FORBIDDEN', message: /tenant/ })
   t.equal(backend.seen(), 1, 'the backend saw nothing of the refused request')
+  t.same(active, ['alice'], 'and it counted as no activity')
   t.equal((await get(gw, await tokenFor(gw, { sub: 'bob', tenant: 'team-b' }))).status, 200, 'bob in team-b with tenant team-b')
 
   const missing = await get(gw, await tokenFor(gw, { sub: 'alice' }))
