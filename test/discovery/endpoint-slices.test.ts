@@ -129,3 +129,18 @@ void t.test('EndpointIndex over namespaces: one contested user, the oldest names
   t.equal(conflicts.length, 1, 'no warning once the conflict is gone')
   t.end()
 })
+
+void t.test('EndpointIndex: a user moved to another namespace with the same endpoints is a change (the tenant check reads it)', (t) => {
+  const index = new EndpointIndex()
+  index.upsert(slice('alice', ['10.0.0.1'], { name: 'alice', namespace: 'team-a' }))
+  let snapshot = index.apply(new Map())
+  t.equal(index.namespaceOf('alice'), 'team-a')
+  index.remove(slice('alice', ['10.0.0.1'], { name: 'alice', namespace: 'team-a' }))
+  index.upsert(slice('alice', ['10.0.0.1'], { name: 'alice', namespace: 'team-b' }))
+  const before = snapshot
+  snapshot = index.apply(snapshot)
+  t.same(snapshot.get('alice'), before.get('alice'), 'the same endpoints')
+  t.equal(index.namespaceOf('alice'), 'team-b')
+  t.same(index.changed, new Set(['alice']), 'reported as changed, so listeners and gateway workers learn the namespace')
+  t.end()
+})
