@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { SignJWT } from 'jose'
 import t from 'tap'
 import { request } from 'undici'
+import WebSocket from 'ws'
 import { createTokenVerifier } from '../../src/auth/verifier.ts'
 import { loadConfig } from '../../src/config.ts'
 import { endpoint, type Endpoint } from '../../src/discovery/source.ts'
@@ -30,6 +31,7 @@ class NamespacedSource extends LocalEndpointSource {
 void t.test('through gateway workers, a token reaches its user only from the namespace it names', async (t) => {
   let seen = 0
   const backend = createServer((_req, res) => { seen++; res.end('ok') })
+  backend.on('upgrade', (_req, socket) => { seen++; socket.destroy() })
   backend.listen(0, '127.0.0.1')
   await once(backend, 'listening')
   t.teardown(() => new Promise((resolve) => { backend.closeAllConnections(); backend.close(resolve) }))
@@ -58,9 +60,12 @@ void t.test('through gateway workers, a token reaches its user only from the nam
   t.teardown(() => podgate.close())
   source.route('bob', 'team-b', [endpoint('127.0.0.1', port)])
 
-  const get = async (claims: Record<string, unknown>): Promise<{ status: number, body: string }> => {
+  const tokenFor = (claims: Record<string, unknown>): Promise<string> => {
     const now = Math.floor(Date.now() / 1000)
-    const token = await new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now).setExpirationTime(now + 600).sign(new TextEncoder().encode(secret))
+    return new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuedAt(now).setExpirationTime(now + 600).sign(new TextEncoder().encode(secret))
+  }
+  const get = async (claims: Record<string, unknown>): Promise<{ status: number, body: string }> => {
+    const token = await tokenFor(claims)
     const res = await request(`${podgate.gatewayUrl}/`, { headers: { authorization: `Bearer ${token}` } })
     return { status: res.statusCode, body: await res.body.text() }
   }
@@ -74,6 +79,16 @@ void t.test('through gateway workers, a token reaches its user only from the nam
     t.equal((await get({ sub: 'bob', tenant: 'team-a' })).status, 403)
   }
   t.equal(seen, 12, 'the backend saw only the allowed requests')
+  for (let i = 0; i < 4; i++) {
+    const ws = new WebSocket(`${podgate.gatewayUrl.replace('http', 'ws')}/ws`, { headers: { authorization: `Bearer ${await tokenFor({ sub: 'alice', tenant: 'team-b' })}` } })
+    const status = await new Promise<number>((resolve) => {
+      ws.once('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); ws.terminate() })
+      ws.once('upgrade', () => { resolve(101); ws.terminate() })
+      ws.once('error', () => { resolve(0) })
+    })
+    t.equal(status, 403, 'a WebSocket upgrade for another tenant')
+  }
+  t.equal(seen, 12, 'no upgrade reached the backend')
 
   // bob moves to team-a with the same endpoint: the change alone moves the check.
   source.route('bob', 'team-a', [endpoint('127.0.0.1', port), endpoint('127.0.0.1', port)])
