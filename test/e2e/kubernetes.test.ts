@@ -12,6 +12,7 @@ import { mintToken } from '../../src/auth/mint.ts'
 import { loadProfiles } from '../../src/controller/profiles.ts'
 import { desiredChildren } from '../../src/controller/templates.ts'
 import { FIELD_MANAGER } from '../../src/kube/api.ts'
+import { MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, workloadName } from '../../src/kube/labels.ts'
 import { CHART_DIR, Helm, installHelm } from '../chart/chart.ts'
 import { COLD_BUILD_BUDGET_MS, locateBinaries } from './cluster/binaries.ts'
 import { ControlPlane } from './cluster/control-plane.ts'
@@ -28,6 +29,9 @@ const RELEASE = 'podgate'
 /** The chart's full name for this release: its ServiceAccount, Deployment and Secret. */
 const FULLNAME = 'podgate'
 const OTHER_NAMESPACE = 'elsewhere'
+/** A chart release: where podgate's Deployment, Secret and ServiceAccount live and what they are called. */
+interface Release { readonly namespace: string, readonly name: string, readonly fullname: string }
+const GATEWAY: Release = { namespace: NAMESPACE, name: RELEASE, fullname: FULLNAME }
 const WORKLOADS = `/apis/podgate.dev/v1alpha1/namespaces/${NAMESPACE}/userworkloads`
 const E2E_BUDGET_MS = 10 * 60_000
 const ROUTE_TIMEOUT_MS = 60_000
@@ -98,13 +102,13 @@ async function scenario (name: string, fn: (st: Test) => Promise<void>): Promise
 }
 
 /** Starts podgate with the chart's environment and a fresh token of the chart's ServiceAccount. */
-async function runPodgate (): Promise<PodgateProcess> {
+async function runPodgate (release = GATEWAY): Promise<PodgateProcess> {
   podgateRuns++
   const podName = `podgate-local-${podgateRuns}`
-  const env = await chartEnvironment({ api: admin, namespace: NAMESPACE, deployment: FULLNAME, podName, dir: runDir })
-  const token = await serviceAccountToken()
+  const env = await chartEnvironment({ api: admin, namespace: release.namespace, deployment: release.fullname, podName, dir: runDir })
+  const token = await serviceAccountToken(release)
   const kubeconfig = join(runDir, `${podName}.kubeconfig`)
-  await writeFile(kubeconfig, kubeconfigYaml({ server: cluster.server, ca: cluster.pki.ca, user: FULLNAME, token, namespace: NAMESPACE }), { mode: 0o600 })
+  await writeFile(kubeconfig, kubeconfigYaml({ server: cluster.server, ca: cluster.pki.ca, user: release.fullname, token, namespace: release.namespace }), { mode: 0o600 })
   secret = new TextEncoder().encode(env.PODGATE_JWT_SECRET ?? '')
   adminToken = env.PODGATE_ADMIN_TOKEN ?? ''
   profilesFile = env.PODGATE_PROFILES
@@ -115,17 +119,17 @@ async function runPodgate (): Promise<PodgateProcess> {
   })
 }
 
-async function serviceAccountToken (): Promise<string> {
-  const answer = await admin.expect<{ status: { token: string } }>('POST', `/api/v1/namespaces/${NAMESPACE}/serviceaccounts/${FULLNAME}/token`, {
+async function serviceAccountToken (release = GATEWAY): Promise<string> {
+  const answer = await admin.expect<{ status: { token: string } }>('POST', `/api/v1/namespaces/${release.namespace}/serviceaccounts/${release.fullname}/token`, {
     body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } },
   })
   return answer.status.token
 }
 
-async function restartPodgate (): Promise<PodgateProcess> {
+async function restartPodgate (release = GATEWAY): Promise<PodgateProcess> {
   await podgate?.stop()
   podgate = undefined
-  podgate = await runPodgate()
+  podgate = await runPodgate(release)
   return podgate
 }
 
@@ -451,4 +455,151 @@ await scenario('spawn on first request and idle culling', async (st) => {
   const again = await asUser('dave', '/', { timeoutMs: 70_000 })
   st.equal(again.body?.user, 'dave', `the next request wakes dave's workload (${again.status})`)
   st.comment(`wake from suspended: ${Date.now() - woken} ms`)
+})
+
+const TENANTS: Release = { namespace: 'gateway', name: 'tenants', fullname: 'tenants-podgate' }
+const SERVED = ['team-a', 'team-b'] as const
+const UNSERVED = 'team-c'
+
+/**
+ * A user's Deployment and Service in a tenant namespace, from the provisioner's own templates
+ * and field manager but owned by nothing: another provisioner's, as far as a routing-only
+ * gateway knows.
+ */
+async function applyTenantWorkload (namespace: string, user: string): Promise<void> {
+  const profile = loadProfiles(profilesFile).default
+  const wanted = desiredChildren({ user, suspended: false, owner: { name: workloadName(user), uid: 'none' }, profile }, { namespace })
+  const apply = `fieldManager=${FIELD_MANAGER}&force=true`
+  await admin.expect('PATCH', `/apis/apps/v1/namespaces/${namespace}/deployments/${workloadName(user)}?${apply}`, {
+    body: { ...wanted.deployment, metadata: { ...wanted.deployment.metadata, ownerReferences: undefined } }, contentType: APPLY_PATCH,
+  })
+  await admin.expect('PATCH', `/api/v1/namespaces/${namespace}/services/${workloadName(user)}?${apply}`, {
+    body: { ...wanted.service, metadata: { ...wanted.service.metadata, ownerReferences: undefined } }, contentType: APPLY_PATCH,
+  })
+}
+
+/** The user's EndpointSlices in `namespace` and the addresses they list as ready. */
+async function tenantSlices (namespace: string, user: string): Promise<{ slices: SliceList['items'], ready: string[] }> {
+  const slices = (await admin.get<SliceList>(`/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices?${selector(user)}`)).items
+  return { slices, ready: slices.flatMap((slice) => (slice.endpoints ?? []).filter((e) => e.conditions?.ready === true).flatMap((e) => e.addresses)) }
+}
+
+/** Waits until the EndpointSlice controller lists one ready pod of the user's in `namespace`; its address. */
+async function publishedIn (namespace: string, user: string): Promise<string> {
+  return await waitFor(async () => {
+    const { slices, ready } = await tenantSlices(namespace, user)
+    if (ready.length === 1 && slices.every((slice) => slice.metadata.labels?.[MANAGED_BY_LABEL] === MANAGED_BY && slice.metadata.labels[USER_LABEL] === user)) return ready[0]
+    throw new Error(`ready addresses ${JSON.stringify(ready)} in ${slices.length} slices`)
+  }, { what: `${user}'s pod published in ${namespace}`, timeoutMs: ROUTE_TIMEOUT_MS, intervalMs: 250 })
+}
+
+async function severalNamespacesGauge (): Promise<string> {
+  const metrics = await adminApi('GET', '/metrics')
+  return /^podgate_users_in_several_namespaces (\S+)$/m.exec(metrics.text)?.[1] ?? `absent (${metrics.status})`
+}
+
+await scenario('routing-only gateway across tenant namespaces: served ones routed, the oldest namespace wins a shared user, others never', async (st) => {
+  for (const name of [...SERVED, UNSERVED]) await admin.expect('POST', '/api/v1/namespaces', { body: { apiVersion: 'v1', kind: 'Namespace', metadata: { name } } })
+  const install = await helm.run(['install', TENANTS.name, CHART_DIR, '--namespace', TENANTS.namespace, '--create-namespace',
+    '--kubeconfig', cluster.adminKubeconfig, '--set', 'replicaCount=0', '--set', 'config.provisioner=false',
+    '--set', `config.namespaces={${SERVED.join(',')}}`, '--wait', '--timeout', '2m'])
+  st.equal(install.code, 0, `helm install of a routing-only gateway serving ${SERVED.join(', ')}: ${install.stderr}`)
+  if (install.code !== 0) return
+
+  const tenantApi = new KubeApi({ server: cluster.server, ca: cluster.pki.ca, token: await serviceAccountToken(TENANTS) })
+  try {
+    for (const namespace of [TENANTS.namespace, ...SERVED]) {
+      const path = `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`
+      st.equal((await tenantApi.request('GET', path)).status, 200, `its ServiceAccount lists EndpointSlices in ${namespace}`)
+    }
+    for (const path of [
+      `/apis/discovery.k8s.io/v1/namespaces/${UNSERVED}/endpointslices`,
+      '/apis/discovery.k8s.io/v1/endpointslices',
+      `/apis/apps/v1/namespaces/${SERVED[0]}/deployments`,
+      `/api/v1/namespaces/${SERVED[0]}/pods`,
+      `/apis/podgate.dev/v1alpha1/namespaces/${TENANTS.namespace}/userworkloads`,
+    ]) {
+      const response = await tenantApi.request('GET', path)
+      st.equal(response.status, 403, `GET ${path} is forbidden (${response.status})`)
+    }
+  } finally {
+    await tenantApi.close()
+  }
+
+  const restarted = await restartPodgate(TENANTS)
+  st.comment(`routing-only podgate ready ${restarted.readyMs} ms after spawn`)
+
+  const applied = Date.now()
+  await applyTenantWorkload('team-a', 'ann')
+  await applyTenantWorkload('team-b', 'bea')
+  await routedTo('ann')
+  await routedTo('bea')
+  st.comment(`ann (team-a) and bea (team-b) routed ${Date.now() - applied} ms after their apply`)
+  for (let i = 0; i < 5; i++) {
+    const [a, b] = await Promise.all([asUser('ann'), asUser('bea')])
+    st.equal(a.body?.user, 'ann', 'ann\'s token reaches ann\'s backend in team-a')
+    st.equal(b.body?.user, 'bea', 'bea\'s token reaches bea\'s backend in team-b')
+  }
+
+  // The same user id in both served namespaces: team-a's slices are the older ones.
+  await applyTenantWorkload('team-a', 'cid')
+  await routedTo('cid')
+  const olderIp = await publishedIn('team-a', 'cid')
+  await applyTenantWorkload('team-b', 'cid')
+  const newerIp = await publishedIn('team-b', 'cid')
+  const conflict = Date.now()
+  const gauge = await waitFor(async () => {
+    const value = await severalNamespacesGauge()
+    if (value === '1') return value
+    throw new Error(`podgate_users_in_several_namespaces ${value}`)
+  }, { what: 'podgate_users_in_several_namespaces 1', timeoutMs: 10_000, intervalMs: 200, process: podgate?.process })
+  st.equal(gauge, '1', `/metrics counts cid in two namespaces (${Date.now() - conflict} ms after team-b's slice listed the pod)`)
+  // With team-b's backend stopped (SIGSTOP), every answer can only come from team-a's.
+  const newer = [...node.runningPods.values()].find((p) => p.ip === newerIp)
+  st.ok(newer?.pid, `team-b's cid backend runs on the node at ${newerIp} (team-a's at ${olderIp})`)
+  if (newer?.pid === undefined) return
+  process.kill(newer.pid, 'SIGSTOP')
+  const answers: string[] = []
+  try {
+    for (let i = 0; i < 10; i++) {
+      const answer = await asUser('cid', '/', { timeoutMs: 3_000 }).catch((err: unknown) => ({ status: 0, body: undefined, text: String(err) }))
+      answers.push(answer.body?.user === 'cid' ? String(answer.status) : `${answer.status} ${answer.text.slice(0, 80)}`)
+    }
+  } finally {
+    process.kill(newer.pid, 'SIGCONT')
+  }
+  st.same(answers, Array(10).fill('200'), 'with team-b\'s cid backend frozen, all 10 requests for cid are answered: by team-a\'s, the older')
+
+  // team-a's cid goes (Service and Deployment): team-b's takes over once the slices are gone.
+  const removed = Date.now()
+  await admin.expect('DELETE', `/api/v1/namespaces/team-a/services/${workloadName('cid')}`)
+  await admin.expect('DELETE', `/apis/apps/v1/namespaces/team-a/deployments/${workloadName('cid')}`, { body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background' } })
+  await waitFor(async () => {
+    const { slices } = await tenantSlices('team-a', 'cid')
+    const running = [...node.runningPods.values()].some((p) => p.ip === olderIp)
+    if (slices.length === 0 && !running) return true
+    throw new Error(`${slices.length} slices left; backend ${running ? 'still running' : 'stopped'}`)
+  }, { what: 'team-a\'s cid slices and backend gone', timeoutMs: 30_000, intervalMs: 250 })
+  st.comment(`team-a's cid slices and backend gone ${Date.now() - removed} ms after the deletes`)
+  const moved = await routedTo('cid', 10_000)
+  st.pass(`requests for cid answered by team-b's backend (the only one left) ${Date.now() - removed} ms after the deletes (${moved} ms of polling after the slices went)`)
+  st.equal(await severalNamespacesGauge(), '0', 'podgate_users_in_several_namespaces back to 0')
+
+  // A namespace the gateway does not serve is never routed, even with a ready pod published.
+  await applyTenantWorkload(UNSERVED, 'dex')
+  await publishedIn(UNSERVED, 'dex')
+  const statuses: number[] = []
+  for (let i = 0; i < 5; i++) statuses.push((await asUser('dex')).status)
+  st.same(statuses, Array(5).fill(404), `dex, published in ${UNSERVED}, is 404`)
+
+  // Deleting a served namespace: the namespace controller removes bea's objects, and her route.
+  const deleting = Date.now()
+  await admin.expect('DELETE', '/api/v1/namespaces/team-b')
+  const gone = await waitFor(async () => {
+    const answer = await asUser('bea')
+    if (answer.status === 404) return Date.now() - deleting
+    throw new Error(`${answer.status} ${answer.text.slice(0, 120)}`)
+  }, { what: 'bea 404 after namespace team-b is deleted', timeoutMs: 90_000, intervalMs: 250, process: podgate?.process })
+  st.pass(`bea is 404 ${gone} ms after namespace team-b was deleted`)
+  st.equal((await asUser('ann')).body?.user, 'ann', 'ann (team-a) is untouched')
 })
