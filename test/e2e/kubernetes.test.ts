@@ -200,7 +200,7 @@ async function routedTo (user: string, timeoutMs = ROUTE_TIMEOUT_MS): Promise<nu
   return Date.now() - started
 }
 
-interface Named { metadata: { name: string, ownerReferences?: Array<{ kind: string, name: string }> } }
+interface Named { metadata: { name: string, creationTimestamp?: string, ownerReferences?: Array<{ kind: string, name: string }> } }
 interface PodList { items: Array<Named & { status?: { phase?: string, podIP?: string } }> }
 interface SliceList { items: Array<Named & { metadata: { labels?: Record<string, string> }, endpoints?: Array<{ addresses: string[], conditions?: { ready?: boolean } }> }> }
 
@@ -541,22 +541,26 @@ await scenario('routing-only gateway across tenant namespaces: served ones route
     st.equal(b.body?.user, 'bea', 'bea\'s token reaches bea\'s backend in team-b')
   }
 
-  // The same user id in both served namespaces: team-a's slices are the older ones.
-  await applyTenantWorkload('team-a', 'cid')
-  await routedTo('cid')
-  const olderIp = await publishedIn('team-a', 'cid')
+  // The same user id in both served namespaces, team-b's first: the older wins, not the first by name.
   await applyTenantWorkload('team-b', 'cid')
-  const newerIp = await publishedIn('team-b', 'cid')
+  await routedTo('cid')
+  const olderIp = await publishedIn('team-b', 'cid')
+  const olderCreated = Date.parse((await tenantSlices('team-b', 'cid')).slices[0]?.metadata.creationTimestamp ?? '')
+  st.ok(Number.isFinite(olderCreated), 'team-b\'s cid slice has a creationTimestamp')
+  // creationTimestamp has whole seconds: team-a's must fall in a later one, or the tie goes to team-a by name.
+  await waitFor(() => Promise.resolve(Date.now() >= olderCreated + 1_000 ? true : undefined), { what: 'the second after team-b\'s cid slice was created', timeoutMs: 2_000, intervalMs: 50 })
+  await applyTenantWorkload('team-a', 'cid')
+  const newerIp = await publishedIn('team-a', 'cid')
   const conflict = Date.now()
   const gauge = await waitFor(async () => {
     const value = await severalNamespacesGauge()
     if (value === '1') return value
     throw new Error(`podgate_users_in_several_namespaces ${value}`)
   }, { what: 'podgate_users_in_several_namespaces 1', timeoutMs: 10_000, intervalMs: 200, process: podgate?.process })
-  st.equal(gauge, '1', `/metrics counts cid in two namespaces (${Date.now() - conflict} ms after team-b's slice listed the pod)`)
-  // With team-b's backend stopped (SIGSTOP), every answer can only come from team-a's.
+  st.equal(gauge, '1', `/metrics counts cid in two namespaces (${Date.now() - conflict} ms after team-a's slice listed the pod)`)
+  // With team-a's backend stopped (SIGSTOP), every answer can only come from team-b's.
   const newer = [...node.runningPods.values()].find((p) => p.ip === newerIp)
-  st.ok(newer?.pid, `team-b's cid backend runs on the node at ${newerIp} (team-a's at ${olderIp})`)
+  st.ok(newer?.pid, `team-a's cid backend runs on the node at ${newerIp} (team-b's at ${olderIp})`)
   if (newer?.pid === undefined) return
   process.kill(newer.pid, 'SIGSTOP')
   const answers: string[] = []
@@ -568,21 +572,21 @@ await scenario('routing-only gateway across tenant namespaces: served ones route
   } finally {
     process.kill(newer.pid, 'SIGCONT')
   }
-  st.same(answers, Array(10).fill('200'), 'with team-b\'s cid backend frozen, all 10 requests for cid are answered: by team-a\'s, the older')
+  st.same(answers, Array(10).fill('200'), 'with team-a\'s cid backend frozen, all 10 requests for cid are answered: by team-b\'s, the older')
 
-  // team-a's cid goes (Service and Deployment): team-b's takes over once the slices are gone.
+  // team-b's cid goes (Service and Deployment): team-a's takes over once the slices are gone.
   const removed = Date.now()
-  await admin.expect('DELETE', `/api/v1/namespaces/team-a/services/${workloadName('cid')}`)
-  await admin.expect('DELETE', `/apis/apps/v1/namespaces/team-a/deployments/${workloadName('cid')}`, { body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background' } })
+  await admin.expect('DELETE', `/api/v1/namespaces/team-b/services/${workloadName('cid')}`)
+  await admin.expect('DELETE', `/apis/apps/v1/namespaces/team-b/deployments/${workloadName('cid')}`, { body: { apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background' } })
   await waitFor(async () => {
-    const { slices } = await tenantSlices('team-a', 'cid')
+    const { slices } = await tenantSlices('team-b', 'cid')
     const running = [...node.runningPods.values()].some((p) => p.ip === olderIp)
     if (slices.length === 0 && !running) return true
     throw new Error(`${slices.length} slices left; backend ${running ? 'still running' : 'stopped'}`)
-  }, { what: 'team-a\'s cid slices and backend gone', timeoutMs: 30_000, intervalMs: 250 })
-  st.comment(`team-a's cid slices and backend gone ${Date.now() - removed} ms after the deletes`)
+  }, { what: 'team-b\'s cid slices and backend gone', timeoutMs: 30_000, intervalMs: 250 })
+  st.comment(`team-b's cid slices and backend gone ${Date.now() - removed} ms after the deletes`)
   const moved = await routedTo('cid', 10_000)
-  st.pass(`requests for cid answered by team-b's backend (the only one left) ${Date.now() - removed} ms after the deletes (${moved} ms of polling after the slices went)`)
+  st.pass(`requests for cid answered by team-a's backend (the only one left) ${Date.now() - removed} ms after the deletes (${moved} ms of polling after the slices went)`)
   st.equal(await severalNamespacesGauge(), '0', 'podgate_users_in_several_namespaces back to 0')
 
   // A namespace the gateway does not serve is never routed, even with a ready pod published.
