@@ -3,7 +3,7 @@
 // backend in a network namespace. podgate runs as a local process with the chart's
 // configuration and the chart's ServiceAccount token, so the chart's RBAC is what is tested.
 // Without Go (and no cached build), root or iproute2 this file fails; it never skips.
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t, { type Test } from 'tap'
@@ -506,6 +506,12 @@ await scenario('routing-only gateway across tenant namespaces: served ones route
   st.equal(install.code, 0, `helm install of a routing-only gateway serving ${SERVED.join(', ')}: ${install.stderr}`)
   if (install.code !== 0) return
 
+  for (const namespace of [...SERVED, UNSERVED]) {
+    const roles = await admin.get<{ items: Named[] }>(`/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/roles`)
+    const bindings = await admin.get<{ items: Named[] }>(`/apis/rbac.authorization.k8s.io/v1/namespaces/${namespace}/rolebindings`)
+    const expected = namespace === UNSERVED ? 0 : 1
+    st.equal(roles.items.length + bindings.items.length, 2 * expected, `the chart made ${expected} Role and ${expected} RoleBinding in ${namespace} (${[...roles.items, ...bindings.items].map((o) => o.metadata.name).join(', ') || 'none'})`)
+  }
   const tenantApi = new KubeApi({ server: cluster.server, ca: cluster.pki.ca, token: await serviceAccountToken(TENANTS) })
   try {
     for (const namespace of [TENANTS.namespace, ...SERVED]) {
@@ -558,6 +564,9 @@ await scenario('routing-only gateway across tenant namespaces: served ones route
     throw new Error(`podgate_users_in_several_namespaces ${value}`)
   }, { what: 'podgate_users_in_several_namespaces 1', timeoutMs: 10_000, intervalMs: 200, process: podgate?.process })
   st.equal(gauge, '1', `/metrics counts cid in two namespaces (${Date.now() - conflict} ms after team-a's slice listed the pod)`)
+  const warnings = (await readFile(podgate!.process.logFile, 'utf8')).split('\n').filter((line) => line.startsWith('{') && line.includes('several namespaces'))
+    .map((line) => JSON.parse(line) as { user?: string, routed?: string, ignored?: string[] }).filter((entry) => entry.user === 'cid')
+  st.same(warnings.map(({ routed, ignored }) => ({ routed, ignored })), [{ routed: 'team-b', ignored: ['team-a'] }], 'podgate warned once: cid routed from team-b, team-a ignored')
   // With team-a's backend stopped (SIGSTOP), every answer can only come from team-b's.
   const newer = [...node.runningPods.values()].find((p) => p.ip === newerIp)
   st.ok(newer?.pid, `team-a's cid backend runs on the node at ${newerIp} (team-b's at ${olderIp})`)
