@@ -9,6 +9,20 @@ import { isGroupAlive } from './processes.ts'
 
 export const MAIN = fileURLToPath(new URL('../../src/main.ts', import.meta.url))
 
+/** The environment an in-process primary with forked workers starts from: loopback, port 0, quiet. */
+export function primaryEnv (secret: string, extra: Record<string, string> = {}): Record<string, string | undefined> {
+  return {
+    PATH: process.env.PATH,
+    PODGATE_JWT_SECRET: secret,
+    PODGATE_HOST: '127.0.0.1',
+    PODGATE_PORT: '0',
+    PODGATE_ADMIN_PORT: '0',
+    PODGATE_ACCESS_LOG: 'false',
+    PODGATE_LOG_LEVEL: 'warn',
+    ...extra,
+  }
+}
+
 export interface CliRun {
   readonly code: number | null
   readonly stdout: string

@@ -15,6 +15,7 @@ import { createLogger } from '../../src/log.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { startPrimary } from '../../src/workers/primary.ts'
 import { isAlive } from '../support/processes.ts'
+import { primaryEnv } from '../support/serve.ts'
 
 interface Primary {
   readonly url: string
@@ -30,15 +31,7 @@ interface Primary {
 
 async function startTestPrimary (t: Test, onMissing: (user: string, source: LocalEndpointSource) => Promise<readonly Endpoint[]>): Promise<Primary> {
   const secret = randomBytes(32).toString('hex')
-  const env = {
-    PATH: process.env.PATH,
-    PODGATE_JWT_SECRET: secret,
-    PODGATE_HOST: '127.0.0.1',
-    PODGATE_PORT: '0',
-    PODGATE_ADMIN_PORT: '0',
-    PODGATE_ACCESS_LOG: 'false',
-    PODGATE_LOG_LEVEL: 'warn',
-  }
+  const env = primaryEnv(secret)
   const config = loadConfig(env)
   const logger = createLogger('silent')
   const metrics = new Metrics({ defaultMetrics: false })

@@ -15,6 +15,7 @@ import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import { createLogger } from '../../src/log.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { startPrimary } from '../../src/workers/primary.ts'
+import { primaryEnv } from '../support/serve.ts'
 
 /** A code-fed source that also says which namespace each user is routed from. */
 class NamespacedSource extends LocalEndpointSource {
@@ -38,16 +39,7 @@ void t.test('through gateway workers, a token reaches its user only from the nam
   const port = (backend.address() as AddressInfo).port
 
   const secret = randomBytes(32).toString('hex')
-  const env = {
-    PATH: process.env.PATH,
-    PODGATE_JWT_SECRET: secret,
-    PODGATE_TENANT_CLAIM: 'tenant',
-    PODGATE_HOST: '127.0.0.1',
-    PODGATE_PORT: '0',
-    PODGATE_ADMIN_PORT: '0',
-    PODGATE_ACCESS_LOG: 'false',
-    PODGATE_LOG_LEVEL: 'warn',
-  }
+  const env = primaryEnv(secret, { PODGATE_TENANT_CLAIM: 'tenant' })
   const config = loadConfig(env)
   const logger = createLogger('silent')
   const metrics = new Metrics({ defaultMetrics: false })
