@@ -23,7 +23,8 @@ mkdir -p "$dir"
 # Concurrent callers (parallel test files, CI jobs) wait for one build instead of racing.
 if command -v flock >/dev/null 2>&1; then
   exec 9>"$dir/.lock"
-  flock 9
+  # Say why nothing happens for a while when another build holds the lock.
+  flock -n 9 || { echo "install-helm: waiting for another build of helm $version to finish ($dir)" >&2; flock 9; }
   if [[ -x "$bin" ]]; then echo "$bin"; exit 0; fi
 fi
 
@@ -32,7 +33,7 @@ trap 'rm -rf "$work"' EXIT
 
 module="helm.sh/helm/v3"
 echo "install-helm: building helm $version from the Go module proxy (first run only; a few minutes)" >&2
-gomod="$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+gomod="$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')" || true
 [[ -n "$gomod" && -f "$gomod" ]] || fail "could not download $module@$version from the Go module proxy ($(go env GOPROXY))"
 
 # Helm's release build stamps the Kubernetes version it was built against (client-go v0.N → 1.N);

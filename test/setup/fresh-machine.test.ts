@@ -117,12 +117,15 @@ void t.test('an older node gets one line naming the required version, a fitting 
 
 interface Caches { cache: string, goCalls: string, fakeGo: string }
 
+const FAKE_PROXY = 'https://proxy.example'
+
 /** A cache directory with prebuilt stand-ins for what is listed, and a `go` that logs its calls and fails. */
 async function caches (t: Test, built: { helm: boolean, kube: boolean }): Promise<Caches> {
   const cache = await tempDir(t, 'cache')
   const fakeGo = await tempDir(t, 'fake-go')
   const goCalls = join(fakeGo, 'calls')
-  await executable(join(fakeGo, 'go'), `#!/bin/sh\necho "go $*" >> '${goCalls}'\necho "go: the module proxy is unreachable" >&2\nexit 1\n`)
+  // `go env` answers as a real Go does; every download fails as with an unreachable proxy.
+  await executable(join(fakeGo, 'go'), `#!/bin/sh\necho "go $*" >> '${goCalls}'\nif [ "$1" = env ]; then echo '${FAKE_PROXY}'; exit 0; fi\necho "go: the module proxy is unreachable" >&2\nexit 1\n`)
   const fake = '#!/bin/sh\nexit 0\n'
   if (built.helm) {
     await mkdir(join(cache, `helm-${HELM_VERSION}`))
@@ -160,8 +163,9 @@ for (const c of cold) {
     t.same(result.stderr.trimEnd().split('\n'), [
       c.progress,
       'go: the module proxy is unreachable',
+      `${c.progress.slice(0, c.progress.indexOf(':'))}: could not download ${c.module} from the Go module proxy (${FAKE_PROXY})`,
       `npm test: could not build ${c.what} (see the lines above)`,
-    ])
+    ], 'Go\'s reason, then the build\'s own line naming the module and the proxy')
     t.match(await readFile(goCalls, 'utf8'), `go mod download -json ${c.module}`, 'the build started')
   })
 }
@@ -197,4 +201,32 @@ void t.test('scripts/node-env.sh puts the installed Node first; sourced, a failu
   t.equal(missing.stdout, 'the shell goes on: 1\n')
   t.match(missing.stderr, `but \`node\` here is v${OLD_VERSION}`)
   t.notOk(existsSync(join(checkout, 'cache')), 'nothing downloaded')
+})
+
+void t.test('a build that finds another one running says it is waiting, then uses that build\'s result', async (t) => {
+  const cache = await tempDir(t, 'locked-cache')
+  const dir = join(cache, `helm-${HELM_VERSION}`)
+  await mkdir(dir)
+  const lock = join(dir, '.lock')
+  const goAhead = join(dir, 'go-ahead')
+  // The other build: holds the lock until told to finish, then leaves a helm behind.
+  const other = spawn('flock', [lock, 'sh', '-c', `echo locked; while [ ! -e '${goAhead}' ]; do sleep 0.05; done; printf '#!/bin/sh\\nexit 0\\n' > '${dir}/helm'; chmod +x '${dir}/helm'`], { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.teardown(() => { other.kill() })
+  await new Promise<void>((resolve) => { other.stdout.once('data', () => { resolve() }) })
+  const second = spawn('bash', [join(REPO_DIR, 'scripts', 'install-helm.sh')], { env: { ...shellEnv(''), PODGATE_CACHE: cache, PODGATE_HELM_VERSION: HELM_VERSION }, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  second.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+  const waiting = new Promise<void>((resolve) => {
+    second.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+      if (stderr.includes('\n')) resolve()
+    })
+  })
+  await waiting
+  t.equal(stderr, `install-helm: waiting for another build of helm ${HELM_VERSION} to finish (${dir})\n`, 'one line says why it waits')
+  await writeFile(goAhead, '')
+  const [code] = await new Promise<[number | null]>((resolve) => { second.once('exit', (exitCode) => { resolve([exitCode]) }) })
+  t.equal(code, 0)
+  t.equal(stdout, `${dir}/helm\n`, 'and it prints the helm the other build made, building nothing itself')
 })

@@ -39,7 +39,8 @@ export GOTOOLCHAIN=local
 mkdir -p "$dir"
 if command -v flock >/dev/null 2>&1; then
   exec 9>"$dir/.lock"
-  flock 9
+  # Say why nothing happens for a while when another build holds the lock.
+  flock -n 9 || { echo "e2e build: waiting for another build of Kubernetes $version to finish ($dir)" >&2; flock 9; }
   if built; then echo "$bin"; exit 0; fi
 fi
 
@@ -48,7 +49,7 @@ work="$(mktemp -d "$dir/.build.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 echo "e2e build: building Kubernetes $version from the Go module proxy (first run only; 10-30 minutes on 2 cores)" >&2
-gomod="$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+gomod="$(go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')" || true
 [[ -n "$gomod" && -f "$gomod" ]] || fail "could not download k8s.io/kubernetes@$version from the Go module proxy ($(go env GOPROXY))"
 
 go_line="$(awk '$1 == "go" { print; exit }' "$gomod")"
