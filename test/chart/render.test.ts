@@ -360,6 +360,21 @@ void t.test('client limits: the default chart gives podgate its own defaults, an
   t.equal(parseDuration(stated), config.gateway.clientIdleTimeoutMs, `values.yaml states the derived idle timeout (${stated})`)
 })
 
+void t.test('auth.tenantClaim renders PODGATE_TENANT_CLAIM only when set, and podgate reads it', async (t) => {
+  const defaults = await renderedEnv({})
+  t.equal(defaults.PODGATE_TENANT_CLAIM, undefined, 'empty by default: no variable, no tenant check')
+  t.equal(loadConfig(defaults).auth.tenantClaim, undefined)
+  const values = { auth: { tenantClaim: 'tenant' } }
+  const lint = await helm.lint(values)
+  t.equal(lint.code, 0, `helm lint --strict passes:\n${lint.stdout}${lint.stderr}`)
+  const env = await renderedEnv(values)
+  t.equal(env.PODGATE_TENANT_CLAIM, 'tenant')
+  t.equal(loadConfig(env).auth.tenantClaim, 'tenant')
+  const refused = await helm.template({ auth: { tenantClaim: 'a claim' } })
+  t.not(refused.code, 0, 'a claim name podgate would refuse is refused by the schema')
+  t.match(refused.stderr, /tenantClaim/)
+})
+
 const CLIENT_LIMIT_CASES: { values: unknown, variable: string, rendered: string, read: (c: Config) => number | undefined, expected: number }[] = [
   { values: { config: { clientHeadersTimeout: '10s' } }, variable: 'PODGATE_CLIENT_HEADERS_TIMEOUT', rendered: '10s', read: (c) => c.gateway.clientHeadersTimeoutMs, expected: 10_000 },
   { values: { config: { clientHeadersTimeout: '1s' } }, variable: 'PODGATE_CLIENT_HEADERS_TIMEOUT', rendered: '1s', read: (c) => c.gateway.clientHeadersTimeoutMs, expected: 1_000 },
