@@ -278,6 +278,15 @@ void t.test('deletion: ownerReference garbage collection, Orphan, and finalizers
   await core.patchNamespacedConfigMap({ name: 'guarded', namespace: 'u', body: { metadata: { finalizers: null } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
   t.equal(server.get('v1/configmaps', 'u', 'guarded'), undefined, 'removing the last finalizer completes the delete')
 
+  // A writer acting on a stale view puts a dependent back after its owner went: collected after the write.
+  const late = server.put({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'late', namespace: 'u', ownerReferences: [ownerRef] } })
+  t.ok(late.metadata?.uid, 'the write itself succeeds, as on a real API server')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(server.get('v1/configmaps', 'u', 'late'), undefined, 'a dependent written with only deleted owners is collected')
+  server.put({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'made-up', namespace: 'u', ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: 'x', uid: 'never-existed' }] } })
+  await new Promise((resolve) => setImmediate(resolve))
+  t.ok(server.get('v1/configmaps', 'u', 'made-up'), 'an owner uid the store never held is left alone')
+
   server.store.garbageCollection = false
   const owner3 = server.put({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'p3', namespace: 'u' } })
   server.put({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c3', namespace: 'u', ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: 'p3', uid: owner3.metadata?.uid ?? '' }] } })

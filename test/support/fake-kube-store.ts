@@ -1,6 +1,8 @@
 // The storage behind the fake Kubernetes API server: objects keyed by (resource type,
 // namespace, name), one global resourceVersion, a bounded event history that watches
-// replay from, finalizers, and a synchronous ownerReference garbage collector.
+// replay from, finalizers, and an ownerReference garbage collector: synchronous when an owner
+// goes, and (like the real one) after the fact for an object written with owners that are all
+// gone, as a writer acting on a stale view of its owner does.
 import { randomInt, randomUUID } from 'node:crypto'
 import { parseFieldSelector, parseLabelSelector, SelectorError, type FieldMatcher, type LabelMatcher } from './fake-kube-selector.ts'
 import { BUILTIN_RESOURCES, statusErrors, type KubeObject, type ObjectMeta, type ResourceType, type ResourceTypeSpec } from './fake-kube-types.ts'
@@ -112,6 +114,8 @@ export class FakeKubeStore {
   readonly #objects = new Map<string, Map<string, KubeObject>>()
   readonly #uids = new Map<string, { type: ResourceType, id: string }>()
   readonly #pendingPolicy = new Map<string, PropagationPolicy>()
+  /** Uids of deleted objects, so a dependent written later with only dead owners is collected. */
+  readonly #goneUids = new Set<string>()
   readonly #watchers = new Set<Watcher>()
   /** Stored objects are never mutated, so one serialisation serves every watcher. */
   readonly #serialized = new WeakMap<KubeObject, string>()
@@ -366,6 +370,7 @@ export class FakeKubeStore {
     bucket.set(id, object)
     this.#uids.set(metadata.uid, { type, id })
     this.#record('ADDED', type, object, undefined)
+    this.#collectIfOrphaned(type, id, object)
     return structuredClone(object)
   }
 
@@ -434,6 +439,8 @@ export class FakeKubeStore {
     this.#record('MODIFIED', type, next, existing)
     if (metadata.deletionTimestamp !== undefined && (metadata.finalizers ?? []).length === 0) {
       this.#finalDelete(type, id, next, this.#pendingPolicy.get(metadata.uid ?? '') ?? 'Background')
+    } else {
+      this.#collectIfOrphaned(type, id, next)
     }
     return structuredClone(next)
   }
@@ -464,11 +471,28 @@ export class FakeKubeStore {
     const uid = object.metadata?.uid ?? ''
     this.#bucket(type).delete(id)
     this.#uids.delete(uid)
+    this.#goneUids.add(uid)
     this.#pendingPolicy.delete(uid)
     const gone: KubeObject = { ...object, metadata: { ...object.metadata, resourceVersion: String(++this.#rv) } }
     this.#record('DELETED', type, gone, object)
     if (this.garbageCollection) this.#collect(uid, policy)
     return gone
+  }
+
+  /**
+   * An object written with ownerReferences that all name deleted objects is removed soon after
+   * (the real collector finds such dependents from its graph), not in the write that made it.
+   */
+  #collectIfOrphaned (type: ResourceType, id: string, object: KubeObject): void {
+    const refs = object.metadata?.ownerReferences ?? []
+    if (!this.garbageCollection || refs.length === 0 || !refs.every((ref) => this.#goneUids.has(ref.uid))) return
+    setImmediate(() => {
+      const current = this.#bucket(type).get(id)
+      if (current?.metadata?.uid !== object.metadata?.uid || current?.metadata?.deletionTimestamp !== undefined) return
+      const owners = current?.metadata?.ownerReferences ?? []
+      if (owners.length === 0 || !owners.every((ref) => this.#goneUids.has(ref.uid))) return
+      this.delete(type, current?.metadata?.namespace, current?.metadata?.name ?? '', { propagationPolicy: 'Background' })
+    })
   }
 
   /** What the garbage collector does when `ownerUid` is gone. */
