@@ -136,9 +136,8 @@ derives it from the same three timeouts.
 {{- end -}}
 
 {{/*
-config.namespaces checked as podgate checks PODGATE_NAMESPACES (src/config.ts readNamespaces and
-servedNamespaces): "*" only alone and only with config.clusterScope; a namespace other than the
-release namespace only with config.provisioner false. Renders PODGATE_NAMESPACES, "" when unset.
+config.namespaces checked as podgate checks PODGATE_NAMESPACES (src/config.ts readNamespaces):
+"*" only alone and only with config.clusterScope. Renders PODGATE_NAMESPACES, "" when unset.
 */}}
 {{- define "podgate.namespaces" -}}
 {{- $namespaces := .Values.config.namespaces | default list -}}
@@ -150,15 +149,64 @@ release namespace only with config.provisioner false. Renders PODGATE_NAMESPACES
 {{- fail "config.namespaces [\"*\"] watches EndpointSlices in every namespace and needs cluster-wide list/watch rights: set config.clusterScope=true to opt in (PODGATE_CLUSTER_SCOPE), or list the namespaces" -}}
 {{- end -}}
 {{- end -}}
-{{- if and .Values.config.provisioner $namespaces (or (gt (len $namespaces) 1) (ne (first $namespaces) .Release.Namespace)) -}}
-{{- fail (printf "config.namespaces (%s): the provisioner manages one namespace for now (%s), so it cannot serve others: set config.provisioner=false for a routing-only gateway (PODGATE_PROVISIONER=false), or leave config.namespaces empty" (join "," $namespaces) .Release.Namespace) -}}
-{{- end -}}
 {{- join "," $namespaces -}}
 {{- end -}}
 
+{{/* Where a new UserWorkload goes when no namespace is named: the first listed, else the release namespace (also for "*"). */}}
+{{- define "podgate.defaultNamespace" -}}
+{{- $namespaces := include "podgate.namespaces" . | splitList "," | compact -}}
+{{- if and $namespaces (ne (first $namespaces) "*") -}}
+{{- first $namespaces -}}
+{{- else -}}
+{{- .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The Roles in served namespaces and the ClusterRole for "*": one name per release, unique across namespaces. */}}
-{{- define "podgate.routingRoleName" -}}
+{{- define "podgate.servedRoleName" -}}
 {{- printf "%s-%s" (include "podgate.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/* Routing: the gateway's informer over the users' EndpointSlices, in every namespace it serves. */}}
+{{- define "podgate.routingRules" -}}
+# Routing: the gateway's informer over the users' EndpointSlices.
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["list", "watch"]
+{{- end -}}
+
+{{/* What the provisioner needs in every namespace it serves: routing, plus the UserWorkloads and their children there. */}}
+{{- define "podgate.workloadRules" -}}
+{{ include "podgate.routingRules" . }}
+# Provisioning: the children of each UserWorkload (server-side apply is a patch).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["create", "get", "list", "watch", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services", "persistentvolumeclaims"]
+  verbs: ["create", "get", "list", "watch", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["create", "get", "list", "watch", "patch", "delete"]
+# Desired state: the admin API and spawn-on-demand create UserWorkloads; the leader writes status.
+- apiGroups: ["podgate.dev"]
+  resources: ["userworkloads"]
+  verbs: ["create", "get", "list", "watch", "patch", "update", "delete"]
+- apiGroups: ["podgate.dev"]
+  resources: ["userworkloads/status"]
+  verbs: ["get", "patch", "update"]
+# Read-only, for the reason a workload is not ready (ImagePullBackOff, Unschedulable…).
+- apiGroups: [""]
+  resources: ["pods", "events"]
+  verbs: ["get", "list", "watch"]
+{{- end -}}
+
+{{/* Leader election (one replica reconciles): only in the release namespace, wherever the tenants are. */}}
+{{- define "podgate.leaseRules" -}}
+# Leader election: one replica reconciles.
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update"]
 {{- end -}}
 
 {{/* A random value generated once: reused from the live Secret on upgrade (lookup is empty under helm template). */}}
