@@ -10,6 +10,7 @@ import { Gateway, type ActivityListener, type MissingWorkload } from './gateway/
 import { EndpointPools } from './gateway/pools.ts'
 import { createGatewayServer } from './gateway/server.ts'
 import { toListenError } from './listen.ts'
+import type { ServedNamespaces } from './kube/namespaces.ts'
 import type { Logger } from './log.ts'
 import { startBufferGovernor } from './memory.ts'
 import { Metrics } from './metrics.ts'
@@ -22,8 +23,8 @@ export interface PodgateOptions {
   readonly metrics?: Metrics
   readonly onMissing?: MissingWorkload
   readonly onActivity?: ActivityListener
-  /** The namespace spawn on demand creates workloads in: with PODGATE_TENANT_CLAIM, only that tenant may spawn. */
-  readonly spawnNamespace?: string | undefined
+  /** The namespaces spawn on demand may create workloads in: with PODGATE_TENANT_CLAIM, only those tenants may spawn. */
+  readonly spawnNamespaces?: ServedNamespaces | undefined
   /** How often open WebSockets that carried client traffic count as activity (default 30 s). */
   readonly activityIntervalMs?: number
   /** Registers extra routes (the admin API) on the admin server before it listens. */
@@ -59,7 +60,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     metrics,
     logger,
     onMissing: options.onMissing,
-    spawnNamespace: options.spawnNamespace,
+    spawnNamespaces: options.spawnNamespaces,
     onActivity: options.onActivity,
     activityIntervalMs: options.activityIntervalMs,
   })

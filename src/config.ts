@@ -91,8 +91,8 @@ export interface Config {
   readonly gateway: GatewayConfig
   readonly namespace: string | undefined
   /**
-   * PODGATE_NAMESPACES: the namespaces whose EndpointSlices the gateway routes from, or `all`
-   * (needs PODGATE_CLUSTER_SCOPE). Undefined: the one namespace podgate resolves (see servedNamespaces).
+   * PODGATE_NAMESPACES: the namespaces podgate serves (routes from; keeps UserWorkloads in), or
+   * `all` (needs PODGATE_CLUSTER_SCOPE). Undefined: the one namespace podgate resolves (see servedNamespaces).
    */
   readonly namespaces: readonly string[] | 'all' | undefined
   /** Whether `serve` runs the provisioner (UserWorkloads, admin API, spawn, culling). */
@@ -156,8 +156,6 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
   const namespace = read.optional('PODGATE_NAMESPACE', DNS_LABEL)
   const provisioner = read.boolean('PODGATE_PROVISIONER', true)
   const namespaces = readNamespaces(read)
-  // Unset PODGATE_NAMESPACE is resolved at start (the pod's own namespace); servedNamespaces checks it then.
-  if (provisioner && namespace !== undefined) servedNamespaces({ namespaces, provisioner }, namespace)
   return deepFreeze({
     auth,
     gateway,
@@ -201,17 +199,13 @@ function readNamespaces (read: EnvReader): readonly string[] | 'all' | undefined
 }
 
 /**
- * The namespaces the gateway routes from, once the one namespace podgate works in is resolved
- * (PODGATE_NAMESPACE, else the pod's own): PODGATE_NAMESPACES, else that namespace. The
- * provisioner manages one namespace for now, so with it on nothing else may be served.
+ * The namespaces podgate serves, once the one namespace it runs in is resolved (PODGATE_NAMESPACE,
+ * else the pod's own): PODGATE_NAMESPACES, else that namespace. The gateway routes from them and
+ * the provisioner keeps UserWorkloads there (new ones, unless a namespace is named, in the first
+ * listed; in podgate's own namespace for `*`).
  */
-export function servedNamespaces (config: Pick<Config, 'namespaces' | 'provisioner'>, resolved: string): readonly string[] | 'all' {
-  const { namespaces } = config
-  if (namespaces === undefined) return [resolved]
-  if (config.provisioner && (namespaces === 'all' || namespaces.length !== 1 || namespaces[0] !== resolved)) {
-    throw new ConfigError('PODGATE_NAMESPACES', `the provisioner manages one namespace for now (${resolved}), so it cannot serve ${namespaces === 'all' ? '*' : namespaces.join(',')}: set PODGATE_PROVISIONER=false for a routing-only gateway, or leave PODGATE_NAMESPACES unset`)
-  }
-  return namespaces
+export function servedNamespaces (config: Pick<Config, 'namespaces'>, resolved: string): readonly string[] | 'all' {
+  return config.namespaces ?? [resolved]
 }
 
 function readMaxAge (read: EnvReader): number | undefined {

@@ -53,6 +53,12 @@ export class BadRequestError extends PodgateError {
   override readonly status = 400
 }
 
+/** The request contradicts what exists: a user whose workload is in another namespace. */
+export class ConflictError extends PodgateError {
+  override readonly code = 'PODGATE_CONFLICT'
+  override readonly status = 409
+}
+
 /** More request header fields than PODGATE_MAX_REQUEST_HEADERS: refused whole, never truncated. */
 export class TooManyHeadersError extends PodgateError {
   override readonly code = 'PODGATE_TOO_MANY_HEADERS'

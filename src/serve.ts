@@ -29,7 +29,8 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
   const { resolveCluster } = await import('./kube/kubeconfig.ts')
   const { createKubernetesSource } = await import('./discovery/kubernetes.ts')
   const cluster = resolveCluster(config.namespace)
-  const source = createKubernetesSource({ cluster, namespaces: servedNamespaces(config, cluster.namespace), logger, metrics })
+  const namespaces = servedNamespaces(config, cluster.namespace)
+  const source = createKubernetesSource({ cluster, namespaces, logger, metrics })
   if (!config.provisioner) {
     const podgate = await start({ config, source, verifier, logger, metrics })
     return { podgate, close: () => podgate.close() }
@@ -41,6 +42,7 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
     config,
     kubeConfig: cluster.kubeConfig,
     namespace: cluster.namespace,
+    namespaces,
     logger: componentLogger(logger, 'provisioner'),
     metrics,
     identity: config.podName,
@@ -53,7 +55,7 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
     logger,
     adminToken: config.adminToken,
     profiles: provisioner.profiles.names,
-    namespace: cluster.namespace,
+    namespaces,
   })
   // Idle culling writes suspensions: only the Lease holder does it.
   provisioner.onLeaderChange((leading) => hooks.culling(leading))

@@ -53,16 +53,15 @@ void t.test('values that cannot work stop start-up naming the variable', (t) => 
   t.end()
 })
 
-void t.test('PODGATE_NAMESPACES: the namespaces the gateway routes from', (t) => {
+void t.test('PODGATE_NAMESPACES: the namespaces podgate routes from and provisions in', (t) => {
   const routingOnly = { ...KEY, PODGATE_PROVISIONER: 'false' }
   t.equal(loadConfig(KEY).namespaces, undefined, 'unset: the one namespace podgate resolves')
   t.same(servedNamespaces(loadConfig(KEY), 'from-pod'), ['from-pod'])
   t.same(loadConfig({ ...routingOnly, PODGATE_NAMESPACES: 'team-a, team-b,team-a' }).namespaces, ['team-a', 'team-b'], 'trimmed, without repeats')
   t.equal(loadConfig({ ...routingOnly, PODGATE_NAMESPACES: '*', PODGATE_CLUSTER_SCOPE: 'true' }).namespaces, 'all')
   t.same(servedNamespaces(loadConfig({ ...routingOnly, PODGATE_NAMESPACES: 'team-a,team-b' }), 'podgate'), ['team-a', 'team-b'], 'a routing-only gateway serves any list')
-  const withProvisioner = loadConfig({ ...KEY, PODGATE_NAMESPACE: 'users', PODGATE_NAMESPACES: 'users' })
-  t.same(servedNamespaces(withProvisioner, 'users'), ['users'], 'the provisioner with its own one namespace')
-  t.same(servedNamespaces(loadConfig({ ...KEY, PODGATE_NAMESPACES: 'users' }), 'users'), ['users'], 'the same, once the pod\'s namespace is known')
+  t.same(servedNamespaces(loadConfig({ ...KEY, PODGATE_NAMESPACE: 'podgate', PODGATE_NAMESPACES: 'team-a,team-b' }), 'podgate'), ['team-a', 'team-b'], 'the provisioner serves tenant namespaces other than its own')
+  t.equal(servedNamespaces(loadConfig({ ...KEY, PODGATE_NAMESPACES: '*', PODGATE_CLUSTER_SCOPE: 'true' }), 'podgate'), 'all', 'and every namespace with the cluster-scope opt-in')
   t.end()
 })
 
@@ -73,12 +72,7 @@ void t.test('PODGATE_NAMESPACES that cannot work stop start-up naming it and wha
     [{ PODGATE_NAMESPACES: '*,team-a', PODGATE_PROVISIONER: 'false', PODGATE_CLUSTER_SCOPE: 'true' }, undefined, /not both/],
     [{ PODGATE_NAMESPACES: 'Team_A', PODGATE_PROVISIONER: 'false' }, undefined, /"Team_A" is not a namespace name/],
     [{ PODGATE_NAMESPACES: ',', PODGATE_PROVISIONER: 'false' }, undefined, /empty list/],
-    [{ PODGATE_NAMESPACE: 'users', PODGATE_NAMESPACES: 'users,team-b' }, undefined, /the provisioner manages one namespace for now \(users\).*PODGATE_PROVISIONER=false for a routing-only gateway/],
-    [{ PODGATE_NAMESPACE: 'users', PODGATE_NAMESPACES: 'team-b' }, undefined, /cannot serve team-b: set PODGATE_PROVISIONER=false/],
-    [{ PODGATE_NAMESPACE: 'users', PODGATE_NAMESPACES: '*', PODGATE_CLUSTER_SCOPE: 'true' }, undefined, /cannot serve \*: set PODGATE_PROVISIONER=false/],
-    [{ PODGATE_NAMESPACES: 'team-a,team-b' }, 'from-pod', /manages one namespace for now \(from-pod\)/],
-    [{ PODGATE_NAMESPACES: 'team-a' }, 'from-pod', /cannot serve team-a/],
-    [{ PODGATE_NAMESPACES: '*', PODGATE_CLUSTER_SCOPE: 'true' }, 'from-pod', /PODGATE_PROVISIONER=false/],
+    [{ PODGATE_NAMESPACES: '*' }, undefined, /set PODGATE_CLUSTER_SCOPE=true/],
   ]
   for (const [env, resolved, problem] of refused) {
     let thrown: unknown

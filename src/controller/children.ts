@@ -1,4 +1,4 @@
-// podgate's children of a UserWorkload (and the pods it watches): one table wires each kind, `Children` keeps their informers and writes them.
+// podgate's children of UserWorkloads (and the pods it watches) in the served namespaces: one table wires each kind, `Children` keeps their informers and writes them.
 import {
   AppsV1Api, CoreV1Api, NetworkingV1Api, PatchStrategy,
   type ConfigurationOptions, type KubeConfig, type KubernetesListObject, type KubernetesObject,
@@ -12,7 +12,7 @@ import { apiStatus, FIELD_MANAGER, requestOptions, type ApiConnections } from '.
 import { isSubset } from './status.ts'
 import { KEEP_ANNOTATION, type DesiredChildren } from './templates.ts'
 import { MANAGED_BY, MANAGED_BY_LABEL, MANAGED_BY_SELECTOR, USER_LABEL } from '../kube/labels.ts'
-
+import { collectionPath, objectKey, watchScopes, type ServedNamespaces } from '../kube/namespaces.ts'
 
 export function userOf (object: KubernetesObject): string | undefined {
   return object.metadata?.labels?.[USER_LABEL]
@@ -32,70 +32,92 @@ function wireNetworkPolicy (policy: V1NetworkPolicy): V1NetworkPolicy {
   return { ...policy, spec: { ...policy.spec, ingress: rules } }
 }
 
-/** An informer's objects by name, with the names per user label. */
+/** objectKey(namespace, user): a user's objects in one namespace. */
+export type UserKey = string
+
+function keyOf (object: KubernetesObject): string | undefined {
+  const { namespace, name } = object.metadata ?? {}
+  return namespace === undefined || name === undefined ? undefined : objectKey(namespace, name)
+}
+
+function userKeyOf (object: KubernetesObject): UserKey | undefined {
+  const user = userOf(object)
+  const namespace = object.metadata?.namespace
+  return user === undefined || namespace === undefined ? undefined : objectKey(namespace, user)
+}
+
+/** Informers' objects by objectKey(namespace, name), with the keys per (namespace, user label). */
 class ObjectIndex<T extends KubernetesObject> {
-  readonly #byName = new Map<string, T>()
-  readonly #byUser = new Map<string, Set<string>>()
+  readonly #byKey = new Map<string, T>()
+  readonly #byUser = new Map<UserKey, Set<string>>()
   readonly #normalize: (object: T) => T
 
   constructor (normalize: (object: T) => T = (object) => object) {
     this.#normalize = normalize
   }
 
-  get (name: string): T | undefined { return this.#byName.get(name) }
-  all (): T[] { return [...this.#byName.values()] }
-  get size (): number { return this.#byName.size }
+  get (namespace: string, name: string): T | undefined { return this.#byKey.get(objectKey(namespace, name)) }
+  all (): T[] { return [...this.#byKey.values()] }
+  get size (): number { return this.#byKey.size }
 
-  forUser (user: string): T[] {
-    return [...(this.#byUser.get(user) ?? [])].flatMap((name) => {
-      const object = this.#byName.get(name)
+  forUser (namespace: string, user: string): T[] {
+    return [...(this.#byUser.get(objectKey(namespace, user)) ?? [])].flatMap((key) => {
+      const object = this.#byKey.get(key)
       return object === undefined ? [] : [object]
     })
   }
 
-  /** Returns the users whose objects changed (before and after). */
-  upsert (received: T): string[] {
+  /** Returns the (namespace, user) keys whose objects changed (before and after). */
+  upsert (received: T): UserKey[] {
     const object = this.#normalize(received)
-    const name = object.metadata?.name
-    if (name === undefined) return []
-    const previous = this.remove(name)
-    this.#byName.set(name, object)
-    const user = userOf(object)
-    if (user !== undefined) {
-      let names = this.#byUser.get(user)
-      if (names === undefined) {
-        names = new Set()
-        this.#byUser.set(user, names)
+    const key = keyOf(object)
+    if (key === undefined) return []
+    const previous = this.#removeKey(key)
+    this.#byKey.set(key, object)
+    const userKey = userKeyOf(object)
+    if (userKey !== undefined) {
+      let keys = this.#byUser.get(userKey)
+      if (keys === undefined) {
+        keys = new Set()
+        this.#byUser.set(userKey, keys)
       }
-      names.add(name)
+      keys.add(key)
     }
-    return [...new Set([...previous, ...(user === undefined ? [] : [user])])]
+    return [...new Set([...previous, ...(userKey === undefined ? [] : [userKey])])]
   }
 
-  remove (name: string): string[] {
-    const previous = this.#byName.get(name)
+  remove (namespace: string, name: string): UserKey[] {
+    return this.#removeKey(objectKey(namespace, name))
+  }
+
+  #removeKey (key: string): UserKey[] {
+    const previous = this.#byKey.get(key)
     if (previous === undefined) return []
-    this.#byName.delete(name)
-    const user = userOf(previous)
-    if (user === undefined) return []
-    const names = this.#byUser.get(user)
-    names?.delete(name)
-    if (names?.size === 0) this.#byUser.delete(user)
-    return [user]
+    this.#byKey.delete(key)
+    const userKey = userKeyOf(previous)
+    if (userKey === undefined) return []
+    const keys = this.#byUser.get(userKey)
+    keys?.delete(key)
+    if (keys?.size === 0) this.#byUser.delete(userKey)
+    return [userKey]
   }
 
-  replace (objects: readonly T[]): string[] {
-    const users = new Set<string>()
+  /** A complete list of `namespace` (every namespace when undefined): what it lacks there is gone. */
+  replace (objects: readonly T[], namespace: string | undefined): UserKey[] {
+    const users = new Set<UserKey>()
     const seen = new Set<string>()
     for (const object of objects) {
-      const name = object.metadata?.name
-      if (name === undefined) continue
-      seen.add(name)
-      const previous = this.#byName.get(name)
+      const key = keyOf(object)
+      if (key === undefined) continue
+      seen.add(key)
+      const previous = this.#byKey.get(key)
       if (previous !== undefined && previous.metadata?.resourceVersion === object.metadata?.resourceVersion) continue
       for (const user of this.upsert(object)) users.add(user)
     }
-    for (const name of [...this.#byName.keys()]) if (!seen.has(name)) for (const user of this.remove(name)) users.add(user)
+    for (const [key, object] of [...this.#byKey]) {
+      if (seen.has(key) || (namespace !== undefined && object.metadata?.namespace !== namespace)) continue
+      for (const user of this.#removeKey(key)) users.add(user)
+    }
     return [...users]
   }
 }
@@ -106,11 +128,12 @@ export type SweptKind = 'Deployment' | 'Service' | 'NetworkPolicy' | 'Persistent
 interface Preconditions { uid?: string, resourceVersion?: string }
 
 interface ApiClients { readonly apps: AppsV1Api, readonly core: CoreV1Api, readonly networking: NetworkingV1Api }
-interface ListRequest { namespace: string, labelSelector: string }
+/** Without a namespace: the collection across every namespace. */
+interface ListRequest { namespace: string | undefined, labelSelector: string }
 interface PatchRequest { namespace: string, name: string, body: object, fieldManager: string, force?: boolean }
 interface DeleteRequest { namespace: string, name: string, propagationPolicy: string, body: { preconditions: Preconditions } }
 
-/** A kind podgate watches in its namespace: where its collection is and which client-node call lists it. */
+/** A kind podgate watches in the served namespaces: where its collection is and which client-node calls list it. */
 interface WatchedKindSpec<T extends KubernetesObject> {
   readonly kind: SweptKind | 'Pod'
   /** '' is the core group, served under /api rather than /apis. */
@@ -141,21 +164,27 @@ export interface ChildKindSpec extends WatchedKindSpec<KubernetesObject> {
 export const CHILD_KINDS: readonly ChildKindSpec[] = [
   {
     kind: 'Deployment', group: 'apps', version: 'v1', plural: 'deployments', keptOnDelete: false,
-    list: ({ apps }, request, options) => apps.listNamespacedDeployment(request, options),
+    list: ({ apps }, { namespace, labelSelector }, options) => namespace === undefined
+      ? apps.listDeploymentForAllNamespaces({ labelSelector }, options)
+      : apps.listNamespacedDeployment({ namespace, labelSelector }, options),
     patch: ({ apps }, request, options) => apps.patchNamespacedDeployment(request, options),
     delete: ({ apps }, request, options) => apps.deleteNamespacedDeployment(request, options),
     desired: (children) => children.deployment,
   },
   {
     kind: 'Service', group: '', version: 'v1', plural: 'services', keptOnDelete: false,
-    list: ({ core }, request, options) => core.listNamespacedService(request, options),
+    list: ({ core }, { namespace, labelSelector }, options) => namespace === undefined
+      ? core.listServiceForAllNamespaces({ labelSelector }, options)
+      : core.listNamespacedService({ namespace, labelSelector }, options),
     patch: ({ core }, request, options) => core.patchNamespacedService(request, options),
     delete: ({ core }, request, options) => core.deleteNamespacedService(request, options),
     desired: (children) => children.service,
   },
   {
     kind: 'NetworkPolicy', group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', keptOnDelete: false,
-    list: ({ networking }, request, options) => networking.listNamespacedNetworkPolicy(request, options),
+    list: ({ networking }, { namespace, labelSelector }, options) => namespace === undefined
+      ? networking.listNetworkPolicyForAllNamespaces({ labelSelector }, options)
+      : networking.listNamespacedNetworkPolicy({ namespace, labelSelector }, options),
     patch: ({ networking }, request, options) => networking.patchNamespacedNetworkPolicy(request, options),
     delete: ({ networking }, request, options) => networking.deleteNamespacedNetworkPolicy(request, options),
     desired: (children, networkPolicy) => networkPolicy ? children.networkPolicy : undefined,
@@ -163,7 +192,9 @@ export const CHILD_KINDS: readonly ChildKindSpec[] = [
   },
   {
     kind: 'PersistentVolumeClaim', group: '', version: 'v1', plural: 'persistentvolumeclaims', keptOnDelete: true,
-    list: ({ core }, request, options) => core.listNamespacedPersistentVolumeClaim(request, options),
+    list: ({ core }, { namespace, labelSelector }, options) => namespace === undefined
+      ? core.listPersistentVolumeClaimForAllNamespaces({ labelSelector }, options)
+      : core.listNamespacedPersistentVolumeClaim({ namespace, labelSelector }, options),
     patch: ({ core }, request, options) => core.patchNamespacedPersistentVolumeClaim(request, options),
     delete: ({ core }, request, options) => core.deleteNamespacedPersistentVolumeClaim(request, options),
     desired: (children) => children.claim,
@@ -173,7 +204,9 @@ export const CHILD_KINDS: readonly ChildKindSpec[] = [
 /** Watched for the status only: podgate never writes pods (their ReplicaSet does). */
 const POD_KIND: WatchedKindSpec<V1Pod> = {
   kind: 'Pod', group: '', version: 'v1', plural: 'pods',
-  list: ({ core }, request, options) => core.listNamespacedPod(request, options),
+  list: ({ core }, { namespace, labelSelector }, options) => namespace === undefined
+      ? core.listPodForAllNamespaces({ labelSelector }, options)
+      : core.listNamespacedPod({ namespace, labelSelector }, options),
 }
 
 /** Volume first (the pod mounts it), the NetworkPolicy before the pod exists, the Deployment last. */
@@ -183,20 +216,20 @@ const APPLY_ORDER: readonly SweptKind[] = ['PersistentVolumeClaim', 'Service', '
 export interface ChildKind {
   readonly spec: ChildKindSpec
   readonly index: ObjectIndex<KubernetesObject>
-  apply (name: string, body: KubernetesObject): Promise<KubernetesObject>
-  patch (name: string, body: object): Promise<KubernetesObject>
-  remove (name: string, preconditions: Preconditions): Promise<void>
+  apply (namespace: string, name: string, body: KubernetesObject): Promise<KubernetesObject>
+  patch (namespace: string, name: string, body: object): Promise<KubernetesObject>
+  remove (namespace: string, name: string, preconditions: Preconditions): Promise<void>
 }
 
 export interface ChildrenOptions {
   kubeConfig: KubeConfig
-  namespace: string
+  namespaces: ServedNamespaces
   /** Whether podgate makes a NetworkPolicy per user; when false, its existing ones are stale. */
   networkPolicy: boolean
   connections: ApiConnections
   requestTimeoutMs: number
-  /** Called with the users whose children or pods the informers saw change. */
-  onChange: (users: readonly string[]) => void
+  /** Called with the objectKey(namespace, user) of users whose children or pods the informers saw change. */
+  onChange: (users: readonly UserKey[]) => void
   logger: Logger
   writes?: Counter<'kind' | 'verb'>
   watchdogMs?: number
@@ -205,7 +238,7 @@ export interface ChildrenOptions {
   clock: Clock
 }
 
-/** podgate's children in the namespace, one informer and index per kind, and the writes that bring them to what the templates want. */
+/** podgate's children in the served namespaces, one index per kind (fed by an informer per namespace, or one cluster-wide), and the writes that bring them to what the templates want. */
 export class Children {
   /** In table order. */
   readonly kinds: readonly ChildKind[]
@@ -218,7 +251,7 @@ export class Children {
   readonly synced: Promise<void>
 
   constructor (options: ChildrenOptions) {
-    const { kubeConfig, namespace, connections, requestTimeoutMs } = options
+    const { kubeConfig, connections, requestTimeoutMs } = options
     this.#networkPolicy = options.networkPolicy
     this.#logger = options.logger
     this.#writes = options.writes
@@ -233,31 +266,32 @@ export class Children {
     const informers: Array<SupervisedInformer<KubernetesObject>> = []
     const watch = <T extends KubernetesObject>(spec: WatchedKindSpec<T>): ObjectIndex<T> => {
       const index = new ObjectIndex<T>(spec.normalize)
-      const informer = new SupervisedInformer<T>({
-        kubeConfig,
-        path: `${spec.group === '' ? '/api' : `/apis/${spec.group}`}/${spec.version}/namespaces/${namespace}/${spec.plural}`,
-        list: () => spec.list(apis, { namespace, labelSelector: MANAGED_BY_SELECTOR }, plain),
-        labelSelector: MANAGED_BY_SELECTOR,
-        handlers: {
-          replace: (objects) => { options.onChange(index.replace(objects)) },
-          upsert: (object) => { options.onChange(index.upsert(object)) },
-          remove: (object) => { options.onChange(index.remove(object.metadata?.name ?? '')) },
-        },
-        logger: options.logger.child({ informer: spec.kind }),
-        watchdogMs: options.watchdogMs,
-        backoff: options.informerBackoff,
-        random: options.random,
-        clock: options.clock,
-      })
-      informers.push(informer)
+      for (const namespace of watchScopes(options.namespaces)) {
+        informers.push(new SupervisedInformer<T>({
+          kubeConfig,
+          path: collectionPath(spec.group, spec.version, spec.plural, namespace),
+          list: () => spec.list(apis, { namespace, labelSelector: MANAGED_BY_SELECTOR }, plain),
+          labelSelector: MANAGED_BY_SELECTOR,
+          handlers: {
+            replace: (objects) => { options.onChange(index.replace(objects, namespace)) },
+            upsert: (object) => { options.onChange(index.upsert(object)) },
+            remove: (object) => { options.onChange(index.remove(object.metadata?.namespace ?? '', object.metadata?.name ?? '')) },
+          },
+          logger: options.logger.child({ informer: spec.kind, namespace: namespace ?? '*' }),
+          watchdogMs: options.watchdogMs,
+          backoff: options.informerBackoff,
+          random: options.random,
+          clock: options.clock,
+        }))
+      }
       return index
     }
     this.kinds = CHILD_KINDS.map((spec) => ({
       spec,
       index: watch(spec),
-      apply: (name, body) => spec.patch(apis, { namespace, fieldManager: FIELD_MANAGER, force: true, name, body }, apply),
-      patch: (name, body) => spec.patch(apis, { namespace, fieldManager: FIELD_MANAGER, name, body }, merge),
-      remove: async (name, preconditions) => { await spec.delete(apis, { namespace, propagationPolicy: 'Background', body: { preconditions }, name }, plain) },
+      apply: (namespace, name, body) => spec.patch(apis, { namespace, fieldManager: FIELD_MANAGER, force: true, name, body }, apply),
+      patch: (namespace, name, body) => spec.patch(apis, { namespace, fieldManager: FIELD_MANAGER, name, body }, merge),
+      remove: async (namespace, name, preconditions) => { await spec.delete(apis, { namespace, propagationPolicy: 'Background', body: { preconditions }, name }, plain) },
     }))
     this.#byKind = new Map(this.kinds.map((kind) => [kind.spec.kind, kind]))
     this.#pods = watch(POD_KIND)
@@ -273,14 +307,14 @@ export class Children {
     await Promise.all(this.#informers.map((informer) => informer.close()))
   }
 
-  /** The object of `kind` named `name`, as last seen. */
-  get (kind: SweptKind, name: string): KubernetesObject | undefined {
-    return this.#kind(kind).index.get(name)
+  /** The object of `kind` named `name` in `namespace`, as last seen. */
+  get (kind: SweptKind, namespace: string, name: string): KubernetesObject | undefined {
+    return this.#kind(kind).index.get(namespace, name)
   }
 
-  /** The user's pods, as last seen. */
-  podsOf (user: string): V1Pod[] {
-    return this.#pods.forUser(user)
+  /** The user's pods in `namespace`, as last seen. */
+  podsOf (namespace: string, user: string): V1Pod[] {
+    return this.#pods.forUser(namespace, user)
   }
 
   #kind (kind: SweptKind): ChildKind {
@@ -301,13 +335,13 @@ export class Children {
   }
 
   async #applyIfChanged (kind: ChildKind, desired: KubernetesObject): Promise<void> {
-    const name = desired.metadata?.name ?? ''
-    const current = kind.index.get(name)
+    const { name = '', namespace = '' } = desired.metadata ?? {}
+    const current = kind.index.get(namespace, name)
     if (current !== undefined && isSubset(desired, current)) return
-    const applied = await kind.apply(name, desired)
+    const applied = await kind.apply(namespace, name, desired)
     this.#writes?.inc({ kind: kind.spec.kind, verb: 'apply' })
     // The informer brings the same object soon; until then a reconcile must not apply it again.
-    if (applied?.metadata?.name === name) kind.index.upsert(applied)
+    if (applied?.metadata?.name === name) kind.index.upsert({ ...applied, metadata: { ...applied.metadata, namespace } })
   }
 
   /**
@@ -315,8 +349,8 @@ export class Children {
    * never its spec: storage class and access modes are immutable, and shrinking is refused.
    */
   async #ensureClaim (kind: ChildKind, desired: KubernetesObject): Promise<void> {
-    const name = desired.metadata?.name ?? ''
-    const current = kind.index.get(name)
+    const { name = '', namespace = '' } = desired.metadata ?? {}
+    const current = kind.index.get(namespace, name)
     if (current === undefined) {
       await this.#applyIfChanged(kind, desired)
       return
@@ -326,7 +360,7 @@ export class Children {
     const kept = current.metadata?.annotations?.[KEEP_ANNOTATION] === 'true'
     const ownerMatches = keep ? !ownedByWorkload : isSubset(desired.metadata?.ownerReferences, current.metadata?.ownerReferences)
     if (kept === keep && ownerMatches && isSubset(desired.metadata?.labels, current.metadata?.labels)) return
-    const patched = await kind.patch(name, {
+    const patched = await kind.patch(namespace, name, {
       metadata: {
         labels: desired.metadata?.labels,
         annotations: { [KEEP_ANNOTATION]: keep ? 'true' : null },
@@ -334,22 +368,25 @@ export class Children {
       },
     })
     this.#writes?.inc({ kind: kind.spec.kind, verb: 'patch' })
-    if (patched?.metadata?.name === name) kind.index.upsert(patched)
+    if (patched?.metadata?.name === name) kind.index.upsert({ ...patched, metadata: { ...patched.metadata, namespace } })
   }
 
-  /** Children of `user` that the templates no longer produce (a renamed child, a disabled NetworkPolicy); never a PVC. */
-  async deleteStale (user: string, children: DesiredChildren): Promise<void> {
+  /**
+   * Children of `user` in `namespace` that the templates no longer produce (a renamed child, a
+   * disabled NetworkPolicy; all of them when `children` is undefined); never a PVC.
+   */
+  async deleteStale (namespace: string, user: string, children: DesiredChildren | undefined): Promise<void> {
     for (const kind of this.kinds) {
       if (kind.spec.keptOnDelete) continue
-      const keep = kind.spec.desired(children, this.#networkPolicy)?.metadata?.name
-      for (const object of kind.index.forUser(user)) {
+      const keep = children === undefined ? undefined : kind.spec.desired(children, this.#networkPolicy)?.metadata?.name
+      for (const object of kind.index.forUser(namespace, user)) {
         const name = object.metadata?.name
         if (name === undefined || name === keep || object.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY) continue
         try {
-          await kind.remove(name, { uid: object.metadata?.uid })
+          await kind.remove(namespace, name, { uid: object.metadata?.uid })
           this.#writes?.inc({ kind: kind.spec.kind, verb: 'delete' })
-          kind.index.remove(name)
-          this.#logger.info({ kind: kind.spec.kind, name, user }, 'deleted a child the templates no longer produce')
+          kind.index.remove(namespace, name)
+          this.#logger.info({ kind: kind.spec.kind, namespace, name, user }, children === undefined ? 'deleted a child of a refused workload' : 'deleted a child the templates no longer produce')
         } catch (err) {
           if (apiStatus(err) !== 404) throw err
         }

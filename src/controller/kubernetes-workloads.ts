@@ -1,8 +1,9 @@
-// The Workloads contract over UserWorkload objects in one namespace (the admin API and the spawner call it), and the status.lastActivity writes the activity recorder asks for.
+// The Workloads contract over UserWorkload objects in the served namespaces (the admin API and the spawner call it), and the status.lastActivity writes the activity recorder asks for.
 import { CustomObjectsApi, PatchStrategy, type ConfigurationOptions, type KubeConfig, type KubernetesListObject } from '@kubernetes/client-node'
-import { BadRequestError, WorkloadNotFoundError } from '../errors.ts'
+import { BadRequestError, ConflictError, WorkloadNotFoundError } from '../errors.ts'
 import { ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, requestOptions } from '../kube/api.ts'
 import { isDnsLabel, MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, userIdProblem, workloadName } from '../kube/labels.ts'
+import { checkNamespaces, isServed, watchScopes, type ServedNamespaces } from '../kube/namespaces.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
 import type { Profiles } from './profiles.ts'
 import type { UserWorkloadCache } from './user-workload-cache.ts'
@@ -14,20 +15,32 @@ import {
 
 const LIST_PAGE_SIZE = 500
 
+function byUserThenAge (a: Workload, b: Workload): number {
+  if (a.user !== b.user) return a.user < b.user ? -1 : 1
+  const [x, y] = [a.createdAt ?? '', b.createdAt ?? '']
+  if (x !== y) return x < y ? -1 : 1
+  const [m, n] = [a.namespace ?? '', b.namespace ?? '']
+  return m < n ? -1 : m > n ? 1 : 0
+}
+
 export interface KubernetesWorkloadsOptions {
   kubeConfig: KubeConfig
-  namespace: string
+  /** Where UserWorkloads may be. */
+  namespaces: ServedNamespaces
+  /** Where a workload is created when no namespace is named (must be served). */
+  defaultNamespace: string
   profiles: Profiles
   logger: Logger
-  /** Used to skip activity writes older than what another replica already recorded. */
+  /** Where each user's workload is (without it, the default namespace); also skips activity writes older than what another replica recorded. */
   cache?: UserWorkloadCache
   requestTimeoutMs?: number
 }
 
-/** Workloads as UserWorkload objects in one namespace (the admin API and the spawner call this). */
+/** Workloads as UserWorkload objects in the served namespaces (the admin API and the spawner call this). */
 export class KubernetesWorkloads implements Workloads {
   readonly #api: CustomObjectsApi
-  readonly #namespace: string
+  readonly #namespaces: ServedNamespaces
+  readonly #defaultNamespace: string
   readonly #profiles: Profiles
   readonly #activityFailures: FailureStreaks
   readonly #cache: UserWorkloadCache | undefined
@@ -41,7 +54,11 @@ export class KubernetesWorkloads implements Workloads {
 
   constructor (options: KubernetesWorkloadsOptions) {
     this.#api = options.kubeConfig.makeApiClient(CustomObjectsApi)
-    this.#namespace = options.namespace
+    this.#namespaces = checkNamespaces(options.namespaces, 'KubernetesWorkloads')
+    if (!isServed(this.#namespaces, options.defaultNamespace)) {
+      throw new TypeError(`KubernetesWorkloads: options.defaultNamespace ${JSON.stringify(options.defaultNamespace)} is not among the served namespaces`)
+    }
+    this.#defaultNamespace = options.defaultNamespace
     this.#profiles = options.profiles
     this.#activityFailures = new FailureStreaks(options.logger, { failed: 'could not record activity', recovered: 'recording activity again', describe: apiErrorMessage })
     this.#cache = options.cache
@@ -50,8 +67,21 @@ export class KubernetesWorkloads implements Workloads {
     this.#merge = requestOptions(timeoutMs, this.#connections, PatchStrategy.MergePatch)
   }
 
-  #ref (user: string): { group: string, version: string, namespace: string, plural: string, name: string } {
-    return { group: WORKLOAD_GROUP, version: WORKLOAD_VERSION, namespace: this.#namespace, plural: WORKLOAD_PLURAL, name: workloadName(user) }
+  #ref (user: string, namespace: string): { group: string, version: string, namespace: string, plural: string, name: string } {
+    return { group: WORKLOAD_GROUP, version: WORKLOAD_VERSION, namespace, plural: WORKLOAD_PLURAL, name: workloadName(user) }
+  }
+
+  /** Where the user's workload is as the cache last saw it (the one served when several), else the default namespace. */
+  #namespaceOf (user: string): string {
+    return this.#cache?.claims(user)[0] ?? this.#defaultNamespace
+  }
+
+  /** `namespace` when named (BadRequestError unless served), else where the user's workload is. */
+  #target (user: string, namespace: string | undefined): string {
+    if (namespace === undefined) return this.#namespaceOf(user)
+    if (!isDnsLabel(namespace)) throw new BadRequestError(`namespace: ${JSON.stringify(namespace.slice(0, 64))} is not a namespace name (a DNS-1123 label)`)
+    if (!isServed(this.#namespaces, namespace)) throw new BadRequestError(`namespace: ${namespace} is not served by this podgate (PODGATE_NAMESPACES)`)
+    return namespace
   }
 
   #toWorkload (object: unknown, user: string): Workload {
@@ -65,81 +95,95 @@ export class KubernetesWorkloads implements Workloads {
     return this.#cache?.cached(user)
   }
 
-  /** Changes of well-formed workloads, from the cache (nothing without one). */
+  /** Changes of well-formed workloads, from the cache (nothing without one): the user's served workload after the change. */
   onChange (listener: WorkloadListener): () => void {
-    if (this.#cache === undefined) return () => {}
-    return this.#cache.onChange((change) => {
-      if (change.user !== undefined && change.name === workloadName(change.user)) listener({ user: change.user, workload: change.workload })
+    const cache = this.#cache
+    if (cache === undefined) return () => {}
+    return cache.onChange((change) => {
+      if (change.user !== undefined && change.name === workloadName(change.user)) listener({ user: change.user, workload: cache.cached(change.user) })
     })
   }
 
-  /** Creates the UserWorkload, or sets its profile when it exists. Throws BadRequestError for a bad id or profile. */
-  async put (user: string, spec: WorkloadSpecInput): Promise<{ workload: Workload, created: boolean }> {
+  /**
+   * Creates the UserWorkload, or sets its profile when it exists. Throws BadRequestError for a bad
+   * id, profile or namespace, ConflictError when `namespace` is named and the user's workload is in another.
+   */
+  async put (user: string, spec: WorkloadSpecInput, namespace?: string): Promise<{ workload: Workload, created: boolean }> {
     const problem = userIdProblem(user)
     if (problem !== undefined) throw new BadRequestError(`user id: ${problem}`)
     const profile = spec.profile === '' ? undefined : spec.profile
     if (profile !== undefined && this.#profiles.get(profile) === undefined) {
       throw new BadRequestError(`profile: unknown profile ${JSON.stringify(profile)}; known: ${this.#profiles.names.join(', ')}`)
     }
+    const target = this.#target(user, namespace)
+    const existing = this.#cache?.claims(user)[0]
+    if (existing !== undefined && existing !== target) {
+      throw new ConflictError(`user ${user} already has a workload in namespace ${existing}; a user id is unique across namespaces: delete it there first`)
+    }
     const body: UserWorkloadObject = {
       apiVersion: `${WORKLOAD_GROUP}/${WORKLOAD_VERSION}`,
       kind: WORKLOAD_KIND,
-      metadata: { name: workloadName(user), namespace: this.#namespace, labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [USER_LABEL]: user } },
+      metadata: { name: workloadName(user), namespace: target, labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [USER_LABEL]: user } },
       spec: { user, suspended: false, ...(profile === undefined ? {} : { profile }) },
     }
     // A create racing a delete can see 409 then 404: a few rounds settle it.
     for (let attempt = 0; attempt < 3; attempt++) {
       try {
-        const created: unknown = await this.#api.createNamespacedCustomObject({ ...this.#ref(user), body, fieldManager: FIELD_MANAGER }, this.#plain)
+        const created: unknown = await this.#api.createNamespacedCustomObject({ ...this.#ref(user, target), body, fieldManager: FIELD_MANAGER }, this.#plain)
         return { workload: this.#toWorkload(created, user), created: true }
       } catch (err) {
         if (apiStatus(err) !== 409) throw err
       }
-      let existing: UserWorkloadObject
+      let current: UserWorkloadObject
       try {
-        existing = await this.#api.getNamespacedCustomObject(this.#ref(user), this.#plain) as UserWorkloadObject
+        current = await this.#api.getNamespacedCustomObject(this.#ref(user, target), this.#plain) as UserWorkloadObject
       } catch (err) {
         if (apiStatus(err) === 404) continue
         throw err
       }
-      if ((existing.spec?.profile ?? '') === (profile ?? '')) return { workload: this.#toWorkload(existing, user), created: false }
-      const patched: unknown = await this.#api.patchNamespacedCustomObject({ ...this.#ref(user), body: { spec: { profile: profile ?? null } }, fieldManager: FIELD_MANAGER }, this.#merge)
+      if ((current.spec?.profile ?? '') === (profile ?? '')) return { workload: this.#toWorkload(current, user), created: false }
+      const patched: unknown = await this.#api.patchNamespacedCustomObject({ ...this.#ref(user, target), body: { spec: { profile: profile ?? null } }, fieldManager: FIELD_MANAGER }, this.#merge)
       return { workload: this.#toWorkload(patched, user), created: false }
     }
     throw new Error(`UserWorkload ${workloadName(user)} kept appearing and disappearing while it was being created`)
   }
 
-  async get (user: string): Promise<Workload | undefined> {
+  async get (user: string, namespace?: string): Promise<Workload | undefined> {
     if (!isDnsLabel(user)) return undefined
+    const target = this.#target(user, namespace)
     try {
-      return toWorkload(await this.#api.getNamespacedCustomObject(this.#ref(user), this.#plain) as UserWorkloadObject, this.#profiles.default.name)
+      return toWorkload(await this.#api.getNamespacedCustomObject(this.#ref(user, target), this.#plain) as UserWorkloadObject, this.#profiles.default.name)
     } catch (err) {
       if (apiStatus(err) === 404) return undefined
       throw err
     }
   }
 
+  /** Every UserWorkload in the served namespaces, by user (a user in several namespaces: oldest first), read from the API in pages. */
   async list (): Promise<Workload[]> {
     const workloads: Workload[] = []
-    let continueToken: string | undefined
-    do {
-      const page = await this.#api.listNamespacedCustomObject({
-        group: WORKLOAD_GROUP, version: WORKLOAD_VERSION, namespace: this.#namespace, plural: WORKLOAD_PLURAL, limit: LIST_PAGE_SIZE,
-        ...(continueToken === undefined ? {} : { _continue: continueToken }),
-      }, this.#plain) as KubernetesListObject<UserWorkloadObject>
-      for (const object of page.items) {
-        const workload = toWorkload(object, this.#profiles.default.name)
-        if (workload !== undefined) workloads.push(workload)
-      }
-      continueToken = page.metadata?._continue ?? (page.metadata as { continue?: string } | undefined)?.continue
-    } while (continueToken !== undefined && continueToken !== '')
-    return workloads.sort((a, b) => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0))
+    for (const namespace of watchScopes(this.#namespaces)) {
+      let continueToken: string | undefined
+      do {
+        const paging = { limit: LIST_PAGE_SIZE, ...(continueToken === undefined ? {} : { _continue: continueToken }) }
+        const page = await (namespace === undefined
+          ? this.#api.listCustomObjectForAllNamespaces({ group: WORKLOAD_GROUP, version: WORKLOAD_VERSION, resourcePlural: WORKLOAD_PLURAL, ...paging }, this.#plain)
+          : this.#api.listNamespacedCustomObject({ group: WORKLOAD_GROUP, version: WORKLOAD_VERSION, namespace, plural: WORKLOAD_PLURAL, ...paging }, this.#plain)) as KubernetesListObject<UserWorkloadObject>
+        for (const object of page.items) {
+          const workload = toWorkload(object, this.#profiles.default.name)
+          if (workload !== undefined) workloads.push(workload)
+        }
+        continueToken = page.metadata?._continue ?? (page.metadata as { continue?: string } | undefined)?.continue
+      } while (continueToken !== undefined && continueToken !== '')
+    }
+    return workloads.sort(byUserThenAge)
   }
 
-  async delete (user: string): Promise<boolean> {
+  async delete (user: string, namespace?: string): Promise<boolean> {
     if (!isDnsLabel(user)) return false
+    const target = this.#target(user, namespace)
     try {
-      await this.#api.deleteNamespacedCustomObject({ ...this.#ref(user), propagationPolicy: 'Background' }, this.#plain)
+      await this.#api.deleteNamespacedCustomObject({ ...this.#ref(user, target), propagationPolicy: 'Background' }, this.#plain)
       return true
     } catch (err) {
       if (apiStatus(err) === 404) return false
@@ -150,7 +194,7 @@ export class KubernetesWorkloads implements Workloads {
   async setSuspended (user: string, suspended: boolean): Promise<void> {
     if (!isDnsLabel(user)) throw new WorkloadNotFoundError(`no workload for user ${JSON.stringify(user)}`)
     try {
-      await this.#api.patchNamespacedCustomObject({ ...this.#ref(user), body: { spec: { suspended } }, fieldManager: FIELD_MANAGER }, this.#merge)
+      await this.#api.patchNamespacedCustomObject({ ...this.#ref(user, this.#namespaceOf(user)), body: { spec: { suspended } }, fieldManager: FIELD_MANAGER }, this.#merge)
     } catch (err) {
       if (apiStatus(err) === 404) throw new WorkloadNotFoundError(`no workload for user ${user}`, { cause: err })
       throw err
@@ -178,7 +222,7 @@ export class KubernetesWorkloads implements Workloads {
     if (recorded !== undefined && Date.parse(recorded) >= at.getTime()) return
     this.#activityWrites.set(user, undefined)
     const lastActivity = at.toISOString().replace(/\.\d+Z$/, 'Z')
-    const write = this.#api.patchNamespacedCustomObjectStatus({ ...this.#ref(user), body: { status: { lastActivity } }, fieldManager: FIELD_MANAGER }, this.#merge)
+    const write = this.#api.patchNamespacedCustomObjectStatus({ ...this.#ref(user, this.#namespaceOf(user)), body: { status: { lastActivity } }, fieldManager: FIELD_MANAGER }, this.#merge)
       .then(() => { this.#activityFailures.recovered({ user }, user) }, (err: unknown) => {
         if (apiStatus(err) === 404) {
           // No workload (deleted meanwhile): nothing to write, now or next.

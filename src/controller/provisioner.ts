@@ -1,10 +1,12 @@
 // The Kubernetes provisioner as `podgate serve` runs it: on every replica the UserWorkload
-// cache and the Workloads API (admin API, spawn on demand, activity); on the replica holding
-// the Lease also the reconciler and the orphan sweep, stopped before leadership is given up.
+// cache and the Workloads API (admin API, spawn on demand, activity) across the served
+// namespaces; on the replica holding the Lease (in podgate's own namespace) also the
+// reconciler and the orphan sweep, stopped before leadership is given up.
 import type { KubeConfig } from '@kubernetes/client-node'
 import type { Config } from '../config.ts'
 import type { Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
+import type { ServedNamespaces } from '../kube/namespaces.ts'
 import { KubernetesWorkloads } from './kubernetes-workloads.ts'
 import { UserWorkloadCache } from './user-workload-cache.ts'
 import { LeaderElector, type LeaderElectorOptions, type LeadershipListener } from './leader.ts'
@@ -19,7 +21,12 @@ type Tuning =
 export interface KubernetesProvisionerOptions extends Tuning {
   config: Pick<Config, 'profilesFile'>
   kubeConfig: KubeConfig
+  /** podgate's own namespace: the Lease is there, and users' NetworkPolicies admit the gateway from there. */
   namespace: string
+  /** Where UserWorkloads and their children live; `[namespace]` when unset. */
+  namespaces?: ServedNamespaces
+  /** Where a workload is created when no namespace is named; see defaultWorkloadNamespace. */
+  defaultNamespace?: string
   logger: Logger
   metrics: Metrics
   /** This replica's name in the Lease (the pod name). */
@@ -41,17 +48,24 @@ export interface KubernetesProvisioner {
   close (): Promise<void>
 }
 
+/** Where workloads go when nobody names a namespace: the first one listed, or podgate's own (unlisted, or `all`). */
+export function defaultWorkloadNamespace (namespaces: ServedNamespaces, own: string): string {
+  return namespaces === 'all' ? own : namespaces[0] ?? own
+}
+
 /** Starts the cache and the leader election; returns at once (await `cache.synced` for the first view). */
 export function startKubernetesProvisioner (options: KubernetesProvisionerOptions): KubernetesProvisioner {
   const { kubeConfig, namespace, logger, metrics } = options
+  const namespaces = options.namespaces ?? [namespace]
+  const defaultNamespace = options.defaultNamespace ?? defaultWorkloadNamespace(namespaces, namespace)
   const profiles = options.profiles ?? loadProfiles(options.config.profilesFile)
   // Unset options stay undefined: every collaborator applies its own default.
   const { requestTimeoutMs, watchdogMs, random, clock } = options
   const cache = new UserWorkloadCache({
-    kubeConfig, namespace, logger, defaultProfile: profiles.default.name, requestTimeoutMs, watchdogMs, backoff: options.informerBackoff, random, clock,
+    kubeConfig, namespaces, logger, defaultProfile: profiles.default.name, requestTimeoutMs, watchdogMs, backoff: options.informerBackoff, random, clock,
   })
   // Activity writes are throttled in front of it, by the gateway plug-in's ActivityRecorder.
-  const workloads = new KubernetesWorkloads({ kubeConfig, namespace, profiles, logger, cache, requestTimeoutMs })
+  const workloads = new KubernetesWorkloads({ kubeConfig, namespaces, defaultNamespace, profiles, logger, cache, requestTimeoutMs })
   const elector = new LeaderElector({
     kubeConfig, namespace, identity: options.identity, logger, metrics, requestTimeoutMs, clock,
     leaseName: options.leaseName,
@@ -61,7 +75,7 @@ export function startKubernetesProvisioner (options: KubernetesProvisionerOption
     renewDeadlineMs: options.renewDeadlineMs,
   })
   const reconcilerOptions: ReconcilerOptions = {
-    kubeConfig, namespace, profiles, cache, logger, metrics: new ReconcilerMetrics(metrics), requestTimeoutMs, watchdogMs, random, clock,
+    kubeConfig, namespaces, gatewayNamespace: namespace, profiles, cache, logger, metrics: new ReconcilerMetrics(metrics), requestTimeoutMs, watchdogMs, random, clock,
     gatewayPodSelector: options.gatewayPodSelector,
     networkPolicy: options.networkPolicy,
     concurrency: options.concurrency,
@@ -89,7 +103,7 @@ export function startKubernetesProvisioner (options: KubernetesProvisionerOption
   })
   cache.start()
   elector.start()
-  logger.info({ namespace, identity: options.identity, profiles: profiles.names, defaultProfile: profiles.default.name }, 'Kubernetes provisioner started')
+  logger.info({ namespace, namespaces: namespaces === 'all' ? '*' : namespaces, defaultNamespace, identity: options.identity, profiles: profiles.names, defaultProfile: profiles.default.name }, 'Kubernetes provisioner started')
 
   let closing: Promise<void> | undefined
   return {

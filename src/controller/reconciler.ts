@@ -9,6 +9,7 @@ import {
   ApiConnections, apiErrorMessage, apiStatus, DEFAULT_REQUEST_TIMEOUT_MS, FIELD_MANAGER, isRetryable, requestOptions, retryAfterMs,
 } from '../kube/api.ts'
 import { MANAGED_BY, MANAGED_BY_LABEL, userIdProblem, workloadName } from '../kube/labels.ts'
+import { objectKey, splitObjectKey, type ServedNamespaces } from '../kube/namespaces.ts'
 import type { UserWorkloadCache } from './user-workload-cache.ts'
 import type { UserWorkloadObject } from './user-workload.ts'
 import { CHILD_KINDS, Children, userOf } from './children.ts'
@@ -47,7 +48,10 @@ export class ReconcilerMetrics {
 
 export interface ReconcilerOptions {
   kubeConfig: KubeConfig
-  namespace: string
+  /** Where UserWorkloads and their children live. */
+  namespaces: ServedNamespaces
+  /** podgate's own namespace: users' NetworkPolicies admit the gateway's pods from there. */
+  gatewayNamespace: string
   profiles: Profiles
   /** The UserWorkload cache (running on every replica); the reconciler follows its changes. */
   cache: UserWorkloadCache
@@ -79,16 +83,22 @@ function workloadProblem (name: string, object: UserWorkloadObject, profiles: Pr
   return undefined
 }
 
+/** Why a UserWorkload is refused because another namespace holds the user's workload. */
+export function claimedElsewhereProblem (user: string, servedFrom: string): string {
+  return `user ${user} already has a workload in namespace ${servedFrom}, created earlier; a user id is unique across namespaces, so this one gets no pod: delete one of the two`
+}
+
 /**
  * Level-triggered: any change to a UserWorkload, to one of its children or to one of its pods
- * queues that workload, and reconciling it compares the whole desired state with what the
- * informers last saw: children are server-side applied only when they differ, status is written
- * only when it changes, failures retry with per-key backoff. An orphan sweep removes children
- * labelled as podgate's whose UserWorkload is gone.
+ * queues that workload (keyed namespace/name), and reconciling it compares the whole desired
+ * state with what the informers last saw: children are server-side applied only when they
+ * differ, status is written only when it changes, failures retry with per-key backoff. A user
+ * claimed in several namespaces is served from the oldest claim; the others get a Failed
+ * status and no children. An orphan sweep removes children labelled as podgate's whose
+ * UserWorkload (in their namespace) is gone.
  */
 export class Reconciler {
   readonly #options: ReconcilerOptions
-  readonly #namespace: string
   readonly #cache: UserWorkloadCache
   readonly #profiles: Profiles
   readonly #logger: Logger
@@ -101,7 +111,7 @@ export class Reconciler {
   readonly #statusOptions: ConfigurationOptions
   readonly #connections = new ApiConnections()
   readonly #clock: Clock
-  /** Status last written per workload, with the resourceVersion it was computed from. */
+  /** Status last written per workload (objectKey), with the resourceVersion it was computed from. */
   readonly #written = new Map<string, { rv: string | undefined, json: string }>()
   readonly #synced: Promise<void>
   #unsubscribe: (() => void) | undefined
@@ -113,7 +123,6 @@ export class Reconciler {
 
   constructor (options: ReconcilerOptions) {
     this.#options = options
-    this.#namespace = options.namespace
     this.#cache = options.cache
     this.#profiles = options.profiles
     this.#logger = componentLogger(options.logger, 'reconciler')
@@ -125,11 +134,16 @@ export class Reconciler {
     this.#statusApi = options.kubeConfig.makeApiClient(CustomObjectsApi)
     this.#children = new Children({
       kubeConfig: options.kubeConfig,
-      namespace: this.#namespace,
+      namespaces: options.namespaces,
       networkPolicy: options.networkPolicy ?? true,
       connections: this.#connections,
       requestTimeoutMs,
-      onChange: (users) => { for (const user of users) this.#queue.add(workloadName(user)) },
+      onChange: (users) => {
+        for (const key of users) {
+          const { namespace, name: user } = splitObjectKey(key)
+          this.#queue.add(objectKey(namespace, workloadName(user)))
+        }
+      },
       logger: this.#logger,
       writes: options.metrics?.writes,
       watchdogMs: options.watchdogMs,
@@ -149,9 +163,13 @@ export class Reconciler {
       },
       onError: (key, err, attempt, delayMs) => {
         const level = isRetryable(err) && attempt < 5 ? 'warn' : 'error'
-        this.#reconcileFailures.failed(err, { workload: key, retryInMs: delayMs }, { key, level })
+        const { namespace, name } = splitObjectKey(key)
+        this.#reconcileFailures.failed(err, { namespace, workload: name, retryInMs: delayMs }, { key, level })
       },
-      onRecovered: (key) => { this.#reconcileFailures.recovered({ workload: key }, key) },
+      onRecovered: (key) => {
+        const { namespace, name } = splitObjectKey(key)
+        this.#reconcileFailures.recovered({ namespace, workload: name }, key)
+      },
       random: options.random,
       clock: this.#clock,
     })
@@ -167,11 +185,15 @@ export class Reconciler {
   async start (): Promise<void> {
     if (this.#started || this.#closed) return
     this.#started = true
-    this.#unsubscribe = this.#cache.onChange((change) => { this.#queue.add(change.name) })
+    this.#unsubscribe = this.#cache.onChange((change) => {
+      this.#queue.add(objectKey(change.namespace, change.name))
+      // Which claim serves a user can change with any of them: the others are reconciled too.
+      if (change.user !== undefined) for (const namespace of this.#cache.claims(change.user)) this.#queue.add(objectKey(namespace, workloadName(change.user)))
+    })
     this.#children.start()
     await this.#synced
     if (this.#closed) return
-    for (const name of this.#cache.names()) this.#queue.add(name)
+    for (const key of this.#cache.keys()) this.#queue.add(key)
     if (this.#metrics !== undefined) this.#metrics.queueDepth = () => this.#queue.depth
     this.#queue.start()
     this.#logger.info({ workloads: this.#cache.size }, 'reconciler synced; reconciling every workload')
@@ -207,13 +229,13 @@ export class Reconciler {
   #scheduleResync (): void {
     if (this.#closed) return
     this.#resyncTimer = this.#clock.setTimeout(() => {
-      for (const name of this.#cache.names()) this.#queue.add(name)
+      for (const key of this.#cache.keys()) this.#queue.add(key)
       this.#scheduleResync()
     }, this.#options.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS)
   }
 
   /**
-   * Deletes children labelled as podgate's whose UserWorkload is gone. Never an unlabelled object,
+   * Deletes children labelled as podgate's whose UserWorkload (in the child's namespace) is gone. Never an unlabelled object,
    * never a PVC kept on delete. Returns how many were deleted.
    */
   sweep (): Promise<number> {
@@ -231,23 +253,24 @@ export class Reconciler {
       for (const object of kind.index.all()) {
         if (this.#closed) return deleted
         const user = userOf(object)
-        const name = object.metadata?.name
-        if (user === undefined || name === undefined || object.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY) continue
+        const { name, namespace } = object.metadata ?? {}
+        if (user === undefined || name === undefined || namespace === undefined || object.metadata?.labels?.[MANAGED_BY_LABEL] !== MANAGED_BY) continue
         if (kind.spec.keptOnDelete && object.metadata?.annotations?.[KEEP_ANNOTATION] === 'true') continue
-        if (this.#cache.object(workloadName(user)) !== undefined) continue
+        if (this.#cache.object(namespace, workloadName(user)) !== undefined) continue
+        const key = `${kindName}/${namespace}/${name}`
         try {
-          await kind.remove(name, { uid: object.metadata?.uid, resourceVersion: object.metadata?.resourceVersion })
+          await kind.remove(namespace, name, { uid: object.metadata?.uid, resourceVersion: object.metadata?.resourceVersion })
           deleted++
           this.#metrics?.swept.inc({ kind: kindName })
           // One line either way; after failed attempts it says how many.
-          if (this.#orphanFailures.recovered({ kind: kindName, name, user }, `${kindName}/${name}`) === 0) {
-            this.#logger.info({ kind: kindName, name, user }, 'deleted an orphan: its UserWorkload is gone')
+          if (this.#orphanFailures.recovered({ kind: kindName, namespace, name, user }, key) === 0) {
+            this.#logger.info({ kind: kindName, namespace, name, user }, 'deleted an orphan: its UserWorkload is gone')
           }
         } catch (err) {
           const status = apiStatus(err)
           // 404: already gone; 409: changed since it was seen (adopted again, say): leave it.
-          if (status === 404 || status === 409) this.#orphanFailures.forget(`${kindName}/${name}`)
-          else if (!this.#closed) this.#orphanFailures.failed(err, { kind: kindName, name }, { key: `${kindName}/${name}` })
+          if (status === 404 || status === 409) this.#orphanFailures.forget(key)
+          else if (!this.#closed) this.#orphanFailures.failed(err, { kind: kindName, namespace, name }, { key })
         }
       }
     }
@@ -267,10 +290,11 @@ export class Reconciler {
     }
   }
 
-  async #reconcile (name: string): Promise<void> {
-    const object = this.#cache.object(name)
+  async #reconcile (key: string): Promise<void> {
+    const { namespace, name } = splitObjectKey(key)
+    const object = this.#cache.object(namespace, name)
     if (object === undefined) {
-      this.#written.delete(name)
+      this.#written.delete(key)
       return
     }
     if (object.metadata?.deletionTimestamp !== undefined && object.metadata.deletionTimestamp !== null) return
@@ -281,26 +305,37 @@ export class Reconciler {
       await this.#writeStatus(object, { suspended: false, generation: object.metadata?.generation, problem: problem ?? 'invalid workload', serviceName: undefined, hasDeployment: false, pods: [] })
       return
     }
+    const servedFrom = this.#cache.claims(user)[0]
+    if (servedFrom !== undefined && servedFrom !== namespace) {
+      await this.#children.deleteStale(namespace, user, undefined)
+      await this.#writeStatus(object, {
+        suspended: false, generation: object.metadata?.generation, problem: claimedElsewhereProblem(user, servedFrom), problemReason: 'UserInAnotherNamespace', serviceName: undefined, hasDeployment: false, pods: [],
+      })
+      return
+    }
     const uid = object.metadata?.uid
-    if (uid === undefined) throw new Error(`UserWorkload ${name} has no uid`)
+    if (uid === undefined) throw new Error(`UserWorkload ${key} has no uid`)
     const suspended = object.spec?.suspended === true
     const desired = desiredChildren({ user, suspended, owner: { name, uid }, profile }, {
-      namespace: this.#namespace,
+      namespace,
+      gatewayNamespace: this.#options.gatewayNamespace,
       ...(this.#options.gatewayPodSelector === undefined ? {} : { gatewayPodSelector: this.#options.gatewayPodSelector }),
     })
     await this.#children.apply(desired)
-    await this.#children.deleteStale(user, desired)
+    await this.#children.deleteStale(namespace, user, desired)
     await this.#writeStatus(object, {
       suspended,
       generation: object.metadata?.generation,
-      serviceName: this.#children.get('Service', name) === undefined ? undefined : name,
-      hasDeployment: this.#children.get('Deployment', name) !== undefined,
-      pods: this.#children.podsOf(user),
+      serviceName: this.#children.get('Service', namespace, name) === undefined ? undefined : name,
+      hasDeployment: this.#children.get('Deployment', namespace, name) !== undefined,
+      pods: this.#children.podsOf(namespace, user),
     })
   }
 
   async #writeStatus (object: UserWorkloadObject, observed: ObservedWorkload): Promise<void> {
     const name = object.metadata?.name ?? ''
+    const namespace = object.metadata?.namespace ?? ''
+    const key = objectKey(namespace, name)
     const status = deriveStatus(observed, object.status, new Date(this.#clock.now()))
     if (statusMatches(status, object.status)) return
     const body = {
@@ -314,19 +349,20 @@ export class Reconciler {
     }
     const json = JSON.stringify(body)
     const rv = object.metadata?.resourceVersion
-    const last = this.#written.get(name)
+    const last = this.#written.get(key)
     // Already written from this very version; its watch event has not arrived yet.
     if (last !== undefined && last.rv === rv && last.json === json) return
     try {
       await this.#statusApi.patchNamespacedCustomObjectStatus({
-        group: WORKLOAD_GROUP, version: WORKLOAD_VERSION, namespace: this.#namespace, plural: WORKLOAD_PLURAL, name, body, fieldManager: FIELD_MANAGER,
+        group: WORKLOAD_GROUP, version: WORKLOAD_VERSION, namespace, plural: WORKLOAD_PLURAL, name, body, fieldManager: FIELD_MANAGER,
       }, this.#statusOptions)
     } catch (err) {
       if (apiStatus(err) === 404) return
       throw err
     }
     this.#metrics?.writes.inc({ kind: 'UserWorkload', verb: 'status' })
-    this.#written.set(name, { rv, json })
-    if (status.phase === 'Failed' && observed.problem === undefined) this.#logger.warn({ workload: name, message: status.message }, 'workload cannot start')
+    this.#written.set(key, { rv, json })
+    if (status.phase === 'Failed' && observed.problem === undefined) this.#logger.warn({ namespace, workload: name, message: status.message }, 'workload cannot start')
+    if (observed.problemReason === 'UserInAnotherNamespace') this.#logger.warn({ namespace, workload: name, message: status.message }, 'UserWorkload refused: its user is served from another namespace')
   }
 }

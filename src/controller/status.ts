@@ -43,6 +43,8 @@ export interface ObservedWorkload {
   readonly generation: number | undefined
   /** A configuration problem (bad user id, unknown profile): the workload is Failed with this message. */
   readonly problem?: string
+  /** The Ready condition's reason with `problem`; InvalidWorkload when unset. */
+  readonly problemReason?: string
   readonly serviceName: string | undefined
   readonly hasDeployment: boolean
   readonly pods: readonly V1Pod[]
@@ -68,7 +70,7 @@ export function deriveStatus (observed: ObservedWorkload, previous: UserWorkload
   let message: string | undefined
   const problem = observed.problem === undefined ? podProblem(observed.pods) : undefined
   if (observed.problem !== undefined) {
-    [phase, reason, message] = ['Failed', 'InvalidWorkload', observed.problem]
+    [phase, reason, message] = ['Failed', observed.problemReason ?? 'InvalidWorkload', observed.problem]
   } else if (observed.suspended) {
     [phase, reason, message] = ['Suspended', 'Suspended', readyReplicas > 0 ? 'scaling to zero' : 'scaled to zero']
   } else if (readyReplicas > 0) {

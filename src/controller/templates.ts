@@ -39,10 +39,16 @@ export interface WorkloadOwner {
 }
 
 export interface TemplateOptions {
+  /** The UserWorkload's namespace, where its children go. */
   readonly namespace: string
   /** Labels of the pods allowed to reach users' pods (podgate's own). */
   readonly gatewayPodSelector?: Readonly<Record<string, string>>
+  /** podgate's own namespace: the NetworkPolicy admits the gateway pods from there only (any namespace's pods with those labels otherwise would not match). */
+  readonly gatewayNamespace?: string
 }
+
+/** The label the API server sets on every namespace (Kubernetes ≥ 1.21), naming it. */
+export const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name'
 
 export interface WorkloadTemplateInput {
   readonly user: string
@@ -157,7 +163,10 @@ export function networkPolicyFor (input: WorkloadTemplateInput, options: Templat
       policyTypes: ['Ingress'],
       // The wire name is `from`; client-node's model calls it `_from`, but this body is sent as is.
       ingress: [{
-        from: [{ podSelector: { matchLabels: { ...(options.gatewayPodSelector ?? DEFAULT_GATEWAY_POD_SELECTOR) } } }],
+        from: [{
+          podSelector: { matchLabels: { ...(options.gatewayPodSelector ?? DEFAULT_GATEWAY_POD_SELECTOR) } },
+          ...(options.gatewayNamespace === undefined ? {} : { namespaceSelector: { matchLabels: { [NAMESPACE_NAME_LABEL]: options.gatewayNamespace } } }),
+        }],
         ports: [{ port: profile.port, protocol: 'TCP' }],
       } as V1NetworkPolicyIngressRule],
     },

@@ -38,8 +38,10 @@ export function toWorkload (object: UserWorkloadObject, defaultProfile = ''): Wo
   const profile = object.spec?.profile
   const created: unknown = object.metadata?.creationTimestamp
   const createdAt = created instanceof Date ? created.toISOString() : typeof created === 'string' ? created : undefined
+  const namespace = object.metadata?.namespace
   return deepFreeze({
     user,
+    ...(namespace === undefined ? {} : { namespace }),
     profile: typeof profile === 'string' && profile !== '' ? profile : defaultProfile,
     suspended: object.spec?.suspended === true,
     status: workloadStatus,

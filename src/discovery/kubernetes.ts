@@ -9,7 +9,8 @@ import { componentLogger, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import type { Cluster } from '../kube/kubeconfig.ts'
 import { SupervisedInformer, type Backoff, type RestartReason } from '../kube/informer.ts'
-import { isDnsLabel, MANAGED_BY_SELECTOR } from '../kube/labels.ts'
+import { MANAGED_BY_SELECTOR } from '../kube/labels.ts'
+import { checkNamespaces, collectionPath, watchScopes, type ServedNamespaces } from '../kube/namespaces.ts'
 import { EndpointIndex } from './endpoint-slices.ts'
 import { SnapshotPublisher, type EndpointSource } from './source.ts'
 
@@ -56,8 +57,7 @@ export class EndpointSliceMetrics {
   }
 }
 
-/** The namespaces to watch: a list (one informer each), or `all` (one cluster-wide watch). */
-export type ServedNamespaces = readonly string[] | 'all'
+export type { ServedNamespaces }
 
 export interface KubernetesEndpointSourceOptions {
   kubeConfig: KubeConfig
@@ -71,14 +71,6 @@ export interface KubernetesEndpointSourceOptions {
   coalesceMs?: number
   random?: () => number
   clock?: Clock
-}
-
-function checkNamespaces (namespaces: ServedNamespaces): ServedNamespaces {
-  if (namespaces === 'all') return namespaces
-  if (!Array.isArray(namespaces) || namespaces.length === 0 || !namespaces.every((ns) => isDnsLabel(ns))) {
-    throw new TypeError(`KubernetesEndpointSource: options.namespaces must be 'all' or a non-empty list of namespace names, got ${JSON.stringify(namespaces)}`)
-  }
-  return [...new Set(namespaces)]
 }
 
 function positive (value: number | undefined, field: string, allowZero = false): void {
@@ -100,7 +92,7 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
   constructor (options: KubernetesEndpointSourceOptions) {
     // A listener's bug is logged; it must not reach the informer, which would take it for a failed list.
     super((err) => { options.logger.error({ err }, 'endpoint change listener failed') })
-    const namespaces = checkNamespaces(options.namespaces)
+    const namespaces = checkNamespaces(options.namespaces, 'KubernetesEndpointSource')
     positive(options.watchdogMs, 'watchdogMs')
     positive(options.coalesceMs, 'coalesceMs', true)
     positive(options.backoff?.initialMs, 'backoff.initialMs')
@@ -120,7 +112,7 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
     let informerMetrics: EndpointSliceMetrics | undefined
     const informer = (namespace: string | undefined): SupervisedInformer<V1EndpointSlice> => new SupervisedInformer<V1EndpointSlice>({
       kubeConfig: options.kubeConfig,
-      path: namespace === undefined ? '/apis/discovery.k8s.io/v1/endpointslices' : `/apis/discovery.k8s.io/v1/namespaces/${namespace}/endpointslices`,
+      path: collectionPath('discovery.k8s.io', 'v1', 'endpointslices', namespace),
       list: namespace === undefined
         ? () => api.listEndpointSliceForAllNamespaces({ labelSelector: MANAGED_BY_SELECTOR })
         : () => api.listNamespacedEndpointSlice({ namespace, labelSelector: MANAGED_BY_SELECTOR }),
@@ -151,7 +143,7 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
       random: options.random,
       clock,
     })
-    this.#informers = namespaces === 'all' ? [informer(undefined)] : namespaces.map(informer)
+    this.#informers = watchScopes(namespaces).map(informer)
     this.#synced = Promise.all(this.#informers.map((i) => i.synced)).then(() => {})
     if (options.metrics !== undefined) {
       const informers = this.#informers

@@ -8,6 +8,7 @@ import type { AuthConfig, GatewayConfig } from '../config.ts'
 import type { Endpoint, EndpointSource } from '../discovery/source.ts'
 import { AuthError, DrainingError, ForbiddenError, NotReadyError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
 import type { Logger } from '../log.ts'
+import { isServed, type ServedNamespaces } from '../kube/namespaces.ts'
 import type { Metrics } from '../metrics.ts'
 import { forward, type ForwardTarget } from './forward.ts'
 import { upstreamHeaders, type ForwardingOptions } from './headers.ts'
@@ -20,7 +21,8 @@ import { forwardUpgrade, rejectUpgrade, type UpgradeTarget } from './upgrade.ts'
  * What to do for a verified user with no ready endpoint. The default answers 404; the
  * provisioner plugs in spawn-on-demand (create the workload, wait for an endpoint).
  */
-export type MissingWorkload = (user: string, accept: string | undefined) => Promise<readonly Endpoint[]>
+/** `namespace`: where a new workload must be created (the token's tenant); undefined: the provisioner's default. */
+export type MissingWorkload = (user: string, accept: string | undefined, namespace?: string) => Promise<readonly Endpoint[]>
 
 /** Observes verified, routed traffic (idle culling counts it as activity). */
 export type ActivityListener = (user: string) => void
@@ -34,8 +36,8 @@ export interface GatewayOptions {
   readonly metrics: Metrics
   readonly logger: Logger
   readonly onMissing?: MissingWorkload
-  /** The namespace onMissing spawns workloads in; with PODGATE_TENANT_CLAIM, another tenant's spawn is 403. */
-  readonly spawnNamespace?: string | undefined
+  /** The namespaces onMissing may create workloads in; with PODGATE_TENANT_CLAIM, a spawn for a tenant outside them is 403. */
+  readonly spawnNamespaces?: ServedNamespaces | undefined
   readonly onActivity?: ActivityListener
   /** How often open WebSockets that carried client traffic are reported as activity. */
   readonly activityIntervalMs?: number
@@ -44,6 +46,7 @@ export interface GatewayOptions {
 const MISSING = new AuthError('missing', 'no token: send a bearer token or the session cookie')
 const NO_NAMESPACE = new ForbiddenError('the tenant cannot be checked: this gateway\'s routes carry no namespace (PODGATE_TENANT_CLAIM is set)')
 const OTHER_TENANT = new ForbiddenError('the token\'s tenant is not the namespace this user\'s workload is in')
+const NOT_PROVISIONED = new ForbiddenError('the token\'s tenant is not a namespace this gateway creates workloads in (PODGATE_NAMESPACES)')
 const NOT_SYNCED = new NotReadyError('the routing table is still loading (waiting for the first sync with the Kubernetes API)', 5)
 
 export class Gateway {
@@ -60,7 +63,7 @@ export class Gateway {
   readonly #maxHeaders: number
   /** PODGATE_TENANT_CLAIM is set: every routed request is checked against its user's namespace. */
   readonly #checkTenant: boolean
-  readonly #spawnNamespace: string | undefined
+  readonly #spawnNamespaces: ServedNamespaces | undefined
   /** onMissing was plugged in (it may create a workload), not the default 404/503. */
   readonly #spawns: boolean
   #inFlight = 0
@@ -85,7 +88,7 @@ export class Gateway {
       : new WorkloadNotFoundError('no workload for this user')))
     this.#onActivity = options.onActivity
     this.#checkTenant = options.auth.tenantClaim !== undefined
-    this.#spawnNamespace = options.spawnNamespace
+    this.#spawnNamespaces = options.spawnNamespaces
     this.#spawns = options.onMissing !== undefined
     if (options.onActivity !== undefined) {
       // One timer for all sockets, reading the byte counts the sockets keep anyway: no cost per frame.
@@ -261,12 +264,21 @@ export class Gateway {
     if (!source.isSynced) return Promise.reject(NOT_SYNCED)
     if (this.#checkTenant) {
       // Before any spawn: a known user is checked against its namespace, a new one against where the spawn would put it.
-      const namespace = source.namespaceOf?.(user) ?? this.#spawnNamespace
-      // Without a provisioner and without a namespace, the default answer (404/503) forwards nothing.
-      if (namespace !== undefined || this.#spawns) {
-        const refused = this.#tenantRefusal(identity, namespace)
+      const known = source.namespaceOf?.(user)
+      if (known !== undefined) {
+        const refused = this.#tenantRefusal(identity, known)
         if (refused !== undefined) return Promise.reject(refused)
+      } else if (this.#spawns) {
+        const tenant = identity.tenant
+        if (tenant === undefined || this.#spawnNamespaces === undefined || !isServed(this.#spawnNamespaces, tenant)) return Promise.reject(NOT_PROVISIONED)
+        // The spawner refuses a workload found in another namespace; this re-check covers any way one got routed meanwhile.
+        return this.#onMissing(user, req.headers.accept, tenant).then((found) => {
+          const refused = this.#tenantRefusal(identity, source.namespaceOf?.(user))
+          if (refused !== undefined) throw refused
+          return found
+        })
       }
+      // Without a provisioner and without a namespace, the default answer (404/503) forwards nothing.
     }
     return this.#onMissing(user, req.headers.accept)
   }

@@ -78,7 +78,8 @@ export class LocalWorkloads implements Workloads {
   }
 
   /** Creates the workload and starts its backend, or sets the profile of an existing one (the default when none is given). */
-  put (user: string, spec: WorkloadSpecInput): Promise<{ workload: Workload, created: boolean }> {
+  put (user: string, spec: WorkloadSpecInput, namespace?: string): Promise<{ workload: Workload, created: boolean }> {
+    if (namespace !== undefined) return Promise.reject(noNamespaces())
     const problem = userIdProblem(user)
     if (problem !== undefined) return Promise.reject(new BadRequestError(`user: ${problem}`))
     const profile = spec?.profile ?? this.#defaultProfile
@@ -109,7 +110,8 @@ export class LocalWorkloads implements Workloads {
     return Promise.resolve({ workload: this.#view(entry), created: true })
   }
 
-  get (user: string): Promise<Workload | undefined> {
+  get (user: string, namespace?: string): Promise<Workload | undefined> {
+    if (namespace !== undefined) return Promise.reject(noNamespaces())
     return Promise.resolve(this.cached(user))
   }
 
@@ -122,7 +124,8 @@ export class LocalWorkloads implements Workloads {
     return Promise.resolve([...this.#entries.keys()].sort().map((user) => this.#view(this.#entries.get(user) as Entry)))
   }
 
-  async delete (user: string): Promise<boolean> {
+  async delete (user: string, namespace?: string): Promise<boolean> {
+    if (namespace !== undefined) throw noNamespaces()
     const entry = this.#entries.get(user)
     if (entry === undefined) return false
     this.#entries.delete(user)
@@ -244,4 +247,8 @@ export class LocalWorkloads implements Workloads {
       }),
     })
   }
+}
+
+function noNamespaces (): BadRequestError {
+  return new BadRequestError('namespace: local workloads have no namespaces; use /api/users/<id>')
 }

@@ -2,7 +2,7 @@
 // channel (advanced serialization). Routes travel as plain tuples; errors by class name.
 import type { MetricObjectWithValues, MetricValue } from 'prom-client'
 import { endpoint, type Endpoint, type EndpointSnapshot } from '../discovery/source.ts'
-import { BadRequestError, DrainingError, NotReadyError, PodgateError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
+import { BadRequestError, DrainingError, ForbiddenError, NotReadyError, PodgateError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
 
 export type WireEndpoints = ReadonlyArray<readonly [address: string, port: number]>
 /**
@@ -29,7 +29,7 @@ export interface WorkerInit {
   /** Whether users without endpoints are asked of the primary (spawn on demand, 404/503 from its view). */
   readonly missing: boolean
   /** The namespace a spawn creates workloads in (the tenant check before asking the primary). */
-  readonly spawnNamespace?: string
+  readonly spawnNamespaces?: readonly string[] | 'all'
   /** Whether routed users are reported for idle culling. */
   readonly activity: boolean
   /** The primary's activity throttle interval: how often open WebSockets count, and the longest a report waits to be sent. */
@@ -53,7 +53,7 @@ export type FromWorker =
   | { readonly type: 'listening', readonly port: number }
   /** The gateway port could not be opened (a ListenError's message); the worker exits next. */
   | { readonly type: 'cannot-listen', readonly message: string }
-  | { readonly type: 'missing', readonly id: number, readonly user: string, readonly accept: string | undefined }
+  | { readonly type: 'missing', readonly id: number, readonly user: string, readonly accept: string | undefined, readonly namespace?: string }
   /** Users routed to their workload since the last 'activity' message (each once); the primary throttles. */
   | { readonly type: 'activity', readonly users: readonly string[] }
   | { readonly type: 'metrics', readonly id: number, readonly metrics: WorkerMetrics }
@@ -88,6 +88,7 @@ const ERRORS: Record<string, (wire: WireError) => PodgateError> = {
   WorkloadNotFoundError: (wire) => new WorkloadNotFoundError(wire.message, { page: wire.page }),
   DrainingError: (wire) => new DrainingError(wire.message),
   BadRequestError: (wire) => new BadRequestError(wire.message),
+  ForbiddenError: (wire) => new ForbiddenError(wire.message),
 }
 
 export function toWireError (err: unknown): WireError {

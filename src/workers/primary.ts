@@ -27,7 +27,7 @@ export async function startPrimary (options: PrimaryOptions): Promise<RunningPod
     metrics,
     logger,
     onMissing: options.onMissing,
-    spawnNamespace: options.spawnNamespace,
+    spawnNamespaces: options.spawnNamespaces,
     onActivity: options.onActivity,
     activityIntervalMs: options.activityIntervalMs,
     drainTimeoutMs: config.gateway.drainTimeoutMs,

@@ -10,6 +10,7 @@ import type { ActivityListener, MissingWorkload } from '../gateway/gateway.ts'
 import { ListenError } from '../listen.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
+import type { ServedNamespaces } from '../kube/namespaces.ts'
 import { toWireEndpoints, toWireError, toWireRoutes, type FromWorker, type NamespaceOf, type ToWorker, type WorkerMetrics } from './messages.ts'
 import { PortClaim } from './port-claim.ts'
 
@@ -35,7 +36,7 @@ export interface WorkerSupervisorOptions {
   readonly logger: Logger
   readonly onMissing?: MissingWorkload | undefined
   /** The namespace spawn on demand creates workloads in: with PODGATE_TENANT_CLAIM, only that tenant may spawn. */
-  readonly spawnNamespace?: string | undefined
+  readonly spawnNamespaces?: ServedNamespaces | undefined
   readonly onActivity?: ActivityListener | undefined
   readonly activityIntervalMs?: number | undefined
   readonly drainTimeoutMs: number
@@ -164,7 +165,7 @@ export class WorkerSupervisor {
 
   /** Forks worker `index` and resolves once it listens; rejects if it exits first. */
   #spawn (index: number): Promise<void> {
-    const { source, onMissing, spawnNamespace, onActivity, activityIntervalMs, metrics } = this.#options
+    const { source, onMissing, spawnNamespaces, onActivity, activityIntervalMs, metrics } = this.#options
     const child = fork(WORKER_SCRIPT, [String(index)], {
       env: { ...(this.#options.env ?? process.env), PODGATE_PORT: String(this.#port) },
       execArgv: [...(this.#options.execArgv ?? process.execArgv)],
@@ -193,7 +194,7 @@ export class WorkerSupervisor {
             routes: toWireRoutes(source.snapshot, undefined, this.#namespaceOf),
             synced: source.isSynced,
             missing: onMissing !== undefined,
-            ...(spawnNamespace === undefined ? {} : { spawnNamespace }),
+            ...(spawnNamespaces === undefined ? {} : { spawnNamespaces }),
             activity: onActivity !== undefined,
             activityIntervalMs,
           })
@@ -287,7 +288,7 @@ export class WorkerSupervisor {
     const onMissing = this.#options.onMissing
     if (onMissing === undefined) return
     try {
-      const endpoints = await onMissing(message.user, message.accept)
+      const endpoints = await onMissing(message.user, message.accept, message.namespace)
       this.#send(child, { type: 'endpoints', id: message.id, endpoints: toWireEndpoints(endpoints) })
     } catch (err) {
       this.#send(child, { type: 'endpoints', id: message.id, error: toWireError(err) })

@@ -26,11 +26,11 @@ class PrimaryRequests {
 
   constructor (send: Send) { this.#send = send }
 
-  missing (user: string, accept: string | undefined): Promise<readonly Endpoint[]> {
+  missing (user: string, accept: string | undefined, namespace: string | undefined): Promise<readonly Endpoint[]> {
     const id = this.#nextId++
     const waiting = Promise.withResolvers<readonly Endpoint[]>()
     this.#pending.set(id, waiting)
-    this.#send({ type: 'missing', id, user, accept })
+    this.#send({ type: 'missing', id, user, accept, ...(namespace === undefined ? {} : { namespace }) })
     return waiting.promise
   }
 
@@ -140,7 +140,7 @@ async function runWorker (logger: Logger): Promise<void> {
     serveAdmin: false,
     reusePort: true,
     beforeListen: permission.ask,
-    ...(init.missing ? { onMissing: (user: string, accept: string | undefined) => requests.missing(user, accept), spawnNamespace: init.spawnNamespace } : {}),
+    ...(init.missing ? { onMissing: (user: string, accept: string | undefined, namespace?: string) => requests.missing(user, accept, namespace), spawnNamespaces: init.spawnNamespaces } : {}),
     ...(activity === undefined ? {} : { onActivity: activity.record, activityIntervalMs: init.activityIntervalMs }),
   })
   let stopping = false

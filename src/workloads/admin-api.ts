@@ -5,11 +5,13 @@
 //   GET    /api/users/:id   200, or 404 when the user has no workload
 //   DELETE /api/users/:id   204, also when there was none (callers may repeat it)
 //   GET    /api/users       200 {"items": [...]}
+// and the same under /api/namespaces/:ns/users for a namespace podgate serves (Kubernetes):
+// without it, a call acts on the user's workload wherever it is and PUT creates in the default.
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { AuthError, BadRequestError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
 import type { AdminApp } from '../gateway/admin.ts'
-import { userIdProblem } from '../kube/labels.ts'
+import { isDnsLabel, userIdProblem } from '../kube/labels.ts'
 import { componentLogger, type Logger } from '../log.ts'
 import type { Workloads, WorkloadSpecInput } from './workloads.ts'
 
@@ -79,31 +81,39 @@ export function registerAdminApi (app: AdminApp, options: AdminApiOptions): void
       next()
     })
 
-    api.put('/users/*', async (request, reply) => {
-      const user = userParam(request)
+    const put = async (request: FastifyRequest, reply: FastifyReply, { user, namespace }: Target): Promise<FastifyReply> => {
       const spec = parseSpec(request.body, knownProfiles)
-      const { workload, created } = await workloads.put(user, spec)
-      logger.info({ user, profile: workload.profile, created }, created ? 'workload created' : 'workload updated')
-      return reply.code(created ? 201 : 200).header('location', `/api/users/${user}`).header('cache-control', 'no-store').send(workload)
-    })
-
-    api.get('/users/*', async (request, reply) => {
-      const user = userParam(request)
-      const workload = await workloads.get(user)
-      if (workload === undefined) throw new WorkloadNotFoundError(`no workload for user ${user}`)
+      const { workload, created } = await workloads.put(user, spec, namespace)
+      logger.info({ user, namespace: workload.namespace, profile: workload.profile, created }, created ? 'workload created' : 'workload updated')
+      const location = workload.namespace === undefined ? `/api/users/${user}` : `/api/namespaces/${workload.namespace}/users/${user}`
+      return reply.code(created ? 201 : 200).header('location', location).header('cache-control', 'no-store').send(workload)
+    }
+    const get = async (reply: FastifyReply, { user, namespace }: Target): Promise<FastifyReply> => {
+      const workload = await workloads.get(user, namespace)
+      if (workload === undefined) throw new WorkloadNotFoundError(`no workload for user ${user}${namespace === undefined ? '' : ` in namespace ${namespace}`}`)
       return reply.header('cache-control', 'no-store').send(workload)
-    })
-
-    api.delete('/users/*', async (request, reply) => {
-      const user = userParam(request)
-      const existed = await workloads.delete(user)
-      if (existed) logger.info({ user }, 'workload deleted')
+    }
+    const remove = async (reply: FastifyReply, { user, namespace }: Target): Promise<FastifyReply> => {
+      const existed = await workloads.delete(user, namespace)
+      if (existed) logger.info({ user, namespace }, 'workload deleted')
       return reply.code(204).send()
-    })
-
-    api.get('/users', async (_request, reply) => {
+    }
+    const list = async (reply: FastifyReply, namespace: string | undefined): Promise<FastifyReply> => {
       const items = await workloads.list()
-      return reply.header('cache-control', 'no-store').send({ items })
+      return reply.header('cache-control', 'no-store').send({ items: namespace === undefined ? items : items.filter((item) => item.namespace === namespace) })
+    }
+
+    api.put('/users/*', async (request, reply) => await put(request, reply, { user: userParam(request) }))
+    api.get('/users/*', async (request, reply) => await get(reply, { user: userParam(request) }))
+    api.delete('/users/*', async (request, reply) => await remove(reply, { user: userParam(request) }))
+    api.get('/users', async (_request, reply) => await list(reply, undefined))
+
+    // One wildcard, split here, for the same reason as userParam's.
+    api.put('/namespaces/*', async (request, reply) => await put(request, reply, namespacedTarget(request)))
+    api.delete('/namespaces/*', async (request, reply) => await remove(reply, namespacedTarget(request)))
+    api.get('/namespaces/*', async (request, reply) => {
+      const target = namespacedTarget(request, true)
+      return target.user === '' ? await list(reply, target.namespace) : await get(reply, target)
     })
     done()
   }, { prefix: '/api' })
@@ -122,12 +132,28 @@ function checkBearer (header: string | undefined, expected: Buffer): AuthError |
   return undefined
 }
 
+interface Target { readonly user: string, readonly namespace?: string }
+
 // A wildcard rather than `:id`: the router's parameter length limit would answer a long id with 414.
 function userParam (request: FastifyRequest): string {
-  const id = (request.params as Record<string, unknown>)['*']
+  return checkUserId((request.params as Record<string, unknown>)['*'])
+}
+
+function checkUserId (id: unknown): string {
   const problem = userIdProblem(id)
   if (problem !== undefined) throw new BadRequestError(`id: ${problem}`)
   return id as string
+}
+
+/** `<namespace>/users/<id>` (or `<namespace>/users` for a list, where allowed: user ''). */
+function namespacedTarget (request: FastifyRequest, listAllowed = false): Required<Target> {
+  const rest = String((request.params as Record<string, unknown>)['*'])
+  const match = /^([^/]*)\/users(?:\/(.*))?$/.exec(rest)
+  if (match === null) throw new WorkloadNotFoundError('expected /api/namespaces/<namespace>/users/<id>')
+  const namespace = match[1] ?? ''
+  if (!isDnsLabel(namespace)) throw new BadRequestError(`namespace: ${JSON.stringify(namespace.slice(0, 64))} is not a namespace name (a DNS-1123 label)`)
+  if (match[2] === undefined && listAllowed) return { namespace, user: '' }
+  return { namespace, user: checkUserId(match[2] ?? '') }
 }
 
 function parseSpec (body: unknown, profiles: ReadonlySet<string> | undefined): WorkloadSpecInput {

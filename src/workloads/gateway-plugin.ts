@@ -4,6 +4,7 @@
 import type { PodgateOptions } from '../app.ts'
 import type { Config } from '../config.ts'
 import type { EndpointSource } from '../discovery/source.ts'
+import type { ServedNamespaces } from '../kube/namespaces.ts'
 import { componentLogger, type Logger } from '../log.ts'
 import { ActivityRecorder } from './activity.ts'
 import { registerAdminApi } from './admin-api.ts'
@@ -22,13 +23,13 @@ export interface ProvisionerHooksOptions {
   readonly profiles?: readonly string[]
   readonly spawner?: Pick<SpawnerOptions, 'browserGraceMs'>
   readonly cullIntervalMs?: number
-  /** The one namespace the provisioner manages (undefined for the local driver, which has none). */
-  readonly namespace?: string
+  /** The namespaces the provisioner manages (undefined for the local driver, which has none). */
+  readonly namespaces?: ServedNamespaces
 }
 
 export interface ProvisionerHooks {
   /** The options startPodgate takes from the provisioner. */
-  readonly gateway: Pick<PodgateOptions, 'onMissing' | 'spawnNamespace' | 'onActivity' | 'adminRoutes' | 'activityIntervalMs'>
+  readonly gateway: Pick<PodgateOptions, 'onMissing' | 'spawnNamespaces' | 'onActivity' | 'adminRoutes' | 'activityIntervalMs'>
   /** Starts or stops idle culling (no-op when PODGATE_IDLE_TIMEOUT is 0). */
   culling (on: boolean): Promise<void>
   /** Stops culling and flushes recorded activity. */
@@ -53,7 +54,7 @@ export function createProvisionerHooks (options: ProvisionerHooksOptions): Provi
   return {
     gateway: {
       onMissing: spawner.onMissing,
-      spawnNamespace: options.namespace,
+      spawnNamespaces: options.namespaces,
       onActivity: recorder.record,
       activityIntervalMs: recorder.intervalMs,
       adminRoutes: (app) => { registerAdminApi(app, { workloads, adminToken, logger, profiles }) },

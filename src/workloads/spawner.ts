@@ -3,7 +3,7 @@
 // endpoint is ready, the workload fails, or the start timeout passes.
 import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
 import type { EndpointSource, Endpoint } from '../discovery/source.ts'
-import { BadRequestError, NotReadyError, PodgateError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
+import { BadRequestError, ForbiddenError, NotReadyError, PodgateError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
 import type { MissingWorkload } from '../gateway/gateway.ts'
 import { startingPage } from '../gateway/starting-page.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
@@ -73,11 +73,11 @@ export function createSpawner (options: SpawnerOptions): Spawner {
   // Creating or waking is shared too, so a wait that ends and restarts never issues a second one.
   const ensuring = new Map<string, Promise<void>>()
 
-  /** Makes the workload exist and not be suspended; rejects when it cannot run. */
-  const ensure = (user: string): Promise<void> => {
+  /** Makes the workload exist (a new one in `namespace`, else the default) and not be suspended; rejects when it cannot run. */
+  const ensure = (user: string, namespace: string | undefined): Promise<void> => {
     let pending = ensuring.get(user)
     if (pending === undefined) {
-      pending = ensureOnce(user).finally(() => { ensuring.delete(user) })
+      pending = ensureOnce(user, namespace).finally(() => { ensuring.delete(user) })
       ensuring.set(user, pending)
     }
     return pending
@@ -85,19 +85,23 @@ export function createSpawner (options: SpawnerOptions): Spawner {
 
   // A failure to reach the API (or the local driver) is the platform's, and passing: 503
   // with Retry-After, never a 500, and the error logged once per request, without a stack.
-  const ensureOnce = (user: string): Promise<void> => ensureWorkload(user).catch((err: unknown) => {
+  const ensureOnce = (user: string, namespace: string | undefined): Promise<void> => ensureWorkload(user, namespace).catch((err: unknown) => {
     if (err instanceof PodgateError) throw err
     logger.warn({ user, error: err instanceof Error ? err.message : String(err) }, 'could not start the workload; answering 503')
     throw new NotReadyError('the workload cannot be started right now (the cluster API did not answer); try again', retryAfter, { cause: err })
   })
 
-  const ensureWorkload = async (user: string): Promise<void> => {
+  const ensureWorkload = async (user: string, namespace: string | undefined): Promise<void> => {
     const workload = workloads.cached?.(user) ?? await workloads.get(user)
+    // A tenant's request never creates, wakes or waits on a workload in another tenant's namespace.
+    if (namespace !== undefined && workload?.namespace !== undefined && workload.namespace !== namespace) {
+      throw new ForbiddenError('the token\'s tenant is not the namespace this user\'s workload is in')
+    }
     if (workload === undefined) {
       if (!options.spawnOnDemand) throw new WorkloadNotFoundError('no workload for this user')
       try {
-        const { created } = await workloads.put(user, {})
-        logger.info({ user, created }, 'spawning a workload on first request')
+        const { created, workload: spawned } = await workloads.put(user, {}, namespace)
+        logger.info({ user, namespace: spawned.namespace, created }, 'spawning a workload on first request')
       } catch (err) {
         // A token may name a user no workload can be made for (a 59–63 character id).
         if (err instanceof BadRequestError) throw new WorkloadNotFoundError(`no workload can be created for this user (${err.message})`, { cause: err })
@@ -114,7 +118,7 @@ export function createSpawner (options: SpawnerOptions): Spawner {
     if (failure !== undefined) throw failure
   }
 
-  const watch = (user: string): Watch => {
+  const watch = (user: string, namespace: string | undefined): Watch => {
     const started = clock.now()
     const { promise: ready, resolve, reject } = Promise.withResolvers<readonly Endpoint[]>()
     // Every waiter attaches its own handlers; this keeps an abandoned wait from being unhandled.
@@ -174,7 +178,7 @@ export function createSpawner (options: SpawnerOptions): Spawner {
       succeed(endpoints)
       return current
     }
-    ensure(user).then(() => {
+    ensure(user, namespace).then(() => {
       if (current.settled || evented) return
       const check = (): void => {
         statusTimer = schedule(() => {
@@ -194,10 +198,10 @@ export function createSpawner (options: SpawnerOptions): Spawner {
     return current
   }
 
-  const onMissing: MissingWorkload = (user, accept) => {
+  const onMissing: MissingWorkload = (user, accept, namespace) => {
     let current = watches.get(user)
     if (current === undefined) {
-      current = watch(user)
+      current = watch(user, namespace)
       if (!current.settled) watches.set(user, current)
     }
     const shared = current

@@ -30,6 +30,8 @@ export interface WorkloadStatus {
 
 export interface Workload {
   readonly user: string
+  /** Where the workload's UserWorkload lives (Kubernetes); absent for the local driver. */
+  readonly namespace?: string
   readonly profile: string
   readonly suspended: boolean
   readonly status: WorkloadStatus
@@ -50,13 +52,18 @@ export interface WorkloadSpecInput {
   readonly profile?: string
 }
 
+/**
+ * `namespace` (Kubernetes with several served namespaces) names where the UserWorkload is; left
+ * out, a call acts on the user's workload wherever it is, and put creates a new one in the
+ * default namespace. The local driver has no namespaces and refuses one (BadRequestError).
+ */
 export interface Workloads {
-  /** Creates or updates the user's workload (idempotent); resolves with the stored state. */
-  put (user: string, spec: WorkloadSpecInput): Promise<{ workload: Workload, created: boolean }>
-  get (user: string): Promise<Workload | undefined>
+  /** Creates or updates the user's workload (idempotent); resolves with the stored state. ConflictError when `namespace` is not where the user's workload is. */
+  put (user: string, spec: WorkloadSpecInput, namespace?: string): Promise<{ workload: Workload, created: boolean }>
+  get (user: string, namespace?: string): Promise<Workload | undefined>
   list (): Promise<Workload[]>
   /** Deletes the workload and (through ownership) its children; false when there was none. */
-  delete (user: string): Promise<boolean>
+  delete (user: string, namespace?: string): Promise<boolean>
   /** Sets spec.suspended (suspend when idle, wake on the next request). */
   setSuspended (user: string, suspended: boolean): Promise<void>
   /**

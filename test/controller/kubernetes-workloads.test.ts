@@ -26,8 +26,8 @@ const logger = createLogger('silent')
 async function setup (t: Teardown): Promise<{ server: FakeKubeServer, cache: UserWorkloadCache, workloads: KubernetesWorkloads }> {
   const server = await FakeKubeServer.start({ bookmarkIntervalMs: 100 })
   const kubeConfig = kubeConfigFor(server)
-  const cache = new UserWorkloadCache({ kubeConfig, namespace: NS, logger, defaultProfile: profiles.default.name, backoff: { initialMs: 20, maxMs: 200 } })
-  const workloads = new KubernetesWorkloads({ kubeConfig, namespace: NS, profiles, logger, cache })
+  const cache = new UserWorkloadCache({ kubeConfig, namespaces: [NS], logger, defaultProfile: profiles.default.name, backoff: { initialMs: 20, maxMs: 200 } })
+  const workloads = new KubernetesWorkloads({ kubeConfig, namespaces: [NS], defaultNamespace: NS, profiles, logger, cache })
   t.teardown(async () => {
     await workloads.close()
     await cache.close()
@@ -132,7 +132,7 @@ void t.test('the cache: cached() without I/O and change events for create, statu
   t.same(changes.map((c) => [c.user, c.workload?.status.phase]), [['fay', 'Pending'], ['fay', 'Ready'], ['fay', undefined]])
 
   server.put({ apiVersion: 'podgate.dev/v1alpha1', kind: 'UserWorkload', metadata: { name: 'odd', namespace: NS }, spec: { user: 'gus' } })
-  await until(() => cache.object('odd') !== undefined, 'the odd one cached')
+  await until(() => cache.object(NS, 'odd') !== undefined, 'the odd one cached')
   t.equal(cache.cached('gus'), undefined, 'a UserWorkload not named user-<id> serves nobody')
   t.equal(changes.length, 3, 'and is not reported as a workload change')
   t.match(raw.at(-1), { name: 'odd', user: 'gus', workload: undefined }, 'the raw change still reaches the reconciler')
@@ -243,7 +243,7 @@ void t.test('API calls share pooled connections (client-node alone opens one per
   })
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve))
   const url = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`
-  const workloads = new KubernetesWorkloads({ kubeConfig: kubeConfigFor(url), namespace: NS, profiles, logger: createLogger('silent') })
+  const workloads = new KubernetesWorkloads({ kubeConfig: kubeConfigFor(url), namespaces: [NS], defaultNamespace: NS, profiles, logger: createLogger('silent') })
   t.teardown(async () => {
     await workloads.close()
     for (const socket of sockets) socket.destroy()

@@ -101,7 +101,7 @@ void t.test(`reconciling ${USERS} users: on start-up, then a resync that changes
 
   const resyncPatches = server.counts.patch
   const resyncStarted = performance.now()
-  for (const name of provisioner.cache.names()) reconciler?.queue.add(name)
+  for (const key of provisioner.cache.keys()) reconciler?.queue.add(key)
   await reconciler?.whenIdle()
   const resyncMs = performance.now() - resyncStarted
   t.equal(server.counts.patch, resyncPatches, 'a resync of unchanged workloads writes nothing')

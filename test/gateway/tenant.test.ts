@@ -111,13 +111,37 @@ void t.test('a source without namespaces cannot check a tenant: 403, fail closed
   t.equal(backend.seen(), 0)
 })
 
-void t.test('spawn on demand is refused before the spawn for a tenant other than the provisioner\'s namespace', async (t) => {
-  const spawned: string[] = []
-  const onMissing = (user: string): Promise<never> => { spawned.push(user); return Promise.reject(new Error('not in this test')) }
-  const gw = await startTestGateway(t, { PODGATE_TENANT_CLAIM: 'tenant' }, { onMissing, spawnNamespace: 'team-a' })
-  const res = await get(gw, await tokenFor(gw, { sub: 'carol', tenant: 'team-b' }))
+void t.test('spawn on demand is refused before the spawn for a tenant that is not a namespace the provisioner serves', async (t) => {
+  const spawned: Array<[string, string | undefined]> = []
+  const onMissing = (user: string, _accept: string | undefined, namespace?: string): Promise<never> => { spawned.push([user, namespace]); return Promise.reject(new Error('not in this test')) }
+  const gw = await startTestGateway(t, { PODGATE_TENANT_CLAIM: 'tenant' }, { onMissing, spawnNamespaces: ['team-a', 'team-b'] })
+  const res = await get(gw, await tokenFor(gw, { sub: 'carol', tenant: 'team-c' }))
   t.equal(res.status, 403)
+  t.match(res.body, { error: 'PODGATE_FORBIDDEN', message: /not a namespace this gateway creates workloads in/ })
   t.same(spawned, [], 'nothing was spawned')
-  t.equal((await get(gw, await tokenFor(gw, { sub: 'carol', tenant: 'team-a' }))).status, 500, 'the provisioner\'s own tenant goes on to the spawn')
-  t.same(spawned, ['carol'])
+  t.equal((await get(gw, await tokenFor(gw, { sub: 'carol', tenant: 'team-b' }))).status, 500, 'a served tenant goes on to the spawn')
+  t.same(spawned, [['carol', 'team-b']], 'which is asked to create in the token\'s tenant')
+})
+
+void t.test('a spawned workload is routed only when it came up in the token\'s tenant', async (t) => {
+  const server = await FakeKubeServer.start({ bookmarkIntervalMs: 100 })
+  t.teardown(() => server.stop())
+  const backend = await countingBackend(t)
+  const { source } = await startKubernetesSource(t, server, { namespaces: ['team-a', 'team-b'] })
+  await source.synced
+  // Stands in for the spawner: the workload comes up where `place` says, whatever was asked.
+  let place = (namespace: string | undefined): string => namespace ?? 'team-a'
+  const onMissing = async (user: string, _accept: string | undefined, namespace?: string): Promise<readonly ReturnType<typeof endpoint>[]> => {
+    server.put(sliceFor(user, ['127.0.0.1'], { name: `user-${user}`, namespace: place(namespace), port: backend.port }))
+    const snapshot = await waitForSnapshot(source, (s) => s.has(user), user)
+    return snapshot.get(user) ?? []
+  }
+  const gw = await startTestGateway(t, { PODGATE_TENANT_CLAIM: 'tenant' }, { source, onMissing, spawnNamespaces: ['team-a', 'team-b'] })
+  t.equal((await get(gw, await tokenFor(gw, { sub: 'dora', tenant: 'team-b' }))).status, 200, 'spawned in team-b for a team-b token')
+  t.equal(backend.seen(), 1)
+  place = () => 'team-a'
+  const res = await get(gw, await tokenFor(gw, { sub: 'emil', tenant: 'team-b' }))
+  t.equal(res.status, 403, 'a workload that came up in another tenant\'s namespace is not forwarded to')
+  t.match(res.body, { error: 'PODGATE_FORBIDDEN' })
+  t.equal(backend.seen(), 1)
 })

@@ -351,3 +351,23 @@ void t.test('status checks that fail while the API is down log one stack, then o
   t.same(checks.slice(1).map((line) => [line.err, line.error]), [[undefined, '503 the API server is unavailable'], [undefined, '503 the API server is unavailable']], 'the others one line each')
   t.same(lines.filter((line) => line.msg === 'workload status check works again').map((line) => line.attempts), [3], 'and one line when it works again')
 })
+
+void t.test('a tenant\'s spawn never creates, wakes or waits on a workload in another namespace', async (t) => {
+  const calls: string[] = []
+  const suspended: Workload = { user: 'gus', namespace: 'team-a', profile: 'web', suspended: true, status: { phase: 'Suspended', readyReplicas: 0 } }
+  const record = (call: string) => (): Promise<never> => { calls.push(call); return Promise.reject(new Error(`${call} must not be called`)) }
+  const workloads: Workloads = {
+    put: (user, _spec, namespace) => { calls.push(`put ${user} ${namespace ?? '-'}`); return Promise.reject(new Error('stop here')) },
+    get: () => Promise.resolve(undefined),
+    cached: (user) => user === 'gus' ? suspended : undefined,
+    list: record('list'),
+    delete: record('delete'),
+    setSuspended: record('setSuspended'),
+    touch: () => {},
+  }
+  const spawner = createSpawner({ workloads, source: new LocalEndpointSource(), spawnOnDemand: true, startTimeoutMs: 60_000, logger: createLogger('silent') })
+  await t.rejects(spawner.onMissing('gus', undefined, 'team-b'), { status: 403, code: 'PODGATE_FORBIDDEN' })
+  t.same(calls, [], 'team-a\'s suspended workload was not woken for a team-b request')
+  await t.rejects(spawner.onMissing('hanna', undefined, 'team-b'), { status: 503, code: 'PODGATE_NOT_READY' })
+  t.same(calls, ['put hanna team-b'], 'a new user is created in the tenant\'s namespace')
+})
