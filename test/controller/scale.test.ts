@@ -1,6 +1,7 @@
 // Measurements against the fake API server (reported, not asserted as wall-clock limits):
 // how long a new user takes to become routable, and how long the reconciler takes for 1,000
-// users on start-up and for a resync of 1,000 unchanged users. Correctness is asserted.
+// users on start-up (in one namespace, and spread over 20) and for a resync of 1,000 unchanged
+// users. Correctness is asserted.
 import t from 'tap'
 import { createLogger } from '../../src/log.ts'
 import { Metrics } from '../../src/metrics.ts'
@@ -18,11 +19,12 @@ const profiles = parseProfiles('web:\n  image: podgate-backend:test\n')
 
 interface Teardown { teardown (fn: () => unknown): void }
 
-function start (t: Teardown, server: FakeKubeServer): KubernetesProvisioner {
+function start (t: Teardown, server: FakeKubeServer, namespaces: readonly string[] = [NS]): KubernetesProvisioner {
   const provisioner = startKubernetesProvisioner({
     config: { profilesFile: undefined },
     kubeConfig: kubeConfigFor(server),
     namespace: NS,
+    namespaces,
     logger: createLogger('silent'),
     metrics: new Metrics({ defaultMetrics: false }),
     identity: 'replica-a',
@@ -73,15 +75,20 @@ void t.test('time from creating a UserWorkload to routable, 20 users one after a
   t.same(sim.errors, [])
 })
 
-void t.test(`reconciling ${USERS} users: on start-up, then a resync that changes nothing`, async (t) => {
+/** Start-up to every workload converged, for the one-namespace run to compare the spread one with. */
+const convergence: Record<string, number> = {}
+
+for (const spread of [1, 20]) {
+void t.test(`reconciling ${USERS} users in ${spread} namespace(s): on start-up, then a resync that changes nothing`, async (t) => {
+  const namespaces = spread === 1 ? [NS] : Array.from({ length: spread }, (_, i) => `tenant-${i}`)
   const server = await FakeKubeServer.start({ bookmarkIntervalMs: 1_000 })
   t.teardown(() => server.stop())
   for (let i = 0; i < USERS; i++) {
-    server.put({ apiVersion: 'podgate.dev/v1alpha1', kind: 'UserWorkload', metadata: { name: `user-u${i}`, namespace: NS }, spec: { user: `u${i}`, suspended: false } })
+    server.put({ apiVersion: 'podgate.dev/v1alpha1', kind: 'UserWorkload', metadata: { name: `user-u${i}`, namespace: namespaces[i % spread] }, spec: { user: `u${i}`, suspended: false } })
   }
   const patchesBefore = server.counts.patch
   const started = performance.now()
-  const provisioner = start(t, server)
+  const provisioner = start(t, server, namespaces)
   await until(() => provisioner.reconciler !== undefined, 'leadership', 5_000)
   const reconciler = provisioner.reconciler
   await reconciler?.synced
@@ -97,7 +104,11 @@ void t.test(`reconciling ${USERS} users: on start-up, then a resync that changes
   t.equal(server.list('networking.k8s.io/v1/networkpolicies').length, USERS)
   const writes = server.counts.patch - patchesBefore
   t.ok(writes >= USERS * 4, 'three applies and one status write per user')
-  t.comment(`${USERS} users from start-up: informers synced after ${syncedMs.toFixed(0)} ms; every user with its Deployment, Service, NetworkPolicy and status after ${convergedMs.toFixed(0)} ms (${(convergedMs / USERS).toFixed(2)} ms/user, ${writes} PATCH requests)`)
+  t.comment(`${USERS} users in ${spread} namespace(s) from start-up: informers synced after ${syncedMs.toFixed(0)} ms (${namespaces.length * 6} informers); every user with its Deployment, Service, NetworkPolicy and status after ${convergedMs.toFixed(0)} ms (${(convergedMs / USERS).toFixed(2)} ms/user, ${writes} PATCH requests)`)
+  convergence[String(spread)] = convergedMs
+  const single = convergence['1']
+  if (spread !== 1 && single !== undefined) t.comment(`over ${spread} namespaces / in one: ${(convergedMs / single).toFixed(2)}×`)
+  t.same(new Set(server.list('apps/v1/deployments').map((d) => d.metadata?.namespace)).size, spread, 'each Deployment next to its UserWorkload')
 
   const resyncPatches = server.counts.patch
   const resyncStarted = performance.now()
@@ -107,3 +118,4 @@ void t.test(`reconciling ${USERS} users: on start-up, then a resync that changes
   t.equal(server.counts.patch, resyncPatches, 'a resync of unchanged workloads writes nothing')
   t.comment(`resync of ${USERS} unchanged users: ${resyncMs.toFixed(0)} ms, no API writes`)
 })
+}
