@@ -22,7 +22,7 @@ export class PodgateError extends Error {
 /** Why a token was refused; the closed set used as the `reason` metric label. */
 export const AUTH_FAILURE_REASONS = [
   'missing', 'malformed', 'signature', 'algorithm', 'expired', 'not_yet_valid',
-  'issuer', 'audience', 'claim', 'user', 'key', 'too_large', 'ambiguous',
+  'issuer', 'audience', 'claim', 'user', 'key', 'too_large', 'ambiguous', 'revoked', 'refused',
 ] as const
 export type AuthFailureReason = typeof AUTH_FAILURE_REASONS[number]
 

@@ -48,6 +48,8 @@ class JwtVerifier implements TokenVerifier {
   readonly #audience: string[] | undefined
   readonly #clockToleranceS: number
   readonly #maxAgeS: number | undefined
+  /** Per user: tokens issued before this (epoch seconds) are refused. */
+  readonly #notBefore = new Map<string, number>()
   /** The synchronous check of plain HS* tokens under a shared secret; jose does the rest. */
   readonly #hmac: HmacTokenCheck | undefined
   readonly #resolveKey = (header: CompactJWSHeaderParameters, token: FlattenedJWSInput) => this.#keys.resolve(header, token)
@@ -105,6 +107,17 @@ class JwtVerifier implements TokenVerifier {
     }
   }
 
+  revoke (user: string, notBeforeS: number): void {
+    if (!Number.isFinite(notBeforeS)) return
+    this.#notBefore.set(user, notBeforeS)
+    // Paid once per revocation, so the cached path stays one lookup.
+    const cache = this.#cache
+    if (cache === undefined) return
+    for (const [token, identity] of cache.entries()) {
+      if (identity.user === user && isRevoked(identity, notBeforeS)) cache.delete(token)
+    }
+  }
+
   close (): void {
     this.#keys.close()
     this.#cache?.clear()
@@ -137,9 +150,14 @@ class JwtVerifier implements TokenVerifier {
     if (typeof user !== 'string') throw new AuthError('user', `claim ${JSON.stringify(claim)} is ${kindOf(user)}, not a string`)
     if (!isDnsLabel(user)) throw new AuthError('user', `claim ${JSON.stringify(claim)} is not a DNS-1123 label`)
     const expiresAt = this.#lifetimeEnd(payload, now)
+    const issued = typeof payload.iat === 'number' ? { issuedAt: payload.iat * 1000 } : {}
+    const notBefore = this.#notBefore.get(user)
+    if (notBefore !== undefined && isRevoked(issued, notBefore)) {
+      throw new AuthError('revoked', `token refused: the user's tokens issued before ${new Date(notBefore * 1000).toISOString()} were revoked${issued.issuedAt === undefined ? ' (and this one has no "iat" claim)' : ''}`)
+    }
     const tenantClaim = this.#tenantClaim
-    if (tenantClaim === undefined) return Object.freeze({ user, expiresAt })
-    return Object.freeze({ user, expiresAt, tenant: readTenant(payload, tenantClaim) })
+    if (tenantClaim === undefined) return Object.freeze({ user, expiresAt, ...issued })
+    return Object.freeze({ user, expiresAt, ...issued, tenant: readTenant(payload, tenantClaim) })
   }
 
   /**
@@ -164,6 +182,11 @@ class JwtVerifier implements TokenVerifier {
     if (end <= now - this.#clockToleranceS) throw new AuthError('expired', `token refused: issued more than ${maxAge} s ago (PODGATE_JWT_MAX_AGE)`)
     return end * 1000
   }
+}
+
+/** Whether a credential issued at `issuedAt` (ms; unknown counts as revoked) falls before the mark `notBeforeS`. */
+export function isRevoked (identity: { readonly issuedAt?: number }, notBeforeS: number): boolean {
+  return identity.issuedAt === undefined || identity.issuedAt < notBeforeS * 1000
 }
 
 /** The tenant claim, required once PODGATE_TENANT_CLAIM is set: a namespace name, or the token is refused. */

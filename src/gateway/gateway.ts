@@ -218,7 +218,7 @@ export class Gateway {
       this.#metrics.authFailure('missing')
       return MISSING
     }
-    return this.#verifier.cached(token) ?? this.#verifier.verify(token)
+    return this.#verifier.cached(token) ?? this.#verifier.verify(token, req)
   }
 
   #route (req: IncomingMessage, res: ServerResponse, identity: Identity, expectsContinue: boolean): void {
