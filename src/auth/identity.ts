@@ -15,8 +15,8 @@ export interface Identity {
 /** The request a credential came with, for a verifier that asks another service (PODGATE_AUTH_URL). */
 export interface CredentialRequest {
   readonly headers: IncomingHttpHeaders
-  readonly method: string | undefined
-  readonly url: string | undefined
+  readonly method?: string | undefined
+  readonly url?: string | undefined
 }
 
 export interface TokenVerifier {
