@@ -11,6 +11,7 @@ import { EndpointPools } from './gateway/pools.ts'
 import { createGatewayServer } from './gateway/server.ts'
 import { toListenError } from './listen.ts'
 import type { ServedNamespaces } from './kube/namespaces.ts'
+import type { RevocationMarks } from './auth/revocations.ts'
 import type { Logger } from './log.ts'
 import { startBufferGovernor } from './memory.ts'
 import { Metrics } from './metrics.ts'
@@ -25,6 +26,8 @@ export interface PodgateOptions {
   readonly onActivity?: ActivityListener
   /** The namespaces spawn on demand may create workloads in: with PODGATE_TENANT_CLAIM, only those tenants may spawn. */
   readonly spawnNamespaces?: ServedNamespaces | undefined
+  /** Per-user revocation marks the verifier enforces as they come (UserWorkload spec.tokensNotBefore). */
+  readonly revocations?: RevocationMarks | undefined
   /** How often open WebSockets that carried client traffic count as activity (default 30 s). */
   readonly activityIntervalMs?: number
   /** Registers extra routes (the admin API) on the admin server before it listens. */
@@ -64,7 +67,12 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     onActivity: options.onActivity,
     activityIntervalMs: options.activityIntervalMs,
   })
-  const unsubscribe = metrics.follow(source)
+  const unfollowSource = metrics.follow(source)
+  const unfollowRevocations = options.revocations?.enforce(verifier)
+  const unsubscribe = (): void => {
+    unfollowSource()
+    unfollowRevocations?.()
+  }
 
   // A gateway worker leaves the admin port to its primary, and does not even load fastify.
   let admin: AdminApp | undefined

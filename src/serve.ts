@@ -3,6 +3,7 @@
 // With PODGATE_LOCAL_ROUTES it routes from a static file instead, without a cluster.
 import { startPodgate, type PodgateOptions, type RunningPodgate } from './app.ts'
 import { createTokenVerifier } from './auth/verifier.ts'
+import { followRevocations, RevocationMarks } from './auth/revocations.ts'
 import { servedNamespaces, type Config } from './config.ts'
 import { componentLogger, type Logger } from './log.ts'
 import { Metrics } from './metrics.ts'
@@ -48,6 +49,9 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
     identity: config.podName,
     gatewayPodSelector: config.gatewayPodSelector,
   })
+  // Every replica (and each of its workers) enforces the revocation marks its UserWorkload cache sees.
+  const revocations = new RevocationMarks()
+  followRevocations(provisioner.workloads, revocations)
   const hooks = createProvisionerHooks({
     config,
     workloads: provisioner.workloads,
@@ -61,7 +65,7 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
   provisioner.onLeaderChange((leading) => hooks.culling(leading))
   let podgate: RunningPodgate
   try {
-    podgate = await start({ config, source, verifier, logger, metrics, ...hooks.gateway })
+    podgate = await start({ config, source, verifier, logger, metrics, revocations, ...hooks.gateway })
   } catch (err) {
     await hooks.close()
     await provisioner.close()

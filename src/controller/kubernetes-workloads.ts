@@ -191,6 +191,25 @@ export class KubernetesWorkloads implements Workloads {
     }
   }
 
+  async revoke (user: string, at: Date, namespace?: string): Promise<Workload> {
+    if (!isDnsLabel(user) || Number.isNaN(at.getTime())) throw new WorkloadNotFoundError(`no workload for user ${JSON.stringify(user)}`)
+    const target = this.#target(user, namespace)
+    const current = this.#cache?.object(target, workloadName(user))?.spec?.tokensNotBefore
+    const mark = at.toISOString().replace(/\.\d+Z$/, 'Z')
+    // A mark only moves later: a repeated or delayed revoke never re-admits tokens.
+    if (current !== undefined && Date.parse(current) >= Date.parse(mark)) {
+      const cached = this.#cache?.cached(user)
+      if (cached?.namespace === target) return cached
+    }
+    try {
+      const patched: unknown = await this.#api.patchNamespacedCustomObject({ ...this.#ref(user, target), body: { spec: { tokensNotBefore: mark } }, fieldManager: FIELD_MANAGER }, this.#merge)
+      return this.#toWorkload(patched, user)
+    } catch (err) {
+      if (apiStatus(err) === 404) throw new WorkloadNotFoundError(`no workload for user ${user}${namespace === undefined ? '' : ` in namespace ${namespace}`}: the revocation mark lives on the UserWorkload`, { cause: err })
+      throw err
+    }
+  }
+
   async setSuspended (user: string, suspended: boolean): Promise<void> {
     if (!isDnsLabel(user)) throw new WorkloadNotFoundError(`no workload for user ${JSON.stringify(user)}`)
     try {

@@ -13,7 +13,7 @@ export interface UserWorkloadStatusObject {
 }
 
 export interface UserWorkloadObject extends KubernetesObject {
-  spec?: { user?: string, profile?: string, suspended?: boolean }
+  spec?: { user?: string, profile?: string, suspended?: boolean, tokensNotBefore?: string }
   status?: UserWorkloadStatusObject
 }
 
@@ -44,6 +44,7 @@ export function toWorkload (object: UserWorkloadObject, defaultProfile = ''): Wo
     ...(namespace === undefined ? {} : { namespace }),
     profile: typeof profile === 'string' && profile !== '' ? profile : defaultProfile,
     suspended: object.spec?.suspended === true,
+    ...(typeof object.spec?.tokensNotBefore === 'string' ? { tokensNotBefore: object.spec.tokensNotBefore } : {}),
     status: workloadStatus,
     ...(createdAt === undefined ? {} : { createdAt }),
   })

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { startPodgate } from '../app.ts'
 import { mintToken } from '../auth/mint.ts'
 import { createTokenVerifier } from '../auth/verifier.ts'
+import { followRevocations, RevocationMarks } from '../auth/revocations.ts'
 import type { Config, Env } from '../config.ts'
 import { LocalEndpointSource } from './endpoint-source.ts'
 import { ConfigError } from '../errors.ts'
@@ -53,6 +54,8 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
   const source = new LocalEndpointSource()
   const driver = new LocalDriver({ ...options.driver, source, logger: componentLogger(logger, 'local-driver') })
   const workloads = new LocalWorkloads({ driver, source, logger: componentLogger(logger, 'workloads') })
+  const revocations = new RevocationMarks()
+  followRevocations(workloads, revocations)
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url')
   const hooks = createProvisionerHooks({
     config, workloads, source, logger, adminToken, spawner: options.spawner, cullIntervalMs: options.cullIntervalMs,
@@ -72,6 +75,7 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
       verifier: createTokenVerifier(config.auth, { metrics, logger }),
       logger,
       metrics,
+      revocations,
       ...hooks.gateway,
     })
     await Promise.all(DEMO_USERS.map((user) => workloads.put(user, {})))

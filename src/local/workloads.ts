@@ -36,6 +36,8 @@ interface Entry {
   failure: string | undefined
   /** Bumped by every start and stop, so the outcome of a superseded start is ignored. */
   generation: number
+  /** RFC 3339: the user's tokens issued before it are refused. */
+  tokensNotBefore?: string
 }
 
 export class LocalWorkloads implements Workloads {
@@ -134,6 +136,19 @@ export class LocalWorkloads implements Workloads {
     this.#logger.info({ user }, 'workload deleted')
     await this.#driver.removeUser(user)
     return true
+  }
+
+  revoke (user: string, at: Date, namespace?: string): Promise<Workload> {
+    if (namespace !== undefined) return Promise.reject(noNamespaces())
+    const entry = this.#entries.get(user)
+    if (entry === undefined) return Promise.reject(new WorkloadNotFoundError(`no workload for user ${user}: the revocation mark lives on the workload`))
+    const mark = at.toISOString().replace(/\.\d+Z$/, 'Z')
+    if (entry.tokensNotBefore === undefined || Date.parse(entry.tokensNotBefore) < Date.parse(mark)) {
+      entry.tokensNotBefore = mark
+      this.#logger.info({ user, tokensNotBefore: mark }, 'tokens revoked')
+      this.#emit(entry)
+    }
+    return Promise.resolve(this.#view(entry))
   }
 
   async setSuspended (user: string, suspended: boolean): Promise<void> {
@@ -239,6 +254,7 @@ export class LocalWorkloads implements Workloads {
       profile: entry.profile,
       suspended: entry.suspended,
       createdAt: entry.createdAt,
+      ...(entry.tokensNotBefore === undefined ? {} : { tokensNotBefore: entry.tokensNotBefore }),
       status: Object.freeze({
         phase,
         readyReplicas,

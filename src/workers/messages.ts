@@ -32,6 +32,8 @@ export interface WorkerInit {
   readonly spawnNamespaces?: readonly string[] | 'all'
   /** Whether routed users are reported for idle culling. */
   readonly activity: boolean
+  /** Revocation marks (user, epoch seconds) so far; later ones come as 'revoke' messages. */
+  readonly revocations?: ReadonlyArray<readonly [string, number]>
   /** The primary's activity throttle interval: how often open WebSockets count, and the longest a report waits to be sent. */
   readonly activityIntervalMs: number | undefined
 }
@@ -40,6 +42,7 @@ export type ToWorker =
   | WorkerInit
   | { readonly type: 'routes', readonly routes: WireRoutes }
   | { readonly type: 'synced' }
+  | { readonly type: 'revoke', readonly user: string, readonly notBeforeS: number }
   | { readonly type: 'endpoints', readonly id: number, readonly endpoints?: WireEndpoints, readonly error?: WireError }
   | { readonly type: 'scrape', readonly id: number }
   | { readonly type: 'drain' }

@@ -28,6 +28,7 @@ export async function startPrimary (options: PrimaryOptions): Promise<RunningPod
     logger,
     onMissing: options.onMissing,
     spawnNamespaces: options.spawnNamespaces,
+    revocations: options.revocations,
     onActivity: options.onActivity,
     activityIntervalMs: options.activityIntervalMs,
     drainTimeoutMs: config.gateway.drainTimeoutMs,

@@ -11,6 +11,7 @@ import { ListenError } from '../listen.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import type { ServedNamespaces } from '../kube/namespaces.ts'
+import type { RevocationMarks } from '../auth/revocations.ts'
 import { toWireEndpoints, toWireError, toWireRoutes, type FromWorker, type NamespaceOf, type ToWorker, type WorkerMetrics } from './messages.ts'
 import { PortClaim } from './port-claim.ts'
 
@@ -37,6 +38,8 @@ export interface WorkerSupervisorOptions {
   readonly onMissing?: MissingWorkload | undefined
   /** The namespace spawn on demand creates workloads in: with PODGATE_TENANT_CLAIM, only that tenant may spawn. */
   readonly spawnNamespaces?: ServedNamespaces | undefined
+  /** Relayed to every worker's verifier: the marks so far at init, each new one as it comes. */
+  readonly revocations?: RevocationMarks | undefined
   readonly onActivity?: ActivityListener | undefined
   readonly activityIntervalMs?: number | undefined
   readonly drainTimeoutMs: number
@@ -102,7 +105,12 @@ export class WorkerSupervisor {
     const { source } = this.#options
     this.#claim = await PortClaim.take(this.#options.host, this.#port)
     this.#port = this.#claim.port
-    this.#unsubscribe = source.onChange(({ snapshot, users }) => { this.#broadcast({ type: 'routes', routes: toWireRoutes(snapshot, users, this.#namespaceOf) }) })
+    const unfollowRoutes = source.onChange(({ snapshot, users }) => { this.#broadcast({ type: 'routes', routes: toWireRoutes(snapshot, users, this.#namespaceOf) }) })
+    const unfollowRevocations = this.#options.revocations?.onChange((user, notBeforeS) => { this.#broadcast({ type: 'revoke', user, notBeforeS }) })
+    this.#unsubscribe = () => {
+      unfollowRoutes()
+      unfollowRevocations?.()
+    }
     source.synced.then(() => { this.#broadcast({ type: 'synced' }) }, () => {})
     try {
       await this.#spawn(0)
@@ -197,6 +205,7 @@ export class WorkerSupervisor {
             ...(spawnNamespaces === undefined ? {} : { spawnNamespaces }),
             activity: onActivity !== undefined,
             activityIntervalMs,
+            ...(this.#options.revocations === undefined ? {} : { revocations: this.#options.revocations.entries() }),
           })
           worker.initialized = true
           break

@@ -131,6 +131,7 @@ async function runWorker (logger: Logger): Promise<void> {
   const activity = init.activity ? new ActivityBatch(send, init.activityIntervalMs) : undefined
   const metrics = new Metrics()
   const verifier = createTokenVerifier(config.auth, { metrics, logger })
+  for (const [user, notBeforeS] of init.revocations ?? []) verifier.revoke(user, notBeforeS)
   const started = startPodgate({
     config,
     source,
@@ -161,6 +162,7 @@ async function runWorker (logger: Logger): Promise<void> {
     switch (message.type) {
       case 'routes': source.apply(message.routes); break
       case 'synced': source.markSynced(); break
+      case 'revoke': verifier.revoke(message.user, message.notBeforeS); break
       case 'endpoints': requests.answer(message); break
       case 'scrape':
         void metrics.registry.getMetricsAsJSON().then((json) => { send({ type: 'metrics', id: message.id, metrics: json }) })

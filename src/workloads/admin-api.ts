@@ -5,6 +5,7 @@
 //   GET    /api/users/:id   200, or 404 when the user has no workload
 //   DELETE /api/users/:id   204, also when there was none (callers may repeat it)
 //   GET    /api/users       200 {"items": [...]}
+//   POST   /api/users/:id/revoke   200: the user's tokens issued before now are refused; 404 without a workload
 // and the same under /api/namespaces/:ns/users for a namespace podgate serves (Kubernetes):
 // without it, a call acts on the user's workload wherever it is and PUT creates in the default.
 import { createHash, timingSafeEqual } from 'node:crypto'
@@ -103,13 +104,27 @@ export function registerAdminApi (app: AdminApp, options: AdminApiOptions): void
       return reply.header('cache-control', 'no-store').send({ items: namespace === undefined ? items : items.filter((item) => item.namespace === namespace) })
     }
 
+    const revoke = async (reply: FastifyReply, { user, namespace }: Target): Promise<FastifyReply> => {
+      const workload = await workloads.revoke(user, new Date(), namespace)
+      logger.info({ user, namespace: workload.namespace, tokensNotBefore: workload.tokensNotBefore }, 'tokens revoked')
+      return reply.header('cache-control', 'no-store').send(workload)
+    }
+
     api.put('/users/*', async (request, reply) => await put(request, reply, { user: userParam(request) }))
+    api.post('/users/*', async (request, reply) => await revoke(reply, revokeTarget(String((request.params as Record<string, unknown>)['*']), undefined)))
     api.get('/users/*', async (request, reply) => await get(reply, { user: userParam(request) }))
     api.delete('/users/*', async (request, reply) => await remove(reply, { user: userParam(request) }))
     api.get('/users', async (_request, reply) => await list(reply, undefined))
 
     // One wildcard, split here, for the same reason as userParam's.
     api.put('/namespaces/*', async (request, reply) => await put(request, reply, namespacedTarget(request)))
+    api.post('/namespaces/*', async (request, reply) => {
+      const rest = String((request.params as Record<string, unknown>)['*'])
+      const slash = rest.indexOf('/users/')
+      if (slash < 0) throw new WorkloadNotFoundError('expected /api/namespaces/<namespace>/users/<id>/revoke')
+      const namespace = checkNamespace(rest.slice(0, slash))
+      return await revoke(reply, revokeTarget(rest.slice(slash + '/users/'.length), namespace))
+    })
     api.delete('/namespaces/*', async (request, reply) => await remove(reply, namespacedTarget(request)))
     api.get('/namespaces/*', async (request, reply) => {
       const target = namespacedTarget(request, true)
@@ -145,13 +160,24 @@ function checkUserId (id: unknown): string {
   return id as string
 }
 
+/** `<id>/revoke`, the one POST the API takes. */
+function revokeTarget (rest: string, namespace: string | undefined): Target {
+  if (!rest.endsWith('/revoke')) throw new WorkloadNotFoundError('expected POST …/users/<id>/revoke')
+  const user = checkUserId(rest.slice(0, -'/revoke'.length))
+  return namespace === undefined ? { user } : { user, namespace }
+}
+
+function checkNamespace (namespace: string): string {
+  if (!isDnsLabel(namespace)) throw new BadRequestError(`namespace: ${JSON.stringify(namespace.slice(0, 64))} is not a namespace name (a DNS-1123 label)`)
+  return namespace
+}
+
 /** `<namespace>/users/<id>` (or `<namespace>/users` for a list, where allowed: user ''). */
 function namespacedTarget (request: FastifyRequest, listAllowed = false): Required<Target> {
   const rest = String((request.params as Record<string, unknown>)['*'])
   const match = /^([^/]*)\/users(?:\/(.*))?$/.exec(rest)
   if (match === null) throw new WorkloadNotFoundError('expected /api/namespaces/<namespace>/users/<id>')
-  const namespace = match[1] ?? ''
-  if (!isDnsLabel(namespace)) throw new BadRequestError(`namespace: ${JSON.stringify(namespace.slice(0, 64))} is not a namespace name (a DNS-1123 label)`)
+  const namespace = checkNamespace(match[1] ?? '')
   if (match[2] === undefined && listAllowed) return { namespace, user: '' }
   return { namespace, user: checkUserId(match[2] ?? '') }
 }

@@ -37,6 +37,8 @@ export interface Workload {
   readonly status: WorkloadStatus
   /** RFC 3339 (metadata.creationTimestamp); idle culling counts from it until there is activity. */
   readonly createdAt?: string
+  /** RFC 3339 (spec.tokensNotBefore): the user's tokens issued before it are refused. */
+  readonly tokensNotBefore?: string
 }
 
 /** A workload changed (spec or status); `workload` is undefined once it is deleted. */
@@ -64,6 +66,11 @@ export interface Workloads {
   list (): Promise<Workload[]>
   /** Deletes the workload and (through ownership) its children; false when there was none. */
   delete (user: string, namespace?: string): Promise<boolean>
+  /**
+   * Revokes the user's tokens issued before `at` (spec.tokensNotBefore; a mark only moves later).
+   * WorkloadNotFoundError without a workload: the mark lives on it.
+   */
+  revoke (user: string, at: Date, namespace?: string): Promise<Workload>
   /** Sets spec.suspended (suspend when idle, wake on the next request). */
   setSuspended (user: string, suspended: boolean): Promise<void>
   /**

@@ -72,6 +72,11 @@ void t.test('PUT, GET, list and DELETE under /api/namespaces/<ns>/users, next to
   t.same(((await api('GET', '/api/users')).body?.items as Array<{ user: string }>).map((w) => w.user), ['dan', 'eve'])
   t.same(((await api('GET', '/api/namespaces/team-b/users')).body?.items as Array<{ user: string }>).map((w) => w.user), ['dan'])
 
+  const revoked = await api('POST', '/api/namespaces/team-b/users/dan/revoke')
+  t.match(revoked, { status: 200, body: { user: 'dan', namespace: 'team-b', tokensNotBefore: /Z$/ } })
+  t.equal((server.get(UW, 'team-b', 'user-dan')?.spec as { tokensNotBefore?: string } | undefined)?.tokensNotBefore, revoked.body?.tokensNotBefore, 'written to spec.tokensNotBefore')
+  t.match(await api('POST', '/api/namespaces/team-a/users/dan/revoke'), { status: 404, body: { message: /in namespace team-a/ } })
+  t.match(await api('POST', '/api/users/dan/revoke'), { status: 200, body: { namespace: 'team-b' } }, 'without a namespace: where dan is')
   t.equal((await api('DELETE', '/api/namespaces/team-a/users/dan')).status, 204, 'DELETE where there is none: 204')
   t.ok(server.get(UW, 'team-b', 'user-dan'), 'and team-b\'s dan stays')
   t.equal((await api('DELETE', '/api/namespaces/team-b/users/dan')).status, 204)

@@ -6,6 +6,7 @@ import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { mintToken } from '../../src/auth/mint.ts'
 import { createTokenVerifier } from '../../src/auth/verifier.ts'
+import { RevocationMarks } from '../../src/auth/revocations.ts'
 import { loadConfig } from '../../src/config.ts'
 import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import { endpoint, type Endpoint } from '../../src/discovery/source.ts'
@@ -29,7 +30,7 @@ interface Primary {
   workerPids (): number[]
 }
 
-async function startTestPrimary (t: Test, onMissing: (user: string, source: LocalEndpointSource) => Promise<readonly Endpoint[]>): Promise<Primary> {
+async function startTestPrimary (t: Test, onMissing: (user: string, source: LocalEndpointSource) => Promise<readonly Endpoint[]>, revocations?: RevocationMarks): Promise<Primary> {
   const secret = randomBytes(32).toString('hex')
   const env = primaryEnv(secret)
   const config = loadConfig(env)
@@ -53,6 +54,7 @@ async function startTestPrimary (t: Test, onMissing: (user: string, source: Loca
       return await onMissing(user, source)
     },
     onActivity: (user) => { active.push(user) },
+    revocations,
   })
   t.teardown(() => podgate.close())
   return {
@@ -169,4 +171,22 @@ void t.test('/metrics adds the workers\' requests to the primary\'s own; close s
   t.equal(draining.statusCode, 503, 'the admin port outlives the workers and says why it is not ready')
   t.match(await draining.body.json(), { reason: 'draining' })
   await primary.close()
+})
+
+void t.test('revocation marks reach every worker: at start and as they come', async (t) => {
+  const marks = new RevocationMarks()
+  marks.set('early', Math.floor(Date.now() / 1000) + 1)
+  const primary = await startTestPrimary(t, () => Promise.reject(new NotReadyError('not in this test', 1)), marks)
+  const ask = async (token: string): Promise<number> => (await request(primary.url, { headers: { authorization: `Bearer ${token}`, connection: 'close' } })).statusCode
+  const early = await primary.token('early')
+  const late = await primary.token('late')
+  // Connection: close on each request, so the kernel spreads them over both workers.
+  for (let i = 0; i < 8; i++) t.equal(await ask(early), 401, `a mark set before start: request ${i + 1}`)
+  t.equal(await ask(late), 503, 'late\'s token works (no workload: 503 from the primary)')
+  const started = performance.now()
+  marks.set('late', Math.floor(Date.now() / 1000) + 1)
+  let refusals = 0
+  while (refusals < 8 && performance.now() - started < 2_000) refusals = (await ask(late)) === 401 ? refusals + 1 : 0
+  t.equal(refusals, 8, 'then eight refusals in a row, on whichever worker')
+  t.comment(`mark set on the primary → refused by the workers: ${(performance.now() - started).toFixed(0)} ms`)
 })

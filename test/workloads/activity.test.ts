@@ -142,6 +142,7 @@ void t.test('a request that finds no workload is no activity; one that reaches i
     list: () => Promise.resolve([...byUser.values()]),
     delete: () => Promise.reject(new Error('not used')),
     setSuspended: () => Promise.reject(new Error('not used')),
+    revoke: () => Promise.reject(new Error('not used')),
     touch: (user) => { touched.push(user) },
   }
   const recorder = new ActivityRecorder({ workloads, logger, idleTimeoutMs: 0 })

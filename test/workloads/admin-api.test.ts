@@ -7,6 +7,9 @@ import { createLogger } from '../../src/log.ts'
 import { LocalDriver } from '../../src/local/driver.ts'
 import { registerAdminApi, MAX_ADMIN_BODY_BYTES } from '../../src/workloads/admin-api.ts'
 import { LocalWorkloads } from '../../src/local/workloads.ts'
+import { followRevocations, RevocationMarks } from '../../src/auth/revocations.ts'
+import { mintToken } from '../../src/auth/mint.ts'
+import { systemClock } from '../../src/clock.ts'
 import { createSpawner } from '../../src/workloads/spawner.ts'
 import type { Workload } from '../../src/workloads/workloads.ts'
 import { startTestGateway, type TestGateway } from '../support/gateway.ts'
@@ -36,8 +39,11 @@ async function startAdmin (t: Test, adminToken: string | null = ADMIN_TOKEN): Pr
   const workloads = new LocalWorkloads({ driver, source, logger, profiles: ['default', 'large'] })
   t.teardown(() => { workloads.close() })
   const spawner = createSpawner({ workloads, source, spawnOnDemand: false, startTimeoutMs: 10_000, logger })
+  const revocations = new RevocationMarks()
+  followRevocations(workloads, revocations)
   const gw = await startTestGateway(t, {}, {
     source,
+    revocations,
     onMissing: spawner.onMissing,
     adminRoutes: (app) => { registerAdminApi(app, { workloads, adminToken: adminToken ?? undefined, logger }) },
   })
@@ -208,4 +214,21 @@ void t.test('time from PUT to the first routed request (local mode)', async (t) 
   samples.sort((x, y) => x - y)
   t.comment(`PUT → first routed request, local mode, 5 users: min ${samples[0]?.toFixed(0)} ms, median ${samples[2]?.toFixed(0)} ms, max ${samples[4]?.toFixed(0)} ms`)
   t.ok((samples[4] ?? Infinity) < 10_000, 'well within the backend start timeout')
+})
+
+void t.test('POST /api/users/<id>/revoke refuses the user\'s older tokens at once; a new token works', async (t) => {
+  const a = await startAdmin(t)
+  t.equal((await a.api('PUT', '/api/users/alice')).status, 201)
+  const clock = { ...systemClock, now: () => Date.now() - 60_000 }
+  const old = await mintToken({ secret: new TextEncoder().encode(a.gw.secret), user: 'alice', ttlSeconds: 600, clock })
+  const ask = async (token: string): Promise<number> => (await fetch(a.gw.url, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(15_000) })).status
+  t.equal(await ask(old), 200, 'routed before')
+  const revoked = await a.api('POST', '/api/users/alice/revoke')
+  t.equal(revoked.status, 200)
+  t.match(revoked.body, { user: 'alice', tokensNotBefore: /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/ })
+  t.equal(await ask(old), 401, 'the cached token is refused')
+  t.equal(await ask(await a.gw.token('alice')), 200, 'a token issued now works')
+  t.match(await a.api('POST', '/api/users/nobody/revoke'), { status: 404, body: { error: 'PODGATE_NO_WORKLOAD' } })
+  t.match(await a.api('POST', '/api/users/alice'), { status: 404, body: { message: /expected POST …\/users\/<id>\/revoke/ } })
+  t.match(await a.api('PUT', '/api/namespaces/team-a/users/alice'), { status: 400, body: { message: /local workloads have no namespaces/ } })
 })

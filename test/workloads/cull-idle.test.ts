@@ -103,6 +103,7 @@ function memoryWorkloads (items: Array<Omit<Workload, 'status'> & { status?: Par
     get: (user) => Promise.resolve(byUser.get(user)),
     list: () => Promise.resolve([...byUser.values()]),
     delete: () => Promise.reject(new Error('not used')),
+    revoke: () => Promise.reject(new Error('not used')),
     setSuspended: (user, suspended) => {
       if (user === failFor) return Promise.reject(new Error('conflict'))
       const w = byUser.get(user)

@@ -90,6 +90,7 @@ function countingWorkloads (workloads: LocalWorkloads, calls: Record<string, num
     list: () => { count('list'); return workloads.list() },
     delete: (user) => { count('delete'); return workloads.delete(user) },
     setSuspended: (user, suspended) => { count('setSuspended'); return workloads.setSuspended(user, suspended) },
+    revoke: (user, at) => { count('revoke'); return workloads.revoke(user, at) },
     touch: (user, at) => { workloads.touch(user, at) },
   }
   if (!withEvents) return counted
@@ -305,6 +306,7 @@ void t.test('the workload API unreachable: 503 with Retry-After, never a 500, an
     list: unreachable,
     delete: unreachable,
     setSuspended: unreachable,
+    revoke: unreachable,
     touch: () => {},
   }
   const spawner = createSpawner({ workloads, source, spawnOnDemand: true, startTimeoutMs: 60_000, logger: createLogger('silent') })
@@ -339,7 +341,7 @@ void t.test('status checks that fail while the API is down log one stack, then o
     () => Promise.resolve(failed),
   ]
   const refuse = (): Promise<never> => Promise.reject(new Error('not used'))
-  const workloads: Workloads = { put: refuse, list: refuse, delete: refuse, setSuspended: refuse, touch: () => {}, get: () => (answers.shift() ?? (() => Promise.resolve(failed)))() }
+  const workloads: Workloads = { put: refuse, list: refuse, delete: refuse, setSuspended: refuse, revoke: refuse, touch: () => {}, get: () => (answers.shift() ?? (() => Promise.resolve(failed)))() }
   const spawner = createSpawner({ workloads, source, spawnOnDemand: true, startTimeoutMs: 60_000, statusCheckMs: 100, logger: createLogger('info', destination), clock })
   const waiting = spawner.onMissing('alice', undefined)
   waiting.catch(() => {})
@@ -363,6 +365,7 @@ void t.test('a tenant\'s spawn never creates, wakes or waits on a workload in an
     list: record('list'),
     delete: record('delete'),
     setSuspended: record('setSuspended'),
+    revoke: record('revoke'),
     touch: () => {},
   }
   const spawner = createSpawner({ workloads, source: new LocalEndpointSource(), spawnOnDemand: true, startTimeoutMs: 60_000, logger: createLogger('silent') })
