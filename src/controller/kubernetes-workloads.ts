@@ -210,10 +210,10 @@ export class KubernetesWorkloads implements Workloads {
     }
   }
 
-  async setSuspended (user: string, suspended: boolean): Promise<void> {
+  async setSuspended (user: string, suspended: boolean, namespace?: string): Promise<void> {
     if (!isDnsLabel(user)) throw new WorkloadNotFoundError(`no workload for user ${JSON.stringify(user)}`)
     try {
-      await this.#api.patchNamespacedCustomObject({ ...this.#ref(user, this.#namespaceOf(user)), body: { spec: { suspended } }, fieldManager: FIELD_MANAGER }, this.#merge)
+      await this.#api.patchNamespacedCustomObject({ ...this.#ref(user, this.#target(user, namespace)), body: { spec: { suspended } }, fieldManager: FIELD_MANAGER }, this.#merge)
     } catch (err) {
       if (apiStatus(err) === 404) throw new WorkloadNotFoundError(`no workload for user ${user}`, { cause: err })
       throw err

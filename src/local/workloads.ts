@@ -151,7 +151,8 @@ export class LocalWorkloads implements Workloads {
     return Promise.resolve(this.#view(entry))
   }
 
-  async setSuspended (user: string, suspended: boolean): Promise<void> {
+  async setSuspended (user: string, suspended: boolean, namespace?: string): Promise<void> {
+    if (namespace !== undefined) throw noNamespaces()
     const entry = this.#entries.get(user)
     if (entry === undefined) throw new WorkloadNotFoundError(`no workload for ${user}`)
     if (entry.suspended === suspended) return

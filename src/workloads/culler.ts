@@ -97,7 +97,8 @@ export class Culler {
       if (idleMs < this.idleTimeoutMs) continue
       tried.add(workload.user)
       try {
-        await this.#workloads.setSuspended(workload.user, true)
+        // The workload listed, in its own namespace: a refused duplicate claim is never taken for the served one.
+        await this.#workloads.setSuspended(workload.user, true, workload.namespace)
         suspended.push(workload.user)
         // One line either way; after failed attempts it says how many.
         if (this.#suspendFailures.recovered({ user: workload.user, idleMs }, workload.user) === 0) {

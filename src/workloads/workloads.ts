@@ -72,7 +72,7 @@ export interface Workloads {
    */
   revoke (user: string, at: Date, namespace?: string): Promise<Workload>
   /** Sets spec.suspended (suspend when idle, wake on the next request). */
-  setSuspended (user: string, suspended: boolean): Promise<void>
+  setSuspended (user: string, suspended: boolean, namespace?: string): Promise<void>
   /**
    * Writes `at` as the user's status.lastActivity, without a throttle of its own: the
    * ActivityRecorder (activity.ts) in front of it is the one throttle. Ignores a user without

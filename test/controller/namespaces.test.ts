@@ -9,6 +9,7 @@ import { createLogger } from '../../src/log.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { startKubernetesProvisioner, type KubernetesProvisioner, type KubernetesProvisionerOptions } from '../../src/controller/provisioner.ts'
 import { parseProfiles } from '../../src/controller/profiles.ts'
+import { Culler } from '../../src/workloads/culler.ts'
 import { FakeKubeServer, type KubeObject } from '../support/fake-kube.ts'
 import { startKubernetesSource, waitForSnapshot } from '../support/fake-kube-source.ts'
 import { kubeConfigFor } from '../support/kubeconfig.ts'
@@ -192,4 +193,20 @@ void t.test('a cluster-wide provisioner (`all`) serves any namespace, new worklo
   t.equal((await provisioner.workloads.put('kai', {}, 'team-a')).workload.namespace, 'team-a')
   await until(() => statusOf(server, 'team-a', 'kai').phase === 'Ready', 'kai Ready')
   t.same((await provisioner.workloads.list()).map((w) => `${w.namespace ?? ''}/${w.user}`), ['team-c/ivy', 'podgate/jo', 'team-a/kai'])
+})
+
+void t.test('idle culling suspends each claim in its own namespace: a refused duplicate never suspends the served one', async (t) => {
+  const { server, provisioner, clock } = await startCluster(t)
+  putWorkload(server, 'team-b', 'lea')
+  clock.now = new Date('2026-01-01T00:00:05Z')
+  putWorkload(server, 'team-a', 'lea')
+  await until(() => statusOf(server, 'team-a', 'lea').phase === 'Failed' && statusOf(server, 'team-b', 'lea').phase === 'Ready', 'team-a\'s lea refused, team-b\'s served')
+  // The served one was active a moment ago; the refused one never was (its age alone makes it idle).
+  provisioner.workloads.touch('lea', new Date())
+  await until(() => provisioner.cache.cached('lea')?.status.lastActivity !== undefined, 'the activity recorded')
+  const culler = new Culler({ workloads: provisioner.workloads, idleTimeoutMs: 60_000, logger: createLogger('silent') })
+  t.same(await culler.sweep(), ['lea'], 'one suspension: the idle claim')
+  const suspended = (namespace: string): unknown => (server.get(UW, namespace, 'user-lea')?.spec as { suspended?: boolean } | undefined)?.suspended
+  t.equal(suspended('team-a'), true, 'the refused claim in team-a')
+  t.not(suspended('team-b'), true, 'the active, served one in team-b keeps running')
 })
