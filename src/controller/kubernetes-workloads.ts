@@ -115,6 +115,8 @@ export class KubernetesWorkloads implements Workloads {
     if (profile !== undefined && this.#profiles.get(profile) === undefined) {
       throw new BadRequestError(`profile: unknown profile ${JSON.stringify(profile)}; known: ${this.#profiles.names.join(', ')}`)
     }
+    // Where the user's workload is decides where (and whether) to create: never from a cache that has not listed yet.
+    if (this.#cache !== undefined && !this.#cache.isSynced) await this.#cache.synced
     const target = this.#target(user, namespace)
     const existing = this.#cache?.claims(user)[0]
     if (existing !== undefined && existing !== target) {
