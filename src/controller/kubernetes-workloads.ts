@@ -15,6 +15,13 @@ import {
 
 const LIST_PAGE_SIZE = 500
 
+/** A 403 or 404 on a namespace's UserWorkloads: a 404 that says so; undefined for any other failure. */
+function unreadableNamespace (err: unknown, namespace: string): WorkloadNotFoundError | undefined {
+  const status = apiStatus(err)
+  if (status !== 403 && status !== 404) return undefined
+  return new WorkloadNotFoundError(`podgate cannot read UserWorkloads in namespace ${namespace} (${status}): the namespace is gone, or podgate's Role there is missing`, { cause: err })
+}
+
 function byUserThenAge (a: Workload, b: Workload): number {
   if (a.user !== b.user) return a.user < b.user ? -1 : 1
   const [x, y] = [a.createdAt ?? '', b.createdAt ?? '']
@@ -43,6 +50,7 @@ export class KubernetesWorkloads implements Workloads {
   readonly #defaultNamespace: string
   readonly #profiles: Profiles
   readonly #activityFailures: FailureStreaks
+  readonly #logger: Logger
   readonly #cache: UserWorkloadCache | undefined
   readonly #plain: ConfigurationOptions
   readonly #merge: ConfigurationOptions
@@ -60,6 +68,7 @@ export class KubernetesWorkloads implements Workloads {
     }
     this.#defaultNamespace = options.defaultNamespace
     this.#profiles = options.profiles
+    this.#logger = options.logger
     this.#activityFailures = new FailureStreaks(options.logger, { failed: 'could not record activity', recovered: 'recording activity again', describe: apiErrorMessage })
     this.#cache = options.cache
     const timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS
@@ -157,28 +166,44 @@ export class KubernetesWorkloads implements Workloads {
       return toWorkload(await this.#api.getNamespacedCustomObject(this.#ref(user, target), this.#plain) as UserWorkloadObject, this.#profiles.default.name)
     } catch (err) {
       if (apiStatus(err) === 404) return undefined
-      throw err
+      throw unreadableNamespace(err, target) ?? err
     }
   }
 
-  /** Every UserWorkload in the served namespaces, by user (a user in several namespaces: oldest first), read from the API in pages. */
-  async list (): Promise<Workload[]> {
+  /**
+   * Every UserWorkload in `namespace`, or in the served namespaces, by user (a user in several
+   * namespaces: oldest first), read from the API in pages. Across namespaces, one that cannot be
+   * read (deleted, or podgate's Role there gone: 403) is left out with a warning, not the whole list.
+   */
+  async list (namespace?: string): Promise<Workload[]> {
     const workloads: Workload[] = []
-    for (const namespace of watchScopes(this.#namespaces)) {
-      let continueToken: string | undefined
-      do {
-        const paging = { limit: LIST_PAGE_SIZE, ...(continueToken === undefined ? {} : { _continue: continueToken }) }
-        const page = await (namespace === undefined
-          ? this.#api.listCustomObjectForAllNamespaces({ group: WORKLOAD_GROUP, version: WORKLOAD_VERSION, resourcePlural: WORKLOAD_PLURAL, ...paging }, this.#plain)
-          : this.#api.listNamespacedCustomObject({ group: WORKLOAD_GROUP, version: WORKLOAD_VERSION, namespace, plural: WORKLOAD_PLURAL, ...paging }, this.#plain)) as KubernetesListObject<UserWorkloadObject>
-        for (const object of page.items) {
-          const workload = toWorkload(object, this.#profiles.default.name)
-          if (workload !== undefined) workloads.push(workload)
-        }
-        continueToken = page.metadata?._continue ?? (page.metadata as { continue?: string } | undefined)?.continue
-      } while (continueToken !== undefined && continueToken !== '')
+    const scopes = namespace === undefined ? watchScopes(this.#namespaces) : [this.#target('', namespace)]
+    for (const scope of scopes) {
+      try {
+        await this.#listInto(workloads, scope)
+      } catch (err) {
+        const unreadable = scope === undefined ? undefined : unreadableNamespace(err, scope)
+        if (unreadable === undefined) throw err
+        if (namespace !== undefined) throw unreadable
+        this.#logger.warn({ namespace: scope, error: apiErrorMessage(err) }, 'cannot list UserWorkloads in a served namespace; listing the others')
+      }
     }
     return workloads.sort(byUserThenAge)
+  }
+
+  async #listInto (workloads: Workload[], namespace: string | undefined): Promise<void> {
+    let continueToken: string | undefined
+    do {
+      const paging = { limit: LIST_PAGE_SIZE, ...(continueToken === undefined ? {} : { _continue: continueToken }) }
+      const page = await (namespace === undefined
+        ? this.#api.listCustomObjectForAllNamespaces({ group: WORKLOAD_GROUP, version: WORKLOAD_VERSION, resourcePlural: WORKLOAD_PLURAL, ...paging }, this.#plain)
+        : this.#api.listNamespacedCustomObject({ group: WORKLOAD_GROUP, version: WORKLOAD_VERSION, namespace, plural: WORKLOAD_PLURAL, ...paging }, this.#plain)) as KubernetesListObject<UserWorkloadObject>
+      for (const object of page.items) {
+        const workload = toWorkload(object, this.#profiles.default.name)
+        if (workload !== undefined) workloads.push(workload)
+      }
+      continueToken = page.metadata?._continue ?? (page.metadata as { continue?: string } | undefined)?.continue
+    } while (continueToken !== undefined && continueToken !== '')
   }
 
   async delete (user: string, namespace?: string): Promise<boolean> {

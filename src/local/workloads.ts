@@ -122,7 +122,8 @@ export class LocalWorkloads implements Workloads {
     return entry === undefined ? undefined : this.#view(entry)
   }
 
-  list (): Promise<Workload[]> {
+  list (namespace?: string): Promise<Workload[]> {
+    if (namespace !== undefined) return Promise.reject(noNamespaces())
     return Promise.resolve([...this.#entries.keys()].sort().map((user) => this.#view(this.#entries.get(user) as Entry)))
   }
 

@@ -100,8 +100,8 @@ export function registerAdminApi (app: AdminApp, options: AdminApiOptions): void
       return reply.code(204).send()
     }
     const list = async (reply: FastifyReply, namespace: string | undefined): Promise<FastifyReply> => {
-      const items = await workloads.list()
-      return reply.header('cache-control', 'no-store').send({ items: namespace === undefined ? items : items.filter((item) => item.namespace === namespace) })
+      const items = await workloads.list(namespace)
+      return reply.header('cache-control', 'no-store').send({ items })
     }
 
     const revoke = async (reply: FastifyReply, { user, namespace }: Target): Promise<FastifyReply> => {

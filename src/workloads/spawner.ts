@@ -88,7 +88,7 @@ export function createSpawner (options: SpawnerOptions): Spawner {
   const ensureOnce = (user: string, namespace: string | undefined): Promise<void> => ensureWorkload(user, namespace).catch((err: unknown) => {
     if (err instanceof PodgateError) throw err
     logger.warn({ user, error: err instanceof Error ? err.message : String(err) }, 'could not start the workload; answering 503')
-    throw new NotReadyError('the workload cannot be started right now (the cluster API did not answer); try again', retryAfter, { cause: err })
+    throw new NotReadyError('the workload cannot be started right now (the workload API failed or refused; the reason is in podgate\'s log); try again', retryAfter, { cause: err })
   })
 
   const ensureWorkload = async (user: string, namespace: string | undefined): Promise<void> => {

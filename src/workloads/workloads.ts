@@ -63,7 +63,8 @@ export interface Workloads {
   /** Creates or updates the user's workload (idempotent); resolves with the stored state. ConflictError when `namespace` is not where the user's workload is. */
   put (user: string, spec: WorkloadSpecInput, namespace?: string): Promise<{ workload: Workload, created: boolean }>
   get (user: string, namespace?: string): Promise<Workload | undefined>
-  list (): Promise<Workload[]>
+  /** Every workload, or those in `namespace`. */
+  list (namespace?: string): Promise<Workload[]>
   /** Deletes the workload and (through ownership) its children; false when there was none. */
   delete (user: string, namespace?: string): Promise<boolean>
   /**

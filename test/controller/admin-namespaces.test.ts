@@ -100,3 +100,17 @@ void t.test('bad namespace paths are 400 or 404 and apply nothing', async (t) =>
   }
   t.equal(server.list(UW).length, 0, 'nothing was created')
 })
+
+void t.test('a served namespace podgate cannot read (deleted, or its Role gone) leaves the other namespaces listable', async (t) => {
+  const { server, cache, api } = await startAdmin(t)
+  t.equal((await api('PUT', '/api/namespaces/team-a/users/gil')).status, 201)
+  t.equal((await api('PUT', '/api/namespaces/team-b/users/hal')).status, 201)
+  await until(() => cache.cached('hal') !== undefined, 'hal cached')
+  server.injectError({ path: '/apis/podgate.dev/v1alpha1/namespaces/team-b/', status: 403 })
+  const all = await api('GET', '/api/users')
+  t.equal(all.status, 200, 'the list across namespaces answers')
+  t.same((all.body?.items as Array<{ user: string }>).map((w) => w.user), ['gil'], 'with what it could read')
+  t.match(await api('GET', '/api/namespaces/team-a/users'), { status: 200, body: { items: [{ user: 'gil' }] } }, 'team-a on its own is untouched')
+  t.match(await api('GET', '/api/namespaces/team-b/users'), { status: 404, body: { message: /cannot read UserWorkloads in namespace team-b \(403\)/ } })
+  t.match(await api('GET', '/api/namespaces/team-b/users/hal'), { status: 404, body: { message: /namespace is gone, or podgate's Role there is missing/ } })
+})
