@@ -20,6 +20,10 @@ export const DEFAULT_BODY_TIMEOUT_MS = 300_000
 export const DEFAULT_DRAIN_TIMEOUT_MS = 20_000
 export const DEFAULT_START_TIMEOUT_MS = 120_000
 export const DEFAULT_MAX_TOKEN_BYTES = 8_192
+export const DEFAULT_AUTH_URL_TIMEOUT_MS = 5_000
+export const DEFAULT_AUTH_URL_TTL_MS = 60_000
+export const DEFAULT_AUTH_URL_NEGATIVE_TTL_MS = 5_000
+export const DEFAULT_AUTH_URL_USER_HEADER = 'x-user-id'
 /** Time a client has to send a whole request head (slow-loris and silent connections end here). */
 export const DEFAULT_CLIENT_HEADERS_TIMEOUT_MS = 30_000
 /** Above the 60 s idle timeout common to cloud load balancers, so they close first. */
@@ -39,11 +43,36 @@ export type JwtAlgorithm = typeof HMAC_ALGORITHMS[number] | typeof ASYMMETRIC_AL
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 export type LogLevel = typeof LOG_LEVELS[number]
 
-/** How tokens are checked: exactly one key source is configured. */
+/**
+ * How tokens are checked: exactly one key source is configured, or none (`kind: 'none'`) only
+ * when PODGATE_AUTH_URL_MODE=always sends every credential to the auth service.
+ */
 export type KeySource =
   | { readonly kind: 'secret', readonly secret: Uint8Array }
   | { readonly kind: 'public-key', readonly pem: string }
   | { readonly kind: 'jwks', readonly url: URL, readonly cooldownMs: number }
+  | { readonly kind: 'none' }
+
+/** fallback: credentials not shaped like a JWT go to PODGATE_AUTH_URL; always: every credential does. */
+export const AUTH_URL_MODES = ['fallback', 'always'] as const
+export type AuthUrlMode = typeof AUTH_URL_MODES[number]
+
+/** An external auth service asked about credentials (PODGATE_AUTH_URL, like ingress-nginx auth-url). */
+export interface AuthUrlConfig {
+  readonly url: URL
+  readonly mode: AuthUrlMode
+  readonly timeoutMs: number
+  /** Lower-case name of the response header carrying the user id. */
+  readonly userHeader: string
+  /** Removed from the front of the header's value (`user-` turns `user-alice` into `alice`); '' for none. */
+  readonly userPrefix: string
+  /** Lower-case name of the response header carrying the tenant; set exactly when PODGATE_TENANT_CLAIM is. */
+  readonly tenantHeader: string | undefined
+  /** How long an allowed credential is remembered; 0: asked on every request. */
+  readonly ttlMs: number
+  /** How long a refused (401/403) credential is remembered; 0: not remembered. */
+  readonly negativeTtlMs: number
+}
 
 export interface AuthConfig {
   readonly key: KeySource
@@ -59,6 +88,10 @@ export interface AuthConfig {
   readonly maxTokenBytes: number
   /** Longest accepted token age from `iat`, in seconds; tokens must then carry `iat`. Undefined: no cap. */
   readonly maxAgeS: number | undefined
+  /** PODGATE_AUTH_URL; undefined: every credential is a JWT checked in-process. */
+  readonly authUrl: AuthUrlConfig | undefined
+  /** Pass the bearer Authorization header and the session cookie on to the pod instead of removing them. */
+  readonly forwardCredentials: boolean
 }
 
 export interface GatewayConfig {
@@ -116,7 +149,9 @@ export type Env = Readonly<Record<string, string | undefined>>
 /** Parses the environment. Throws ConfigError naming the first bad variable. */
 export function loadConfig (env: Env = process.env, options: { requireKey?: boolean } = {}): Config {
   const read = new EnvReader(env)
-  const key = readKeySource(read, options.requireKey ?? true)
+  const tenantClaim = read.optional('PODGATE_TENANT_CLAIM', CLAIM_NAME)
+  const authUrl = readAuthUrl(read, tenantClaim)
+  const key = readKeySource(read, (options.requireKey ?? true) ? requiredKey(authUrl) : 'optional')
   const auth: AuthConfig = {
     key,
     algorithms: readAlgorithms(read, key),
@@ -124,11 +159,13 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     audience: read.list('PODGATE_JWT_AUDIENCE'),
     clockToleranceS: read.duration('PODGATE_JWT_CLOCK_TOLERANCE', DEFAULT_CLOCK_TOLERANCE_S * 1000) / 1000,
     userClaim: read.string('PODGATE_USER_CLAIM', DEFAULT_USER_CLAIM, CLAIM_NAME),
-    tenantClaim: read.optional('PODGATE_TENANT_CLAIM', CLAIM_NAME),
+    tenantClaim,
     cookieName: read.string('PODGATE_COOKIE_NAME', DEFAULT_COOKIE_NAME, /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/),
     tokenCacheSize: read.integer('PODGATE_TOKEN_CACHE_SIZE', DEFAULT_TOKEN_CACHE_SIZE, 0, 10_000_000),
     maxTokenBytes: read.integer('PODGATE_MAX_TOKEN_BYTES', DEFAULT_MAX_TOKEN_BYTES, 256, 1_048_576),
     maxAgeS: readMaxAge(read),
+    authUrl,
+    forwardCredentials: read.boolean('PODGATE_FORWARD_CREDENTIALS', false),
   }
   const upstream = {
     headersTimeoutMs: read.duration('PODGATE_HEADERS_TIMEOUT', DEFAULT_HEADERS_TIMEOUT_MS),
@@ -208,6 +245,54 @@ export function servedNamespaces (config: Pick<Config, 'namespaces'>, resolved: 
   return config.namespaces ?? [resolved]
 }
 
+const AUTH_URL_OPTIONS = [
+  'PODGATE_AUTH_URL_MODE', 'PODGATE_AUTH_URL_TIMEOUT', 'PODGATE_AUTH_URL_USER_HEADER', 'PODGATE_AUTH_URL_USER_PREFIX',
+  'PODGATE_AUTH_URL_TENANT_HEADER', 'PODGATE_AUTH_URL_TTL', 'PODGATE_AUTH_URL_NEGATIVE_TTL',
+] as const
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/
+const MAX_AUTH_URL_TTL_MS = 86_400_000
+
+/** PODGATE_AUTH_URL and its options; each option alone (a typo, a leftover) is refused rather than ignored. */
+function readAuthUrl (read: EnvReader, tenantClaim: string | undefined): AuthUrlConfig | undefined {
+  const text = read.optional('PODGATE_AUTH_URL', /^\S+$/, 'a URL without spaces')
+  if (text === undefined) {
+    const stray = AUTH_URL_OPTIONS.find((name) => read.has(name))
+    if (stray !== undefined) throw new ConfigError(stray, 'has no effect without PODGATE_AUTH_URL')
+    return undefined
+  }
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new ConfigError('PODGATE_AUTH_URL', `not a URL: ${JSON.stringify(text.slice(0, 64))}`)
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError('PODGATE_AUTH_URL', 'must be an http(s) URL')
+  // Credentials in the URL would end up in logs and error messages.
+  if (url.username !== '' || url.password !== '') throw new ConfigError('PODGATE_AUTH_URL', 'must not carry a user name or password')
+  url.hash = ''
+  const timeoutMs = read.duration('PODGATE_AUTH_URL_TIMEOUT', DEFAULT_AUTH_URL_TIMEOUT_MS)
+  if (timeoutMs < 10 || timeoutMs > 60_000) throw new ConfigError('PODGATE_AUTH_URL_TIMEOUT', `expected 10ms to 60s, got ${timeoutMs} ms`)
+  const tenantHeader = read.optional('PODGATE_AUTH_URL_TENANT_HEADER', HEADER_NAME, 'a header name')?.toLowerCase()
+  if (tenantClaim !== undefined && tenantHeader === undefined) {
+    throw new ConfigError('PODGATE_AUTH_URL_TENANT_HEADER', 'required with PODGATE_TENANT_CLAIM and PODGATE_AUTH_URL: name the response header of the auth service that carries the tenant')
+  }
+  if (tenantClaim === undefined && tenantHeader !== undefined) throw new ConfigError('PODGATE_AUTH_URL_TENANT_HEADER', 'has no effect without PODGATE_TENANT_CLAIM')
+  const ttlMs = read.duration('PODGATE_AUTH_URL_TTL', DEFAULT_AUTH_URL_TTL_MS)
+  if (ttlMs > MAX_AUTH_URL_TTL_MS) throw new ConfigError('PODGATE_AUTH_URL_TTL', `expected at most 24h, got ${ttlMs} ms`)
+  const negativeTtlMs = read.duration('PODGATE_AUTH_URL_NEGATIVE_TTL', DEFAULT_AUTH_URL_NEGATIVE_TTL_MS)
+  if (negativeTtlMs > MAX_AUTH_URL_TTL_MS) throw new ConfigError('PODGATE_AUTH_URL_NEGATIVE_TTL', `expected at most 24h, got ${negativeTtlMs} ms`)
+  return {
+    url,
+    mode: read.oneOf('PODGATE_AUTH_URL_MODE', AUTH_URL_MODES, 'fallback'),
+    timeoutMs,
+    userHeader: read.string('PODGATE_AUTH_URL_USER_HEADER', DEFAULT_AUTH_URL_USER_HEADER, HEADER_NAME).toLowerCase(),
+    userPrefix: read.optional('PODGATE_AUTH_URL_USER_PREFIX', /^[!-~]{1,64}$/, 'up to 64 visible ASCII characters, e.g. user-') ?? '',
+    tenantHeader,
+    ttlMs,
+    negativeTtlMs,
+  }
+}
+
 function readMaxAge (read: EnvReader): number | undefined {
   const ms = read.duration('PODGATE_JWT_MAX_AGE', 0)
   if (ms === 0) return undefined
@@ -234,7 +319,14 @@ function readClientTimeouts (read: EnvReader, upstream: Pick<GatewayConfig, 'hea
   return { clientHeadersTimeoutMs: headers, keepAliveTimeoutMs: keepAlive, clientIdleTimeoutMs: idle }
 }
 
-function readKeySource (read: EnvReader, required: boolean): KeySource {
+/** Whether start-up needs a JWT key: `absent-ok` only when every credential goes to PODGATE_AUTH_URL. */
+type KeyRequirement = 'required' | 'absent-ok' | 'optional'
+
+function requiredKey (authUrl: AuthUrlConfig | undefined): KeyRequirement {
+  return authUrl?.mode === 'always' ? 'absent-ok' : 'required'
+}
+
+function readKeySource (read: EnvReader, requirement: KeyRequirement): KeySource {
   const secret = read.optional('PODGATE_JWT_SECRET', /^[\s\S]+$/)
   const publicKey = read.optional('PODGATE_JWT_PUBLIC_KEY', /^[\s\S]+$/)
   const jwksUrl = read.optional('PODGATE_JWKS_URL', /^\S+$/)
@@ -272,12 +364,21 @@ function readKeySource (read: EnvReader, required: boolean): KeySource {
     if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError('PODGATE_JWKS_URL', 'must be an http(s) URL')
     return { kind: 'jwks', url, cooldownMs: read.duration('PODGATE_JWKS_COOLDOWN', DEFAULT_JWKS_COOLDOWN_MS) }
   }
-  if (required) throw new ConfigError('PODGATE_JWT_SECRET', 'no token key configured: set PODGATE_JWT_SECRET, PODGATE_JWT_PUBLIC_KEY or PODGATE_JWKS_URL')
+  if (requirement === 'required') {
+    const hint = read.has('PODGATE_AUTH_URL') ? ' (PODGATE_AUTH_URL_MODE=fallback still checks JWT-shaped tokens in-process; set it to always to send every credential to PODGATE_AUTH_URL instead)' : ''
+    throw new ConfigError('PODGATE_JWT_SECRET', `no token key configured: set PODGATE_JWT_SECRET, PODGATE_JWT_PUBLIC_KEY or PODGATE_JWKS_URL${hint}`)
+  }
+  // Every credential goes to PODGATE_AUTH_URL: no JWT verifier is built.
+  if (requirement === 'absent-ok') return { kind: 'none' }
   // Only reachable for commands that never verify a token: an unusable random key.
   return { kind: 'secret', secret: crypto.getRandomValues(new Uint8Array(32)) }
 }
 
 function readAlgorithms (read: EnvReader, key: KeySource): readonly JwtAlgorithm[] {
+  if (key.kind === 'none') {
+    if (read.has('PODGATE_JWT_ALGORITHMS')) throw new ConfigError('PODGATE_JWT_ALGORITHMS', 'no JWT key is configured (PODGATE_AUTH_URL_MODE=always without one): set a key or unset this')
+    return []
+  }
   const allowed: readonly JwtAlgorithm[] = key.kind === 'secret' ? HMAC_ALGORITHMS : ASYMMETRIC_ALGORITHMS
   const listed = read.list('PODGATE_JWT_ALGORITHMS')
   if (listed === undefined) return allowed
@@ -306,6 +407,11 @@ class EnvReader {
   #raw (name: string): string | undefined {
     const value = this.#env[name]
     return value === undefined || value.trim() === '' ? undefined : value
+  }
+
+  /** Whether `name` is set to something other than blanks. */
+  has (name: string): boolean {
+    return this.#raw(name) !== undefined
   }
 
   optional (name: string, pattern: RegExp, expected?: string): string | undefined {

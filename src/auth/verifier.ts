@@ -260,6 +260,7 @@ function describe (err: unknown): string {
 }
 
 function checkAuthConfig (auth: AuthConfig): void {
+  if (auth.key.kind === 'none') throw new ConfigError('PODGATE_JWT_SECRET', 'no token key configured: set PODGATE_JWT_SECRET, PODGATE_JWT_PUBLIC_KEY or PODGATE_JWKS_URL')
   if (!Number.isInteger(auth.tokenCacheSize) || auth.tokenCacheSize < 0) throw new ConfigError('PODGATE_TOKEN_CACHE_SIZE', `expected a non-negative integer, got ${auth.tokenCacheSize}`)
   if (!Number.isInteger(auth.maxTokenBytes) || auth.maxTokenBytes < 1) throw new ConfigError('PODGATE_MAX_TOKEN_BYTES', `expected a positive integer, got ${auth.maxTokenBytes}`)
   if (!Number.isFinite(auth.clockToleranceS) || auth.clockToleranceS < 0) throw new ConfigError('PODGATE_JWT_CLOCK_TOLERANCE', `expected a non-negative duration, got ${auth.clockToleranceS}`)

@@ -30,6 +30,8 @@ export function authConfig (key: KeySource, overrides: Partial<AuthConfig> = {})
     tokenCacheSize: DEFAULT_TOKEN_CACHE_SIZE,
     maxTokenBytes: DEFAULT_MAX_TOKEN_BYTES,
     maxAgeS: undefined,
+    authUrl: undefined,
+    forwardCredentials: false,
     ...overrides,
   }
 }
