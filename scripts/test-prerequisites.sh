@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run by `npm test` before the suite (its pretest script): checks the Node.js version, then
 # builds what the tests need and npm does not install — helm for the chart tests; etcd,
-# kube-apiserver and kube-controller-manager for the end-to-end suite — once per machine,
-# from the Go module proxy, cached by version under ~/.cache/podgate (PODGATE_CACHE).
+# kube-apiserver and kube-controller-manager for the end-to-end suite; Django in a venv for
+# the original auth service the external-verifier tests run — once per machine, from the Go
+# module proxy and PyPI, cached by version under ~/.cache/podgate (PODGATE_CACHE).
 # A warm cache prints nothing. A build shows its one progress line; the Go toolchain's own
 # output is kept aside and printed only when the build fails.
 set -euo pipefail
@@ -36,3 +37,5 @@ build () {
 
 build helm scripts/install-helm.sh
 build "the Kubernetes control plane" test/e2e/cluster/build.sh
+# Its one progress line (cold) or one-line failure goes to stderr; pip's log only on failure.
+bash scripts/install-django.sh >/dev/null

@@ -17,6 +17,7 @@ const OLD_VERSION = '20.20.2'
 // Versions nobody builds: the cache directories below are the only ones the builders can find.
 const HELM_VERSION = 'v3.99.0'
 const KUBE_VERSION = 'v1.99.0'
+const DJANGO_VERSION = '5.99.0'
 
 const pkg = JSON.parse(await readFile(join(REPO_DIR, 'package.json'), 'utf8')) as {
   engines: { node: string }
@@ -120,7 +121,7 @@ interface Caches { cache: string, goCalls: string, fakeGo: string }
 const FAKE_PROXY = 'https://proxy.example'
 
 /** A cache directory with prebuilt stand-ins for what is listed, and a `go` that logs its calls and fails. */
-async function caches (t: Test, built: { helm: boolean, kube: boolean }): Promise<Caches> {
+async function caches (t: Test, built: { helm: boolean, kube: boolean, django?: boolean }): Promise<Caches> {
   const cache = await tempDir(t, 'cache')
   const fakeGo = await tempDir(t, 'fake-go')
   const goCalls = join(fakeGo, 'calls')
@@ -136,13 +137,18 @@ async function caches (t: Test, built: { helm: boolean, kube: boolean }): Promis
     await writeFile(join(cache, `k8s-${KUBE_VERSION}`, 'versions'), `kubernetes=${KUBE_VERSION}\n`)
     for (const name of ['etcd', 'kube-apiserver', 'kube-controller-manager']) await executable(join(cache, `k8s-${KUBE_VERSION}`, 'bin', name), fake)
   }
+  if (built.django === true) {
+    await mkdir(join(cache, `django-${DJANGO_VERSION}`, 'venv', 'bin'), { recursive: true })
+    await writeFile(join(cache, `django-${DJANGO_VERSION}`, 'versions'), `django=${DJANGO_VERSION}\n`)
+    await executable(join(cache, `django-${DJANGO_VERSION}`, 'venv', 'bin', 'python'), fake)
+  }
   return { cache, goCalls, fakeGo }
 }
 
-const versions = { PODGATE_HELM_VERSION: HELM_VERSION, PODGATE_KUBE_VERSION: KUBE_VERSION }
+const versions = { PODGATE_HELM_VERSION: HELM_VERSION, PODGATE_KUBE_VERSION: KUBE_VERSION, PODGATE_DJANGO_VERSION: DJANGO_VERSION }
 
 void t.test('npm test\'s pretest builds nothing and prints nothing when the caches are warm', async (t) => {
-  const { cache, goCalls, fakeGo } = await caches(t, { helm: true, kube: true })
+  const { cache, goCalls, fakeGo } = await caches(t, { helm: true, kube: true, django: true })
   const older = await olderNode(t)
   // Through npm, as `npm test` runs it, on a machine whose own node is older.
   const result = await run('npm', ['run', '--silent', 'pretest'], { env: shellEnv(`${fakeGo}${delimiter}${older}`, { PODGATE_CACHE: cache, ...versions }) })
