@@ -1,6 +1,6 @@
 // One prom-client registry per process, every metric prefixed podgate_. Label values come
 // from closed sets only: never a user id, a path or an address.
-import { Counter, Gauge, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue, type MetricValueWithName } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue, type MetricValueWithName } from 'prom-client'
 import type { EndpointSource } from './discovery/source.ts'
 import type { AuthFailureReason, UpstreamErrorKind } from './errors.ts'
 
@@ -16,6 +16,16 @@ export class Metrics {
   readonly openWebSockets = new Gauge({ name: 'podgate_open_websockets', help: 'WebSocket connections being proxied', registers: [this.registry] })
   readonly tokenCache = new ClosedLabelCounter(this.registry, 'podgate_token_cache_total', 'Verified-token cache lookups, by result', 'result', ['hit', 'miss'] as const)
   readonly authFailures = new Counter({ name: 'podgate_auth_failures_total', help: 'Refused tokens, by reason', labelNames: ['reason'] as const, registers: [this.registry] })
+  /** Calls to PODGATE_AUTH_URL: allowed (2xx with a usable user id), refused (401/403), error (anything else, no answer included). */
+  readonly authUrlRequests = new ClosedLabelCounter(this.registry, 'podgate_auth_url_requests_total', 'Calls to the auth service (PODGATE_AUTH_URL), by result', 'result', ['allowed', 'refused', 'error'] as const)
+  readonly authUrlDuration = new Histogram({
+    name: 'podgate_auth_url_request_duration_seconds',
+    help: 'Time from asking the auth service (PODGATE_AUTH_URL) to its whole answer, or to giving up',
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  })
+  /** Credentials the auth service would be asked about: hit when a remembered verdict answered, miss when it was asked (or a call in flight joined). */
+  readonly authUrlCache = new ClosedLabelCounter(this.registry, 'podgate_auth_url_cache_total', 'Lookups of auth-service verdicts (PODGATE_AUTH_URL), by result', 'result', ['hit', 'miss'] as const)
   readonly jwksFetches = new Counter({ name: 'podgate_jwks_fetches_total', help: 'JWKS documents fetched, by result', labelNames: ['result'] as const, registers: [this.registry] })
   // Every gateway worker holds the same routing view: scrapes that merge workers take one copy.
   readonly endpoints = new Gauge({ name: 'podgate_endpoints', help: 'Ready endpoints known to the routing snapshot', aggregator: 'max', registers: [this.registry] })

@@ -81,6 +81,33 @@ export function upstreamHeaders (req: IncomingMessage, user: string, options: Fo
   return out
 }
 
+/**
+ * `scheme://host` as the client addressed podgate: the first X-Forwarded-Proto and
+ * X-Forwarded-Host when a trusted proxy set them (PODGATE_TRUST_PROXY), else the connection
+ * and the Host header, the same view upstreamHeaders gives the pod.
+ */
+export function requestOrigin (req: { readonly headers: IncomingHttpHeaders, readonly socket?: unknown }, trustProxy: boolean): string {
+  let proto: string | undefined
+  let host: string | undefined
+  if (trustProxy) {
+    proto = firstItem(req.headers['x-forwarded-proto'])?.toLowerCase()
+    if (proto !== 'http' && proto !== 'https') proto = undefined
+    host = firstItem(req.headers['x-forwarded-host'])
+  }
+  proto ??= (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true ? 'https' : 'http'
+  host ??= req.headers.host ?? ''
+  return `${proto}://${host}`
+}
+
+/** The first comma-separated item of a header, trimmed; undefined when empty. */
+function firstItem (value: string | string[] | undefined): string | undefined {
+  const text = Array.isArray(value) ? value[0] : value
+  if (text === undefined) return undefined
+  const comma = text.indexOf(',')
+  const item = (comma === -1 ? text : text.slice(0, comma)).trim()
+  return item === '' ? undefined : item
+}
+
 /** Response headers from the user pod, minus the hop-by-hop ones. */
 export function downstreamHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const extraHop = connectionTokens(headers.connection)

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import { startPodgate, type PodgateOptions, type RunningPodgate } from '../../src/app.ts'
 import { mintToken } from '../../src/auth/mint.ts'
-import { createTokenVerifier } from '../../src/auth/verifier.ts'
+import { createCredentialVerifier } from '../../src/auth/credential-verifier.ts'
 import { loadConfig, type Config } from '../../src/config.ts'
 import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import { endpoint, type EndpointSource } from '../../src/discovery/source.ts'
@@ -44,7 +44,7 @@ export async function startTestGateway (t: Teardown, env: Record<string, string>
   const metrics = new Metrics({ defaultMetrics: false })
   const local = new LocalEndpointSource()
   const source = extra.source ?? local
-  const verifier = createTokenVerifier(config.auth, { metrics, logger })
+  const verifier = createCredentialVerifier(config, { metrics, logger })
   const podgate = await startPodgate({ config, verifier, logger, metrics, ...extra, source })
   t.teardown(() => podgate.close())
   const key = config.auth.key
