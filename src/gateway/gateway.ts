@@ -81,7 +81,12 @@ export class Gateway {
     this.#logger = options.logger
     this.#accessLog = options.gateway.accessLog
     this.#maxHeaders = options.gateway.maxRequestHeaders
-    this.#forwarding = { userHeader: options.gateway.userHeader, trustProxy: options.gateway.trustProxy, cookieName: options.auth.cookieName }
+    this.#forwarding = {
+      userHeader: options.gateway.userHeader,
+      trustProxy: options.gateway.trustProxy,
+      cookieName: options.auth.cookieName,
+      forwardCredentials: options.auth.forwardCredentials,
+    }
     // Without a provisioner: a known user whose pods are not ready waits (503), anyone else is 404.
     this.#onMissing = options.onMissing ?? ((user) => Promise.reject(this.#source.snapshot.has(user)
       ? new NotReadyError('workload is not ready yet', 5)

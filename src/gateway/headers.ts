@@ -19,8 +19,10 @@ export interface ForwardingOptions {
   readonly userHeader: string
   /** Whether X-Forwarded-* from the client (an Ingress in front) are believed and extended. */
   readonly trustProxy: boolean
-  /** podgate's session cookie: consumed here, never shown to the pod. */
+  /** podgate's session cookie: consumed here, never shown to the pod unless forwardCredentials. */
   readonly cookieName: string
+  /** Pass the bearer Authorization header and the session cookie on unchanged (PODGATE_FORWARD_CREDENTIALS). */
+  readonly forwardCredentials: boolean
 }
 
 /**
@@ -29,14 +31,15 @@ export interface ForwardingOptions {
  * sees the identity. Every inbound header that a server could take for the identity header
  * or a forwarding header (any case, `_` for `-`: CGI and WSGI fold both into one key) is
  * dropped, and so is podgate's own credential (a bearer Authorization, the session
- * cookie): the pod learns who the user is from the identity header, and a token it never
- * sees it cannot leak.
+ * cookie) unless `forwardCredentials`: the pod learns who the user is from the identity
+ * header, and a token it never sees it cannot leak.
  */
 export function upstreamHeaders (req: IncomingMessage, user: string, options: ForwardingOptions): string[] {
   const raw = req.rawHeaders
   const extraHop = connectionTokens(req.headers.connection)
   const trustProxy = options.trustProxy
   const userHeader = options.userHeader
+  const stripCredentials = !options.forwardCredentials
   // The identity header's name compared the way a CGI server would see it.
   const userKey = userHeader.includes('_') ? userHeader.replaceAll('_', '-') : userHeader
   let forwardedFor: string | undefined
@@ -57,8 +60,8 @@ export function upstreamHeaders (req: IncomingMessage, user: string, options: Fo
       continue
     }
     if (lower === userKey) continue
-    if (lower === 'authorization' && bearerToken(value) !== undefined) continue
-    if (lower === 'cookie') {
+    if (lower === 'authorization' && stripCredentials && bearerToken(value) !== undefined) continue
+    if (lower === 'cookie' && stripCredentials) {
       const rest = withoutCookie(value, options.cookieName)
       if (rest !== '') out.push(name, rest)
       continue
