@@ -2,7 +2,7 @@
 // Kubernetes provisioner (every replica serves; the Lease holder reconciles and culls).
 // With PODGATE_LOCAL_ROUTES it routes from a static file instead, without a cluster.
 import { startPodgate, type PodgateOptions, type RunningPodgate } from './app.ts'
-import { createTokenVerifier } from './auth/verifier.ts'
+import { createCredentialVerifier } from './auth/credential-verifier.ts'
 import { followRevocations, RevocationMarks } from './auth/revocations.ts'
 import { servedNamespaces, type Config } from './config.ts'
 import { componentLogger, type Logger } from './log.ts'
@@ -15,7 +15,7 @@ export interface RunningServe {
 
 export async function runServe (config: Config, logger: Logger): Promise<RunningServe> {
   const metrics = new Metrics()
-  const verifier = createTokenVerifier(config.auth, { metrics, logger })
+  const verifier = createCredentialVerifier(config, { metrics, logger })
   const start = async (options: PodgateOptions): Promise<RunningPodgate> => {
     if (config.workers === 1) return await startPodgate(options)
     const { startPrimary } = await import('./workers/primary.ts')

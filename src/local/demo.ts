@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import { startPodgate } from '../app.ts'
 import { mintToken } from '../auth/mint.ts'
-import { createTokenVerifier } from '../auth/verifier.ts'
+import { createCredentialVerifier } from '../auth/credential-verifier.ts'
 import { followRevocations, RevocationMarks } from '../auth/revocations.ts'
 import type { Config, Env } from '../config.ts'
 import { LocalEndpointSource } from './endpoint-source.ts'
@@ -72,7 +72,7 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
     started = await startPodgate({
       config,
       source,
-      verifier: createTokenVerifier(config.auth, { metrics, logger }),
+      verifier: createCredentialVerifier(config, { metrics, logger }),
       logger,
       metrics,
       revocations,

@@ -3,7 +3,7 @@
 // once the primary says no other process listens there) from the primary's routing
 // snapshot; spawning, activity and metrics go through the primary.
 import { startPodgate } from '../app.ts'
-import { createTokenVerifier } from '../auth/verifier.ts'
+import { createCredentialVerifier } from '../auth/credential-verifier.ts'
 import { loadConfig } from '../config.ts'
 import type { Endpoint } from '../discovery/source.ts'
 import { DrainingError } from '../errors.ts'
@@ -130,7 +130,7 @@ async function runWorker (logger: Logger): Promise<void> {
   const permission = new BindPermission(send)
   const activity = init.activity ? new ActivityBatch(send, init.activityIntervalMs) : undefined
   const metrics = new Metrics()
-  const verifier = createTokenVerifier(config.auth, { metrics, logger })
+  const verifier = createCredentialVerifier(config, { metrics, logger })
   for (const [user, notBeforeS] of init.revocations ?? []) verifier.revoke(user, notBeforeS)
   const started = startPodgate({
     config,
