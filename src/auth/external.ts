@@ -11,7 +11,7 @@ import type { AuthConfig, AuthUrlConfig } from '../config.ts'
 import { AuthError, ConfigError, NotReadyError } from '../errors.ts'
 import { requestOrigin } from '../gateway/headers.ts'
 import { isDnsLabel } from '../kube/labels.ts'
-import type { Logger } from '../log.ts'
+import { componentLogger, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import type { CredentialRequest, Identity, TokenVerifier } from './identity.ts'
 
@@ -93,7 +93,7 @@ export class ExternalVerifier implements TokenVerifier {
     this.#where = `${config.url.origin}${config.url.pathname}`
     this.#clock = clock
     this.#metrics = options.metrics
-    this.#logger = options.logger
+    this.#logger = options.logger === undefined ? undefined : componentLogger(options.logger, 'auth-url')
     this.#trustProxy = options.trustProxy ?? false
     this.#tenantRequired = auth.tenantClaim !== undefined
     this.#maxTokenBytes = auth.maxTokenBytes
