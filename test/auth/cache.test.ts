@@ -35,7 +35,7 @@ void t.test('a verified token is served from the cache', async (t) => {
   const verified = await verifier.verify(alice)
   const cached = verifier.cached(alice)
   t.equal(cached, verified, 'the same identity comes back')
-  t.same(cached, { user: 'alice', expiresAt: START + 600_000 })
+  t.same(cached, { user: 'alice', expiresAt: START + 600_000, issuedAt: START })
   t.same(await lookups(metrics), { hit: 1, miss: 1 })
 })
 

@@ -14,7 +14,7 @@ void t.test('minted tokens verify and carry the user, expiry and options', async
   t.same(decodeJwt(token), { sub: 'alice', iat: NOW / 1000, exp: NOW / 1000 + 3600 })
   const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }), { clock })
   t.teardown(() => verifier.close())
-  t.same(await verifier.verify(token), { user: 'alice', expiresAt: NOW + 3_600_000 })
+  t.same(await verifier.verify(token), { user: 'alice', expiresAt: NOW + 3_600_000, issuedAt: NOW })
 
   const custom = await mintToken({ secret: testSecret(), user: 'bob', ttlSeconds: 60, claim: 'uid', issuer: 'podgate-dev', audience: 'podgate', clock })
   const strict = createTokenVerifier(

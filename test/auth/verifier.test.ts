@@ -37,7 +37,7 @@ void t.test('accepts valid tokens for every supported algorithm', async (t) => {
     const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }), { clock })
     t.teardown(() => verifier.close())
     const identity = await verifier.verify(await signToken(testSecret(), alg, { sub: 'alice' }, { now: NOW, ttlSeconds: 600 }))
-    t.same(identity, { user: 'alice', expiresAt: NOW + 600_000 }, alg)
+    t.same(identity, { user: 'alice', expiresAt: NOW + 600_000, issuedAt: NOW }, alg)
   }
   const asymmetric: JwtAlgorithm[] = ['RS256', 'RS512', 'PS256', 'PS384', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
   for (const alg of asymmetric) {
@@ -276,7 +276,7 @@ void t.test('PODGATE_TENANT_CLAIM: the tenant is a required DNS-1123 label, kept
   const verifier = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }, { tenantClaim: 'org' }), { clock, metrics })
   t.teardown(() => verifier.close())
   const token = await sign({ sub: 'alice', org: 'team-a' })
-  t.same(await verifier.verify(token), { user: 'alice', expiresAt: NOW + 600_000, tenant: 'team-a' })
+  t.same(await verifier.verify(token), { user: 'alice', expiresAt: NOW + 600_000, issuedAt: NOW, tenant: 'team-a' })
   t.equal(verifier.cached(token)?.tenant, 'team-a', 'the cache hit carries the tenant')
   const refused: Array<[Record<string, unknown>, RegExp]> = [
     [{ sub: 'alice' }, /no "org" claim, required by PODGATE_TENANT_CLAIM/],
@@ -300,5 +300,5 @@ void t.test('PODGATE_TENANT_CLAIM: the tenant is a required DNS-1123 label, kept
 
   const off = createTokenVerifier(authConfig({ kind: 'secret', secret: testSecret() }), { clock })
   t.teardown(() => off.close())
-  t.same(await off.verify(token), { user: 'alice', expiresAt: NOW + 600_000 }, 'unset: no tenant on the identity')
+  t.same(await off.verify(token), { user: 'alice', expiresAt: NOW + 600_000, issuedAt: NOW }, 'unset: no tenant on the identity')
 })
