@@ -375,6 +375,23 @@ void t.test('auth.tenantClaim renders PODGATE_TENANT_CLAIM only when set, and po
   t.match(refused.stderr, /tenantClaim/)
 })
 
+void t.test('auth.authUrl and auth.forwardCredentials render only when set, and podgate reads them', async (t) => {
+  const defaults = await renderedEnv({})
+  t.same(Object.keys(defaults).filter((name) => name.startsWith('PODGATE_AUTH_URL') || name === 'PODGATE_FORWARD_CREDENTIALS'), [], 'nothing by default')
+  t.equal(loadConfig(defaults).auth.authUrl, undefined)
+  const values = { auth: { forwardCredentials: true, authUrl: { url: 'http://django.users.svc:8000/whoami', userHeader: 'X-Target-Service', userPrefix: 'user-', ttl: '30s' } } }
+  const lint = await helm.lint(values)
+  t.equal(lint.code, 0, `helm lint --strict passes:\n${lint.stdout}${lint.stderr}`)
+  const env = await renderedEnv(values)
+  const config = loadConfig(env)
+  t.equal(config.auth.authUrl?.url.href, 'http://django.users.svc:8000/whoami')
+  t.match(config.auth.authUrl, { mode: 'fallback', userHeader: 'x-target-service', userPrefix: 'user-', ttlMs: 30_000, negativeTtlMs: 5_000, timeoutMs: 5_000 })
+  t.equal(config.auth.forwardCredentials, true)
+  const refused = await helm.template({ auth: { authUrl: { url: 'ftp://somewhere' } } })
+  t.not(refused.code, 0, 'a URL podgate would refuse is refused by the schema')
+  t.match(refused.stderr, /authUrl/)
+})
+
 const CLIENT_LIMIT_CASES: { values: unknown, variable: string, rendered: string, read: (c: Config) => number | undefined, expected: number }[] = [
   { values: { config: { clientHeadersTimeout: '10s' } }, variable: 'PODGATE_CLIENT_HEADERS_TIMEOUT', rendered: '10s', read: (c) => c.gateway.clientHeadersTimeoutMs, expected: 10_000 },
   { values: { config: { clientHeadersTimeout: '1s' } }, variable: 'PODGATE_CLIENT_HEADERS_TIMEOUT', rendered: '1s', read: (c) => c.gateway.clientHeadersTimeoutMs, expected: 1_000 },
