@@ -134,8 +134,8 @@ export async function startDjango (t: Teardown, options: DjangoOptions = {}): Pr
       }
       return requests[index] as DjangoRequest
     },
-    addToken: (user, token) => manage(['addtoken', user, token]),
-    deleteToken: (token) => manage(['deltoken', token]),
+    addToken: (user, token) => manage(['addtoken', '--', user, token]),
+    deleteToken: (token) => manage(['deltoken', '--', token]),
     stop: async () => {
       if (server === undefined) return
       const stopping = server
