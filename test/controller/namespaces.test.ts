@@ -13,6 +13,7 @@ import { Culler } from '../../src/workloads/culler.ts'
 import { FakeKubeServer, type KubeObject } from '../support/fake-kube.ts'
 import { startKubernetesSource, waitForSnapshot } from '../support/fake-kube-source.ts'
 import { kubeConfigFor } from '../support/kubeconfig.ts'
+import { FAST_PROVISIONER_TIMINGS } from '../support/provisioner.ts'
 import { SimulatedController } from '../support/simulated-controller.ts'
 
 const UW = 'podgate.dev/v1alpha1/userworkloads'
@@ -44,14 +45,7 @@ async function startCluster (t: Teardown, provisioner: Partial<KubernetesProvisi
     metrics: new Metrics({ defaultMetrics: false }),
     identity: 'replica-a',
     profiles: PROFILES,
-    leaseDurationMs: 1_500,
-    renewIntervalMs: 200,
-    retryIntervalMs: 100,
-    renewDeadlineMs: 1_000,
-    retryBackoff: { initialMs: 10, maxMs: 200 },
-    informerBackoff: { initialMs: 20, maxMs: 200 },
-    watchdogMs: 10_000,
-    requestTimeoutMs: 5_000,
+    ...FAST_PROVISIONER_TIMINGS,
     ...provisioner,
   })
   t.teardown(async () => {

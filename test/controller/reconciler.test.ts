@@ -14,6 +14,7 @@ import { parseProfiles } from '../../src/controller/profiles.ts'
 import { FakeKubeServer, type KubeObject } from '../support/fake-kube.ts'
 import { originsOf, startKubernetesSource, waitForSnapshot } from '../support/fake-kube-source.ts'
 import { kubeConfigFor } from '../support/kubeconfig.ts'
+import { FAST_PROVISIONER_TIMINGS } from '../support/provisioner.ts'
 import { SimulatedController } from '../support/simulated-controller.ts'
 
 const NS = 'default'
@@ -67,14 +68,7 @@ function testOptions (server: FakeKubeServer, identity: string, logger: Logger):
     metrics: new Metrics({ defaultMetrics: false }),
     identity,
     profiles: PROFILES,
-    leaseDurationMs: 1_500,
-    renewIntervalMs: 200,
-    retryIntervalMs: 100,
-    renewDeadlineMs: 1_000,
-    retryBackoff: { initialMs: 10, maxMs: 200 },
-    informerBackoff: { initialMs: 20, maxMs: 200 },
-    watchdogMs: 10_000,
-    requestTimeoutMs: 5_000,
+    ...FAST_PROVISIONER_TIMINGS,
   }
 }
 
