@@ -13,6 +13,7 @@ import { requestOrigin } from '../gateway/headers.ts'
 import { isDnsLabel } from '../kube/labels.ts'
 import { componentLogger, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
+import { bearerToken } from './extract.ts'
 import type { CredentialRequest, Identity, TokenVerifier } from './identity.ts'
 
 /** A body longer than this is no answer an auth service should give: the call fails (503). */
@@ -67,6 +68,7 @@ export class ExternalVerifier implements TokenVerifier {
   readonly #trustProxy: boolean
   readonly #tenantRequired: boolean
   readonly #maxTokenBytes: number
+  readonly #cookieName: string
   /** Allowed credentials by hash; undefined when nothing is remembered (TTL or cache size 0). */
   readonly #allowed: LRUCache<string, Identity> | undefined
   /** Refused credentials by hash, until when: a separate LRU, so a flood of bad tokens cannot push out good ones. */
@@ -97,6 +99,7 @@ export class ExternalVerifier implements TokenVerifier {
     this.#trustProxy = options.trustProxy ?? false
     this.#tenantRequired = auth.tenantClaim !== undefined
     this.#maxTokenBytes = auth.maxTokenBytes
+    this.#cookieName = auth.cookieName
     const size = auth.tokenCacheSize
     // Expiry runs on the injected clock; ttlResolution 0 stops lru-cache from caching it behind a timer.
     this.#allowed = size === 0 || config.ttlMs === 0 ? undefined : new LRUCache({ max: size, ttl: config.ttlMs, ttlResolution: 0, perf: { now } })
@@ -210,18 +213,22 @@ export class ExternalVerifier implements TokenVerifier {
     }
   }
 
-  /** The headers ingress-nginx's auth-url sends: the client's credentials and what it asked for. */
+  /**
+   * What ingress-nginx's auth-url sends — the credential and what the client asked for — but
+   * only the one credential podgate took (a bearer token, else the session cookie), where the
+   * client put it: the answer is remembered for that credential, so the service must not judge
+   * another one (a cookie beside a bearer token, say, which a view may read first).
+   */
   #headers (token: string, request: CredentialRequest | undefined): Record<string, string> {
-    // Without a request (a direct verify()), the credential goes as a bearer token.
-    if (request === undefined) return { authorization: `Bearer ${token}` }
-    const headers: Record<string, string> = {
+    const authorization = request?.headers.authorization
+    const fromCookie = request !== undefined && !(typeof authorization === 'string' && bearerToken(authorization) === token)
+    const credential: Record<string, string> = fromCookie ? { cookie: `${this.#cookieName}=${token}` } : { authorization: `Bearer ${token}` }
+    if (request === undefined) return credential
+    return {
       'x-original-url': `${requestOrigin(request, this.#trustProxy)}${request.url ?? '/'}`,
       'x-original-method': request.method ?? 'GET',
+      ...credential,
     }
-    const { cookie, authorization } = request.headers
-    if (typeof cookie === 'string') headers.cookie = cookie
-    if (typeof authorization === 'string') headers.authorization = authorization
-    return headers
   }
 
   /** The identity a 2xx names; an unusable one is the service's misconfiguration, refused and logged once. */

@@ -80,7 +80,7 @@ void t.test('an allowed credential: the user from the header, and the request th
   const call = service.calls[0]
   t.equal(call?.method, 'GET')
   t.equal(call?.url, '/auth/validate?via=podgate', 'the configured path and query')
-  t.equal(call?.headers.cookie, `theme=dark; session=${OPAQUE}`, 'the Cookie header as the client sent it')
+  t.equal(call?.headers.cookie, `session=${OPAQUE}`, 'the session cookie alone: the credential the answer is remembered for')
   t.equal(call?.headers.authorization, undefined, 'no Authorization when the client sent none')
   t.equal(call?.headers['x-original-url'], 'http://app.example:8080/notebooks/7?tab=2', 'X-Forwarded-* are not believed without PODGATE_TRUST_PROXY')
   t.equal(call?.headers['x-original-method'], 'POST')
@@ -90,8 +90,13 @@ void t.test('an allowed credential: the user from the header, and the request th
   t.equal(service.calls[1]?.headers['x-original-url'], 'https://podgate.example.org/', 'behind a trusted proxy: the first X-Forwarded-Proto and -Host')
   t.equal(service.calls[1]?.headers.authorization, 'Bearer opaque-bob')
 
+  // A bearer token beside someone else's session cookie: the service judges the bearer token alone.
+  await t.rejects(trusting.verifier.verify('opaque-carl', bearer('opaque-carl', { cookie: `session=${OPAQUE}` })), { name: 'AuthError', reason: 'refused' })
+  t.equal(service.calls.at(-1)?.headers.cookie, undefined, 'the cookie beside a bearer token is not sent')
+  t.equal(service.calls.at(-1)?.headers.authorization, 'Bearer opaque-carl')
+
   await trusting.verifier.verify(OPAQUE)
-  t.equal(service.calls[2]?.headers.authorization, `Bearer ${OPAQUE}`, 'without a request the credential goes as a bearer token')
+  t.equal(service.calls.at(-1)?.headers.authorization, `Bearer ${OPAQUE}`, 'without a request the credential goes as a bearer token')
 })
 
 void t.test('401 and 403 refuse the credential (reason refused); other statuses are 503', async (t) => {
