@@ -5,6 +5,7 @@ import { hostname } from 'node:os'
 import { ConfigError } from './errors.ts'
 import { EnvReader, MAX_WORKERS, parseDuration, type Env } from './env-reader.ts'
 import { DNS_LABEL, DNS_SUBDOMAIN } from './kube/labels.ts'
+import { checkOidcConfig, readOidcConfig, type OidcConfig } from './auth/oidc-config.ts'
 
 export const DEFAULT_PORT = 8080
 export const DEFAULT_ADMIN_PORT = 9090
@@ -92,6 +93,8 @@ export interface AuthConfig {
   readonly authUrl: AuthUrlConfig | undefined
   /** Pass the bearer Authorization header and the session cookie on to the pod instead of removing them. */
   readonly forwardCredentials: boolean
+  /** PODGATE_OIDC_*: podgate's own OpenID Connect login under /.podgate/; undefined: off. */
+  readonly oidc: OidcConfig | undefined
 }
 
 export interface GatewayConfig {
@@ -165,7 +168,9 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     maxAgeS: readMaxAge(read),
     authUrl,
     forwardCredentials: read.boolean('PODGATE_FORWARD_CREDENTIALS', false),
+    oidc: readOidcConfig(read),
   }
+  checkOidcConfig(auth)
   const upstream = {
     headersTimeoutMs: read.duration('PODGATE_HEADERS_TIMEOUT', DEFAULT_HEADERS_TIMEOUT_MS),
     bodyTimeoutMs: read.duration('PODGATE_BODY_TIMEOUT', DEFAULT_BODY_TIMEOUT_MS),

@@ -32,6 +32,7 @@ export function authConfig (key: KeySource, overrides: Partial<AuthConfig> = {})
     maxAgeS: undefined,
     authUrl: undefined,
     forwardCredentials: false,
+    oidc: undefined,
     ...overrides,
   }
 }
