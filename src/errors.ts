@@ -53,6 +53,18 @@ export class BadRequestError extends PodgateError {
   override readonly status = 400
 }
 
+/** A path podgate serves itself (under /.podgate/) that does not exist, or whose feature is not configured. */
+export class NotFoundError extends PodgateError {
+  override readonly code = 'PODGATE_NOT_FOUND'
+  override readonly status = 404
+}
+
+/** An OpenID Connect login the provider refused, or whose answer podgate refused (a used code, a wrong nonce). */
+export class LoginFailedError extends PodgateError {
+  override readonly code = 'PODGATE_LOGIN_FAILED'
+  override readonly status = 401
+}
+
 /** The request contradicts what exists: a user whose workload is in another namespace. */
 export class ConflictError extends PodgateError {
   override readonly code = 'PODGATE_CONFLICT'

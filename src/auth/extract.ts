@@ -61,7 +61,7 @@ function isBearerScheme (value: string, at: number): boolean {
  * copies with different values (a sibling subdomain can plant one: cookie tossing) are
  * refused rather than resolved by order, which the attacker may control.
  */
-function cookieValue (header: string, name: string): string | undefined {
+export function cookieValue (header: string, name: string): string | undefined {
   if (name.length === 0) return undefined
   let found: string | undefined
   for (let at = header.indexOf(name); at !== -1; at = header.indexOf(name, at + 1)) {

@@ -14,6 +14,8 @@ export interface MintOptions {
   readonly claim?: string | undefined
   readonly issuer?: string | undefined
   readonly audience?: string | undefined
+  /** More claims, e.g. the tenant (PODGATE_TENANT_CLAIM); neither a registered claim nor the user's. */
+  readonly claims?: Readonly<Record<string, string>> | undefined
   /** Its now() is the token's issue time. */
   readonly clock?: Clock | undefined
 }
@@ -28,8 +30,12 @@ export async function mintToken (options: MintOptions): Promise<string> {
   if (!(secret instanceof Uint8Array) || secret.length < MIN_SECRET_BYTES) throw new BadRequestError(`the signing secret must be at least ${MIN_SECRET_BYTES} bytes`)
   if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new BadRequestError(`ttlSeconds must be a positive whole number, got ${ttlSeconds}`)
   if (claim === '' || REGISTERED_CLAIMS.has(claim)) throw new BadRequestError(`${JSON.stringify(claim)} cannot carry the user id`)
+  const claims = options.claims ?? {}
+  for (const name of Object.keys(claims)) {
+    if (name === '' || name === claim || REGISTERED_CLAIMS.has(name)) throw new BadRequestError(`${JSON.stringify(name)} cannot be an extra claim`)
+  }
   const issuedAt = Math.floor((options.clock ?? systemClock).now() / 1000)
-  const jwt = new SignJWT({ [claim]: user })
+  const jwt = new SignJWT({ ...claims, [claim]: user })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setIssuedAt(issuedAt)
     .setExpirationTime(issuedAt + ttlSeconds)

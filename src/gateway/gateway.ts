@@ -3,6 +3,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { extractToken } from '../auth/extract.ts'
+import { isReservedPath } from '../auth/oidc-paths.ts'
+import { RESERVED_UPGRADE, reservedRoutes, type ReservedRoutes } from '../auth/oidc-routes.ts'
 import type { Identity, TokenVerifier } from '../auth/identity.ts'
 import type { AuthConfig, GatewayConfig } from '../config.ts'
 import type { Endpoint, EndpointSource } from '../discovery/source.ts'
@@ -66,6 +68,8 @@ export class Gateway {
   readonly #spawnNamespaces: ServedNamespaces | undefined
   /** onMissing was plugged in (it may create a workload), not the default 404/503. */
   readonly #spawns: boolean
+  /** What podgate answers itself under /.podgate/ (its login), before any token is looked at. */
+  readonly #reserved: ReservedRoutes
   #inFlight = 0
   #draining = false
   #idle: (() => void) | undefined
@@ -95,6 +99,7 @@ export class Gateway {
     this.#checkTenant = options.auth.tenantClaim !== undefined
     this.#spawnNamespaces = options.spawnNamespaces
     this.#spawns = options.onMissing !== undefined
+    this.#reserved = reservedRoutes(options)
     if (options.onActivity !== undefined) {
       // One timer for all sockets, reading the byte counts the sockets keep anyway: no cost per frame.
       this.#activityTimer = setInterval(() => { this.#reportSocketActivity() }, options.activityIntervalMs ?? 30_000)
@@ -131,6 +136,10 @@ export class Gateway {
       this.#fail(res, refused)
       return
     }
+    if (isReservedPath(req.url)) {
+      this.#reserved.handle(req, res)
+      return
+    }
     const identity = this.#identify(req)
     if (identity instanceof Promise) {
       identity.then((id) => { this.#route(req, res, id, expectsContinue) }, (err: unknown) => { this.#fail(res, err) })
@@ -152,6 +161,10 @@ export class Gateway {
     const refused = this.#refusal(req)
     if (refused !== undefined) {
       rejectUpgrade(socket, refused)
+      return
+    }
+    if (isReservedPath(req.url)) {
+      rejectUpgrade(socket, RESERVED_UPGRADE)
       return
     }
     const entry = { user: undefined as string | undefined, bytesRead: 0 }

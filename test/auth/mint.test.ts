@@ -23,6 +23,9 @@ void t.test('minted tokens verify and carry the user, expiry and options', async
   )
   t.teardown(() => strict.close())
   t.equal((await strict.verify(custom)).user, 'bob')
+
+  const tenant = await mintToken({ secret: testSecret(), user: 'carol', ttlSeconds: 60, claims: { team: 'team-a' }, clock })
+  t.match(decodeJwt(tenant), { sub: 'carol', team: 'team-a' }, 'extra claims, e.g. the tenant')
 })
 
 void t.test('bad mint input is refused with a clear error', async (t) => {
@@ -34,6 +37,8 @@ void t.test('bad mint input is refused with a clear error', async (t) => {
     ['zero ttl', { ...base, ttlSeconds: 0 }, /ttlSeconds/],
     ['fractional ttl', { ...base, ttlSeconds: 1.5 }, /ttlSeconds/],
     ['reserved claim', { ...base, claim: 'exp' }, /cannot carry the user id/],
+    ['extra registered claim', { ...base, claims: { iss: 'x' } }, /"iss" cannot be an extra claim/],
+    ['extra claim over the user', { ...base, claims: { sub: 'bob' } }, /"sub" cannot be an extra claim/],
   ]
   for (const [name, options, message] of cases) {
     await t.rejects(mintToken(options), { name: 'BadRequestError', message }, name)
