@@ -3,6 +3,8 @@
 // reading each proxy's cost from /proc around every run.
 import { cpus } from 'node:os'
 import { join } from 'node:path'
+import { authCallsProblem } from './auth-service.ts'
+import type { AuthCallExpectation } from './auth-service.ts'
 import { backgroundShare, readCpuCounters } from './background-load.ts'
 import type { HttpLoadResult, HttpLoadSpec } from './load/http-load.ts'
 import type { StreamLoadResult, StreamLoadSpec } from './load/stream-load.ts'
@@ -60,6 +62,16 @@ export interface StreamResult {
   readonly peakRssKb: number | null
 }
 
+/** How often the path's proxy asked its auth service over the whole run. */
+export interface AuthServiceResult {
+  readonly expect: AuthCallExpectation
+  readonly calls: number
+  /** 2xx responses the path served over the whole run: every HTTP load run, warm-up included, and the check. */
+  readonly requests: number
+  /** The auth service's own CPU time per call, in µs; null when too few calls to tell. */
+  readonly cpuUsPerCall: number | null
+}
+
 export interface PathResult {
   readonly id: string
   readonly title: string
@@ -71,6 +83,7 @@ export interface PathResult {
   readonly latency?: LatencyResult
   readonly websocket?: WebSocketResult
   readonly stream?: StreamResult
+  readonly authService?: AuthServiceResult
 }
 
 export interface MeasureOptions {
@@ -93,6 +106,8 @@ const FIXED_BODY_BYTES = 100
 /** Share of failed requests above which a run's numbers mean nothing. */
 const MAX_FAILED_SHARE = 0.001
 const RSS_SAMPLE_MS = 50
+/** CPU time is read in clock ticks (10 ms): per call it means something only over many calls. */
+const MIN_CALLS_FOR_CPU = 1000
 
 /** One path through the whole suite: start, check, every measure, stop. */
 export async function measurePath (path: BenchPath, options: MeasureOptions): Promise<PathResult> {
@@ -108,7 +123,10 @@ interface Live {
   readonly throughputRuns: ThroughputRun[]
   readonly latencyRuns: HttpLoadResult[]
   readonly wsRates: number[]
+  /** 2xx responses served so far: the check and every HTTP load run. */
+  served: number
   stream?: StreamResult
+  authService?: AuthServiceResult
   failure?: string
 }
 
@@ -139,7 +157,7 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
       try {
         const running = await path.start(context)
         await checkAnswers(running)
-        live.push({ path, options: { settings, context, ticksPerSecond: options.ticksPerSecond }, running, idleRssKb: rssOf(running), throughputRuns: [], latencyRuns: [], wsRates: [] })
+        live.push({ path, options: { settings, context, ticksPerSecond: options.ticksPerSecond }, running, idleRssKb: rssOf(running), throughputRuns: [], latencyRuns: [], wsRates: [], served: 1 })
         log(`started ${path.id}`)
       } catch (err) {
         await context.processes.stopAll()
@@ -164,15 +182,27 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
       }
     }
     if (settings.warmupS > 0) {
-      for (const entry of measuring('throughput')) await attempt(entry, async () => { await httpLoad(entry.running, settings.connections, settings.warmupS, entry.options) })
+      for (const entry of measuring('throughput')) await attempt(entry, async () => { entry.served += (await httpLoad(entry.running, settings.connections, settings.warmupS, entry.options)).ok })
     }
     for (let run = 0; run < settings.runs; run++) {
       log(`throughput run ${run + 1} of ${settings.runs}`)
-      for (const entry of measuring('throughput')) await attempt(entry, async () => { entry.throughputRuns.push(await throughputRun(entry.running, entry.options)) })
+      for (const entry of measuring('throughput')) {
+        await attempt(entry, async () => {
+          const measured = await throughputRun(entry.running, entry.options)
+          entry.throughputRuns.push(measured)
+          entry.served += measured.requests
+        })
+      }
     }
     for (let run = 0; run < settings.latencyRuns; run++) {
       log(`latency run ${run + 1} of ${settings.latencyRuns}`)
-      for (const entry of measuring('latency')) await attempt(entry, async () => { entry.latencyRuns.push(await httpLoad(entry.running, 1, settings.latencyDurationS, entry.options)) })
+      for (const entry of measuring('latency')) {
+        await attempt(entry, async () => {
+          const measured = await httpLoad(entry.running, 1, settings.latencyDurationS, entry.options)
+          entry.latencyRuns.push(measured)
+          entry.served += measured.ok
+        })
+      }
     }
     for (let run = 0; run < settings.latencyRuns; run++) {
       log(`WebSocket run ${run + 1} of ${settings.latencyRuns}`)
@@ -181,6 +211,10 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
     for (const entry of measuring('stream')) {
       log(`streaming through ${entry.path.id}`)
       await attempt(entry, async () => { entry.stream = await measureStream(entry.running, entry.options) })
+    }
+    // Last, so every request of the run is counted: did the proxy ask its auth service as often as it should?
+    for (const entry of live.filter((candidate) => candidate.failure === undefined && candidate.running.authService !== undefined)) {
+      await attempt(entry, async () => { entry.authService = await authServiceUse(entry) })
     }
   } finally {
     await Promise.all(live.map((entry) => entry.options.context.processes.stopAll()))
@@ -202,7 +236,17 @@ function summarizePath (entry: Live): PathResult {
     ...(measures.includes('latency') ? { latency: { connections: 1, p50Ms: summarize(entry.latencyRuns.map((run) => run.p50Ms)), p99Ms: summarize(entry.latencyRuns.map((run) => run.p99Ms)) } } : {}),
     ...(measures.includes('websocket') ? { websocket: { connections: settings.wsConnections, messageBytes: settings.wsMessageBytes, messagesPerS: summarize(entry.wsRates) } } : {}),
     ...(entry.stream === undefined ? {} : { stream: entry.stream }),
+    ...(entry.authService === undefined ? {} : { authService: entry.authService }),
   }
+}
+
+/** Reads the auth service's call count once every request has been served; throws when the proxy broke its promise. */
+async function authServiceUse (entry: Live): Promise<AuthServiceResult> {
+  const probe = entry.running.authService!
+  const usage = await probe.usage()
+  const problem = authCallsProblem(probe.expect, usage.calls, entry.served)
+  if (problem !== undefined) throw new Error(problem)
+  return { expect: probe.expect, calls: usage.calls, requests: entry.served, cpuUsPerCall: usage.calls >= MIN_CALLS_FOR_CPU ? usage.cpuUs / usage.calls : null }
 }
 
 /** A path that answers 401 or 404 quickly would look fast: check it serves the real body first. */

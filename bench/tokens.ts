@@ -28,6 +28,11 @@ async function mint (key: Uint8Array | KeyObject, alg: string, user: string, id:
   return await new SignJWT({}).setProtectedHeader({ alg, typ: 'JWT' }).setSubject(user).setJti(id).setIssuedAt().setExpirationTime(TOKEN_TTL).sign(key)
 }
 
+/** A credential that is not a JWT (no dots): only an auth service can say whose it is. */
+export function opaqueToken (): string {
+  return randomBytes(32).toString('base64url')
+}
+
 export function bearer (token: string): Record<string, string> {
   return { authorization: `Bearer ${token}` }
 }

@@ -17,10 +17,12 @@ export function benchPaths (settings: BenchSettings): BenchPath[] {
     podgatePath({ ...podgate, id: 'podgate-hs256', title: 'podgate, HS256, token cache on', measures: ['throughput', 'latency', 'websocket', 'stream'] }),
     podgatePath({ ...podgate, id: 'podgate-hs256-nocache', title: 'podgate, HS256, token cache off', tokenCache: false, measures: ['throughput', 'latency'] }),
     podgatePath({ ...podgate, id: 'podgate-es256', title: 'podgate, ES256, token cache on', alg: 'ES256', measures: ['throughput', 'latency'] }),
+    podgatePath({ ...podgate, id: 'podgate-auth-url', title: 'podgate, opaque token via PODGATE_AUTH_URL, verdict cached (warm)', authUrl: true, measures: ['throughput', 'latency'] }),
     nginxPath('keepalive', ['throughput', 'latency', 'websocket']),
     nginxPath('lua-variable', ['throughput', 'latency']),
     nginxPath('lua-keepalive', ['throughput', 'latency']),
     nginxPath('lua-cached', ['throughput', 'latency']),
+    nginxPath('auth-request', ['throughput', 'latency']),
     chpPath(['throughput', 'latency']),
     minimalPath(['throughput', 'latency']),
     ...settings.userCounts.map((users) => podgatePath({

@@ -2,9 +2,11 @@
 // (PODGATE_LOCAL_ROUTES) instead of Kubernetes, so any machine can run it.
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { startAuthService } from '../auth-service.ts'
+import type { RunningAuthService } from '../auth-service.ts'
 import { freePort, waitUntilReady } from '../http-probe.ts'
 import { spreadSample, userIds, writeRouteFile } from '../route-file.ts'
-import { bearer, es256Key, hs256Key } from '../tokens.ts'
+import { bearer, es256Key, hs256Key, opaqueToken } from '../tokens.ts'
 import type { BenchPath, Measure } from './types.ts'
 
 export interface PodgateVariant {
@@ -21,18 +23,31 @@ export interface PodgateVariant {
   readonly workers: number
   /** Pinned to the proxy's CPU like every other proxy, or free to use every CPU (worker scaling). */
   readonly pinned: boolean
+  /**
+   * Opaque tokens checked by an auth service (PODGATE_AUTH_URL, bench/auth-service.ts)
+   * instead of JWTs; the service runs on nginx, so the path needs it installed.
+   */
+  readonly authUrl?: boolean
 }
 
 const START_TIMEOUT_MS = 30_000
+/**
+ * Longer than any run, so the first request's verdict serves the whole run (cache warm); with
+ * the default 60 s it would be one call a minute per token, too few to measure.
+ */
+const AUTH_URL_TTL = '1h'
 
 export function podgatePath (variant: PodgateVariant): BenchPath {
   return {
     id: variant.id,
     title: variant.title,
     measures: variant.measures,
-    unavailable (context) {
+    async unavailable (context) {
       const main = join(context.repoDir, 'src', 'main.ts')
-      return Promise.resolve(existsSync(main) ? undefined : `${main} does not exist yet`)
+      if (!existsSync(main)) return `${main} does not exist yet`
+      if (variant.authUrl !== true) return undefined
+      const nginx = await context.prerequisites.nginx()
+      return nginx.ok ? undefined : `the auth service runs on nginx: ${nginx.reason}`
     },
     async start (context) {
       const users = userIds(variant.users)
@@ -40,8 +55,18 @@ export function podgatePath (variant: PodgateVariant): BenchPath {
       writeRouteFile(routesFile, users, context.upstream.address)
       const key = variant.alg === 'HS256' ? hs256Key() : es256Key()
       const loadUsers = spreadSample(users, variant.tokens)
-      const tokens = await Promise.all(Array.from({ length: variant.tokens }, async (_, index) =>
-        await key.sign(loadUsers[index % loadUsers.length]!, `${variant.id}-${index}`)))
+      let authService: RunningAuthService | undefined
+      let tokens: string[]
+      if (variant.authUrl === true) {
+        const nginx = await context.prerequisites.nginx()
+        if (!nginx.ok) throw new Error(nginx.reason)
+        tokens = Array.from({ length: variant.tokens }, () => opaqueToken())
+        authService = await startAuthService(context, nginx.value.binary, `auth-service-${variant.id}`,
+          Object.fromEntries(tokens.map((token, index) => [token, loadUsers[index % loadUsers.length]!])))
+      } else {
+        tokens = await Promise.all(Array.from({ length: variant.tokens }, async (_, index) =>
+          await key.sign(loadUsers[index % loadUsers.length]!, `${variant.id}-${index}`)))
+      }
       const [port, adminPort] = [await freePort(), await freePort()]
       const env: NodeJS.ProcessEnv = {
         ...withoutPodgateVariables(process.env),
@@ -54,11 +79,12 @@ export function podgatePath (variant: PodgateVariant): BenchPath {
         PODGATE_ACCESS_LOG: 'false',
         PODGATE_WORKERS: String(variant.workers),
         ...(variant.tokenCache ? {} : { PODGATE_TOKEN_CACHE_SIZE: '0' }),
+        ...(authService === undefined ? {} : { PODGATE_AUTH_URL: authService.url, PODGATE_AUTH_URL_TTL: AUTH_URL_TTL }),
       }
       const cpus = variant.pinned ? context.cpus.proxy : undefined
       const proxy = context.processes.spawn(variant.id, process.execPath, [join(context.repoDir, 'src', 'main.ts'), 'serve'], { cpus, env, cwd: context.repoDir })
       await waitUntilReady(`http://127.0.0.1:${adminPort}/readyz`, { process: proxy, timeoutMs: START_TIMEOUT_MS })
-      return { baseUrl: `http://127.0.0.1:${port}`, headerSets: tokens.map(bearer), proxyPgid: proxy.pid }
+      return { baseUrl: `http://127.0.0.1:${port}`, headerSets: tokens.map(bearer), proxyPgid: proxy.pid, authService: authService?.probe('once') }
     },
   }
 }

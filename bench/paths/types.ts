@@ -1,5 +1,6 @@
 // A "path" is one way for a request to reach the upstream (direct, podgate, nginx, CHP).
 // Each path module only knows how to start its proxy; measure.ts runs every path the same way.
+import type { AuthServiceProbe } from '../auth-service.ts'
 import type { CpuPlan } from '../machine.ts'
 import type { Prerequisites } from '../prerequisites.ts'
 import type { ProcessGroup } from '../processes.ts'
@@ -27,6 +28,8 @@ export interface RunningPath {
   readonly headerSets: ReadonlyArray<Record<string, string>>
   /** Process group whose CPU and memory are the proxy's cost; undefined for the direct path. */
   readonly proxyPgid: number | undefined
+  /** The auth service the proxy asks, if any: its calls are counted after the last run and checked against `expect`. */
+  readonly authService?: AuthServiceProbe | undefined
 }
 
 export interface BenchPath {

@@ -158,3 +158,34 @@ void t.test('runs are interleaved across paths, and a path that breaks mid-way f
   t.equal(results[0]?.throughput?.runs.length, 3)
   t.match(results[2]?.reason, /statuses \{"500"/)
 })
+
+void t.test('after the last run, a path\'s auth service calls are checked against the 2xx it served; a broken promise fails the path', async (t) => {
+  const { options } = await setUp(t)
+  // each path's server stands in for proxy and auth service at once: it counts every request it answered
+  const path = async (id: string, expect: 'once' | 'per-request', calls: (answered: number) => number): Promise<{ path: BenchPath, answered: () => number }> => {
+    let answered = 0
+    const baseUrl = await listen(t, createServer((_request, response) => { answered++; response.end(Buffer.alloc(100, 'x')) }))
+    const usage = async (): Promise<{ calls: number, cpuUs: number }> => await Promise.resolve({ calls: calls(answered), cpuUs: 5_000_000 })
+    return {
+      path: { id, title: id, measures: ['throughput', 'latency'], start: async () => await Promise.resolve({ baseUrl, headerSets: [{}], proxyPgid: undefined, authService: { expect, usage } }) },
+      answered: () => answered,
+    }
+  }
+  const paths = [
+    await path('warm-cache', 'once', () => 1),
+    await path('cache-broken', 'once', () => 40),
+    await path('asks-every-time', 'per-request', (answered) => answered),
+    await path('skips-some', 'per-request', () => 10),
+  ]
+  const results = await measurePaths(paths.map((entry) => entry.path), { ...options, contextFor: () => Promise.resolve(options.context) })
+  t.same(results.map((result) => [result.id, result.status]), [['warm-cache', 'ok'], ['cache-broken', 'failed'], ['asks-every-time', 'ok'], ['skips-some', 'failed']])
+  const warm = results[0]!.authService!
+  t.match(warm, { expect: 'once', calls: 1, cpuUsPerCall: null })
+  const throughputServed = results[0]!.throughput!.runs.reduce((sum, run) => sum + run.requests, 0)
+  t.ok(warm.requests > throughputServed && warm.requests <= paths[0]!.answered(), `the check, the throughput and the latency runs counted: ${warm.requests} of ${paths[0]!.answered()} answered`)
+  t.match(results[1]!.reason, /answered 40 calls for \d+ requests; a warm cache asks 1 to 2 times/)
+  const every = results[2]!.authService!
+  t.ok(every.calls >= every.requests && every.requests > 100, `${every.calls} calls for ${every.requests} 2xx responses`)
+  if (every.calls >= 1000) t.equal(every.cpuUsPerCall, 5_000_000 / every.calls)
+  t.match(results[3]!.reason, /answered 10 calls for \d+ requests; every request should have asked it/)
+})
