@@ -1,4 +1,4 @@
-// podgate in front of the seed's own Django auth service (test/support/django), as in the
+// podgate in front of the Django auth service podgate replaces (test/support/django), as in the
 // migration guide's cut-over: opaque tokens, as a bearer header or the session cookie, reach
 // their user's backend through /auth/validate (X-User-ID) or /whoami (X-Target-Service:
 // user-<name>); JWTs never reach Django; remembered users are served while Django is down; a
@@ -204,7 +204,7 @@ void t.test('many requests of 2 users make 2 calls to Django', async (t) => {
   t.comment(`${N} requests of 2 users: ${calls.length} calls to Django (1 per ${N / Math.max(calls.length, 1)} requests), in ${Math.round(elapsed)} ms`)
 })
 
-// The seed's views read the session cookie first; podgate takes the bearer token first and
+// The original views read the session cookie first; podgate takes the bearer token first and
 // remembers the answer under it, so it sends the service that token alone (it once sent the
 // whole Cookie header too, and Django's verdict on bob's cookie was remembered for alice's token).
 void t.test('a bearer token beside another session cookie: the verdict remembered for the bearer token is about it', async (t) => {

@@ -1,4 +1,4 @@
-// The Django auth fixture on its own (test/support/django.ts): the seed's /auth/validate and
+// The Django auth fixture on its own (test/support/django.ts): the original /auth/validate and
 // /whoami answer each user's tokens from the cookie or a bearer header, 401 otherwise; tokens
 // come and go while it runs; it stops and comes back on the same port.
 import t from 'tap'
@@ -60,7 +60,7 @@ void t.test('no token, an unknown one or another scheme: 401 from both views', a
   for (const c of cases) t.same(await identity(django, c.headers), refused, c.name)
 })
 
-void t.test('the cookie is read first, as in the seed: a bearer token behind it is not consulted', async (t) => {
+void t.test('the cookie is read first, as in the original service: a bearer token behind it is not consulted', async (t) => {
   const django = await startDjango(t, { tokens: TOKENS })
   t.same(await identity(django, { cookie: `session=${bob}`, authorization: `Bearer ${alice.api}` }),
     { validate: 200, user: 'bob', whoami: 200, target: 'user-bob' })

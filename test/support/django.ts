@@ -1,4 +1,4 @@
-// Runs the seed's Django auth service (test/support/django: a user table of opaque tokens,
+// Runs the Django auth service podgate replaces (test/support/django: a user table of opaque tokens,
 // /auth/validate answering X-User-ID and /whoami answering X-Target-Service) as a real
 // external verifier, on the Django that scripts/install-django.sh installs, with sqlite in a
 // per-fixture temporary directory. Stopped and cleaned up with the test.

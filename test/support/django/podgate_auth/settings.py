@@ -1,4 +1,4 @@
-"""Settings of the podgate auth fixture: the seed's auth service, reduced to its user table
+"""Settings of the podgate auth fixture: the original auth service, reduced to its user table
 and its two views. The sqlite database lives where PODGATE_DJANGO_DB says (a test's temp dir)."""
 import os
 

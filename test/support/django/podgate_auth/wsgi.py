@@ -1,4 +1,4 @@
-"""WSGI entry point, as gunicorn would load it in the seed's image (`podgate_auth.wsgi:application`)."""
+"""WSGI entry point, as gunicorn would load it in the original service's image (`podgate_auth.wsgi:application`)."""
 import os
 
 from django.core.wsgi import get_wsgi_application

@@ -1,7 +1,7 @@
-"""The seed's two views: /auth/validate answers X-User-ID (its first design, for ingress-nginx
-auth-url) and /whoami answers X-Target-Service: user-<name> (its second). Both read the token
+"""The original service's two views: /auth/validate answers X-User-ID (for ingress-nginx
+auth-url) and /whoami answers X-Target-Service: user-<name> (for an OpenResty dispatcher). Both read the token
 from the `session` cookie first, then from `Authorization: Bearer <token>`, and answer 401
-without a known token. Differences from the seeds: X-User-ID is the user name, not the numeric
+without a known token. Differences from the original: X-User-ID is the user name, not the numeric
 row id, since podgate routes by name; and /whoami answers an unknown token 401, not 403."""
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
