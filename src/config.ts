@@ -26,6 +26,10 @@ export const DEFAULT_AUTH_URL_TIMEOUT_MS = 5_000
 export const DEFAULT_AUTH_URL_TTL_MS = 60_000
 export const DEFAULT_AUTH_URL_NEGATIVE_TTL_MS = 5_000
 export const DEFAULT_AUTH_URL_USER_HEADER = 'x-user-id'
+/** How long a browser waits for a starting workload before it gets the self-refreshing starting page. */
+export const DEFAULT_BROWSER_GRACE_MS = 2_000
+/** The query parameter carrying the original URL to the sign-in page, as ingress-nginx names it. */
+export const DEFAULT_SIGNIN_REDIRECT_PARAM = 'rd'
 /** Time a client has to send a whole request head (slow-loris and silent connections end here). */
 export const DEFAULT_CLIENT_HEADERS_TIMEOUT_MS = 30_000
 /** Above the 60 s idle timeout common to cloud load balancers, so they close first. */
@@ -97,6 +101,14 @@ export interface AuthConfig {
   readonly oidc: OidcConfig | undefined
 }
 
+/** Where browsers without a valid token are sent (PODGATE_SIGNIN_URL, like ingress-nginx auth-signin). */
+export interface SignInConfig {
+  /** Absolute http(s) URL; its own query is kept and the redirect parameter added to it. */
+  readonly url: URL
+  /** Query parameter naming the URL the browser asked for. */
+  readonly redirectParam: string
+}
+
 export interface GatewayConfig {
   readonly host: string
   readonly port: number
@@ -119,6 +131,10 @@ export interface GatewayConfig {
   /** Request header fields accepted; more is 431. */
   readonly maxRequestHeaders: number
   readonly spawnOnDemand: boolean
+  /** How long a browser's request waits for a starting workload before the starting page; at most startTimeoutMs. */
+  readonly browserGraceMs: number
+  /** Browser navigations without a valid token are redirected here; undefined: they get a 401 page. */
+  readonly signIn: SignInConfig | undefined
   readonly accessLog: boolean
 }
 
@@ -187,6 +203,8 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     connectTimeoutMs: read.duration('PODGATE_CONNECT_TIMEOUT', DEFAULT_CONNECT_TIMEOUT_MS),
     drainTimeoutMs: read.duration('PODGATE_DRAIN_TIMEOUT', DEFAULT_DRAIN_TIMEOUT_MS),
     spawnOnDemand: read.boolean('PODGATE_SPAWN_ON_DEMAND', false),
+    browserGraceMs: readBrowserGrace(read, upstream.startTimeoutMs),
+    signIn: readSignIn(read),
     accessLog: read.boolean('PODGATE_ACCESS_LOG', true),
     maxConnections: read.integer('PODGATE_MAX_CONNECTIONS', 0, 0, 10_000_000),
     maxRequestHeaders: read.integer('PODGATE_MAX_REQUEST_HEADERS', DEFAULT_MAX_REQUEST_HEADERS, 16, 1000),
@@ -294,6 +312,39 @@ function readAuthUrl (read: EnvReader, tenantClaim: string | undefined): AuthUrl
     tenantHeader,
     ttlMs,
     negativeTtlMs,
+  }
+}
+
+/** Longer than PODGATE_START_TIMEOUT would mean no page before the 503: refused when set, clamped when defaulted. */
+function readBrowserGrace (read: EnvReader, startTimeoutMs: number): number {
+  const ms = read.duration('PODGATE_BROWSER_GRACE', DEFAULT_BROWSER_GRACE_MS)
+  if (read.has('PODGATE_BROWSER_GRACE') && ms > startTimeoutMs) {
+    throw new ConfigError('PODGATE_BROWSER_GRACE', `must not exceed PODGATE_START_TIMEOUT (${startTimeoutMs} ms), got ${ms} ms`)
+  }
+  return Math.min(ms, startTimeoutMs)
+}
+
+/** A query parameter name that needs no encoding. */
+const QUERY_NAME = /^[A-Za-z0-9._~-]{1,64}$/
+
+function readSignIn (read: EnvReader): SignInConfig | undefined {
+  const text = read.optional('PODGATE_SIGNIN_URL', /^\S+$/, 'a URL without spaces')
+  if (text === undefined) {
+    if (read.has('PODGATE_SIGNIN_REDIRECT_PARAM')) throw new ConfigError('PODGATE_SIGNIN_REDIRECT_PARAM', 'has no effect without PODGATE_SIGNIN_URL')
+    return undefined
+  }
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    throw new ConfigError('PODGATE_SIGNIN_URL', `not an absolute URL: ${JSON.stringify(text.slice(0, 64))} (browsers are redirected to it, e.g. https://accounts.example.com/login)`)
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new ConfigError('PODGATE_SIGNIN_URL', 'must be an http(s) URL')
+  // Browsers are sent there: credentials in it would be handed to every visitor.
+  if (url.username !== '' || url.password !== '') throw new ConfigError('PODGATE_SIGNIN_URL', 'must not carry a user name or password')
+  return {
+    url,
+    redirectParam: read.optional('PODGATE_SIGNIN_REDIRECT_PARAM', QUERY_NAME, 'a query parameter name of letters, digits, ".", "_", "~" or "-", e.g. rd') ?? DEFAULT_SIGNIN_REDIRECT_PARAM,
   }
 }
 

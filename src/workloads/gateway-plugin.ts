@@ -43,6 +43,7 @@ export function createProvisionerHooks (options: ProvisionerHooksOptions): Provi
     ? new Culler({ workloads, logger: componentLogger(logger, 'culler'), idleTimeoutMs: config.idleTimeoutMs, intervalMs: options.cullIntervalMs })
     : undefined
   const spawner = createSpawner({
+    browserGraceMs: config.gateway.browserGraceMs,
     ...options.spawner,
     workloads,
     source,
