@@ -132,3 +132,9 @@ export class ConfigError extends PodgateError {
     this.variable = variable
   }
 }
+
+/** Seconds a client should wait before trying again, for the errors that say (Retry-After); undefined for the rest. */
+export function retryAfterOf (error: PodgateError): number | undefined {
+  const seconds = (error as { retryAfterSeconds?: unknown }).retryAfterSeconds
+  return typeof seconds === 'number' ? seconds : undefined
+}

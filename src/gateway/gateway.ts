@@ -133,7 +133,7 @@ export class Gateway {
     const refused = this.#refusal(req)
     if (refused !== undefined) {
       res.setHeader('connection', 'close')
-      this.#fail(res, refused)
+      this.#fail(res, refused, undefined)
       return
     }
     if (isReservedPath(req.url)) {
@@ -142,29 +142,44 @@ export class Gateway {
     }
     const identity = this.#identify(req)
     if (identity instanceof Promise) {
-      identity.then((id) => { this.#route(req, res, id, expectsContinue) }, (err: unknown) => { this.#fail(res, err) })
+      identity.then((id) => { this.#route(req, res, id, expectsContinue) }, (err: unknown) => { this.#fail(res, err, undefined) })
     } else if (identity instanceof AuthError) {
-      this.#fail(res, identity)
+      this.#fail(res, identity, undefined)
     } else {
       this.#route(req, res, identity, expectsContinue)
     }
   }
 
-  /** Serves one Upgrade request (WebSocket). Never throws. */
+  /**
+   * Serves one Upgrade request (WebSocket). Never throws. Counted and logged like a request,
+   * once: 101 when upgraded, the status of any other answer, 499 when the client left first.
+   */
   upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const started = performance.now()
+    let counted = false
+    const answered = (status: number): void => {
+      if (counted) return
+      counted = true
+      this.#record(req, status, started, status === 499)
+    }
+    socket.once('close', () => { answered(499) })
+    const reject = (err: unknown): void => {
+      if (!(err instanceof PodgateError)) this.#logger.error({ err }, 'unexpected failure on the upgrade path')
+      answered(rejectUpgrade(socket, err))
+    }
     if (this.#draining) {
-      rejectUpgrade(socket, new DrainingError('draining'))
+      reject(new DrainingError('draining'))
       return
     }
     // The idle timeout is for HTTP exchanges; a quiet WebSocket is the application's business.
     ;(socket as Duplex & { setTimeout?: (ms: number) => void }).setTimeout?.(0)
     const refused = this.#refusal(req)
     if (refused !== undefined) {
-      rejectUpgrade(socket, refused)
+      reject(refused)
       return
     }
     if (isReservedPath(req.url)) {
-      rejectUpgrade(socket, RESERVED_UPGRADE)
+      reject(RESERVED_UPGRADE)
       return
     }
     const entry = { user: undefined as string | undefined, bytesRead: 0 }
@@ -177,12 +192,12 @@ export class Gateway {
         this.#onActivity?.(user)
         entry.user = user
         entry.bytesRead = bytesRead(socket)
-        forwardUpgrade(req, socket, head, endpoints, upstreamHeaders(req, user, this.#forwarding), this.#target)
-      }, (err: unknown) => { rejectUpgrade(socket, err) })
+        forwardUpgrade(req, socket, head, endpoints, upstreamHeaders(req, user, this.#forwarding), this.#target, answered)
+      }, reject)
     }
     const identity = this.#identify(req)
-    if (identity instanceof Promise) identity.then(go, (err: unknown) => { rejectUpgrade(socket, err) })
-    else if (identity instanceof AuthError) rejectUpgrade(socket, identity)
+    if (identity instanceof Promise) identity.then(go, reject)
+    else if (identity instanceof AuthError) reject(identity)
     else go(identity)
   }
 
@@ -252,7 +267,7 @@ export class Gateway {
       if (res.destroyed) return
       this.#onActivity?.(user)
       this.#forward(req, res, user, found, expectsContinue)
-    }, (err: unknown) => { this.#fail(res, err) })
+    }, (err: unknown) => { this.#fail(res, err, user) })
   }
 
   #forward (req: IncomingMessage, res: ServerResponse, user: string, endpoints: readonly Endpoint[], expectsContinue: boolean): void {
@@ -307,25 +322,30 @@ export class Gateway {
     return identity.tenant === namespace ? undefined : OTHER_TENANT
   }
 
-  #fail (res: ServerResponse, err: unknown): void {
+  /** Answers `err`; `user` once the token named one (pages say whose workspace it is). */
+  #fail (res: ServerResponse, err: unknown, user: string | undefined): void {
     if (!(err instanceof PodgateError)) this.#logger.error({ err }, 'unexpected failure on the request path')
-    sendError(res, err)
+    sendError(res, err, { user })
   }
 
   #finished (req: IncomingMessage, res: ServerResponse, started: number): void {
+    this.#record(req, res.headersSent ? res.statusCode : 499, started, !res.writableFinished)
+    if (--this.#inFlight === 0 && this.#idle !== undefined) {
+      const resolve = this.#idle
+      this.#idle = undefined
+      resolve()
+    }
+  }
+
+  /** One request (or upgrade) in podgate_requests_total and the access log. */
+  #record (req: IncomingMessage, status: number, started: number, aborted: boolean): void {
     const seconds = (performance.now() - started) / 1000
-    const status = res.headersSent ? res.statusCode : 499
     this.#metrics.requests.record(status, seconds)
     if (this.#accessLog) {
       const url = req.url ?? ''
       const query = url.indexOf('?')
       // The query string is left out: some apps carry tokens in it.
-      this.#logger.info({ method: req.method, path: query === -1 ? url : url.slice(0, query), status, ms: Math.round(seconds * 1e6) / 1e3, aborted: !res.writableFinished }, 'request')
-    }
-    if (--this.#inFlight === 0 && this.#idle !== undefined) {
-      const resolve = this.#idle
-      this.#idle = undefined
-      resolve()
+      this.#logger.info({ method: req.method, path: query === -1 ? url : url.slice(0, query), status, ms: Math.round(seconds * 1e6) / 1e3, aborted }, 'request')
     }
   }
 }

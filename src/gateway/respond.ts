@@ -1,10 +1,12 @@
 // Error responses, in one place: every failure becomes exactly one of the statuses the
-// contract names, as JSON (or a small page for browsers waiting on a workload).
-import type { ServerResponse } from 'node:http'
+// contract names, as JSON for programs, a page for browsers, on
+// plain requests and WebSocket upgrades alike.
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
-  AuthError, BadRequestError, DrainingError, NotReadyError, PodgateError, UpstreamError, UpstreamTimeoutError, WorkloadFailedError,
-  type UpstreamErrorKind,
+  AuthError, BadRequestError, PodgateError, retryAfterOf, UpstreamError, UpstreamTimeoutError, type UpstreamErrorKind,
 } from '../errors.ts'
+import { isNavigation } from './navigation.ts'
+import { CONTENT_SECURITY_POLICY, errorPage } from './pages.ts'
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED'])
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'ECONNABORTED'])
@@ -45,32 +47,70 @@ export function neverSent (err: UpstreamError | UpstreamTimeoutError): boolean {
 
 const GENERIC = new PodgateError('internal error')
 
-/** Writes the error response for `err`; anything that is not a PodgateError is a 500. */
-export function sendError (res: ServerResponse, err: unknown): number {
+/** What a response varies on when a GET or HEAD could be answered as a page or as JSON. */
+const VARY = 'Accept, Sec-Fetch-Mode, Sec-Fetch-Dest, X-Requested-With'
+
+/** How an error is answered: one status, its headers, one body. */
+export interface ErrorResponse {
+  readonly status: number
+  readonly headers: Record<string, string>
+  readonly body: string
+}
+
+export interface ErrorContext {
+  /** The request answered; without one (or for an upgrade) the answer is JSON. */
+  readonly req?: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'socket'> | undefined
+  /** A WebSocket (or other Upgrade) request: JSON and the same headers, never a page or a redirect. */
+  readonly upgrade?: boolean
+  /** The verified user, once the token named one: pages say whose workspace it is. */
+  readonly user?: string | undefined
+}
+
+/**
+ * The one answer to an error, for plain requests and upgrades alike. A browser navigation
+ * (isNavigation) gets a page; everything else gets `{"error", "message"}` JSON. Both carry
+ * Cache-Control: no-store, Retry-After where waiting helps, and WWW-Authenticate on a 401;
+ * pages a strict Content-Security-Policy. Anything that is not a PodgateError is a 500.
+ */
+export function errorResponse (err: unknown, context: ErrorContext = {}): ErrorResponse {
   const error = err instanceof PodgateError ? err : GENERIC
-  const status = error.status
-  if (res.headersSent) {
-    // The status line is gone already: the only honest signal left is a broken stream.
-    res.destroy()
-    return status
-  }
-  const headers: Record<string, string> = {
-    'content-type': 'application/json; charset=utf-8',
-    'cache-control': 'no-store',
-  }
+  const headers: Record<string, string> = { 'cache-control': 'no-store' }
+  const req = context.upgrade === true ? undefined : context.req
+  const pageable = req !== undefined && (req.method === 'GET' || req.method === 'HEAD')
+  if (pageable) headers.vary = VARY
+  const navigation = pageable && isNavigation(req)
   if (error instanceof AuthError) {
     headers['www-authenticate'] = error.reason === 'missing'
       ? 'Bearer realm="podgate"'
       : 'Bearer realm="podgate", error="invalid_token"'
   }
-  if (error instanceof NotReadyError || error instanceof WorkloadFailedError || error instanceof DrainingError) {
-    headers['retry-after'] = String(error.retryAfterSeconds)
+  const retryAfter = retryAfterOf(error)
+  if (retryAfter !== undefined) headers['retry-after'] = String(retryAfter)
+  let body: string
+  if (navigation) {
+    headers['content-type'] = 'text/html; charset=utf-8'
+    headers['content-security-policy'] = CONTENT_SECURITY_POLICY
+    headers['x-content-type-options'] = 'nosniff'
+    body = error.page ?? errorPage(error, context.user)
+  } else {
+    headers['content-type'] = 'application/json; charset=utf-8'
+    body = JSON.stringify({ error: error.code, message: error.message })
   }
-  const page = error.page
-  if (page !== undefined) headers['content-type'] = 'text/html; charset=utf-8'
-  const body = page ?? JSON.stringify({ error: error.code, message: error.message })
   headers['content-length'] = String(Buffer.byteLength(body))
-  res.writeHead(status, headers)
-  res.end(body)
-  return status
+  return { status: error.status, headers, body }
+}
+
+/**
+ * Answers `err` on `res` (errorResponse for `res.req`); returns the status sent. Once the
+ * status line is out, the only honest signal left is a broken stream: the socket is destroyed.
+ */
+export function sendError (res: ServerResponse, err: unknown, context: Omit<ErrorContext, 'req' | 'upgrade'> = {}): number {
+  if (res.headersSent) {
+    res.destroy()
+    return err instanceof PodgateError ? err.status : GENERIC.status
+  }
+  const answer = errorResponse(err, { ...context, req: res.req })
+  res.writeHead(answer.status, answer.headers)
+  res.end(answer.body)
+  return answer.status
 }

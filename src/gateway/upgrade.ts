@@ -6,10 +6,10 @@ import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Endpoint } from '../discovery/source.ts'
-import { PodgateError, UpstreamError } from '../errors.ts'
+import { UpstreamError } from '../errors.ts'
 import { downstreamHeaders } from './headers.ts'
 import { ENDPOINT_LEFT, nextTurn, type ForwardTarget } from './forward.ts'
-import { refusedRequest, upstreamFailure } from './respond.ts'
+import { errorResponse, refusedRequest, upstreamFailure } from './respond.ts'
 
 export interface UpgradeTarget extends ForwardTarget {
   /** Called once per spliced connection with a function that reports its traffic. */
@@ -17,16 +17,18 @@ export interface UpgradeTarget extends ForwardTarget {
   readonly onClose?: () => void
 }
 
-/** Writes a complete HTTP error response on a raw socket that has not been upgraded. */
+/**
+ * Answers an Upgrade request that will not be upgraded, on its raw socket, with the same
+ * status, headers and JSON body errorResponse gives any request (an upgrade never gets a page
+ * or a redirect), then closes the connection. Returns the status.
+ */
 export function rejectUpgrade (socket: Duplex, err: unknown): number {
-  const error = err instanceof PodgateError ? err : new PodgateError('internal error')
-  const body = JSON.stringify({ error: error.code, message: error.message })
-  const extra = error.status === 401 ? 'www-authenticate: Bearer realm="podgate"\r\n' : ''
+  const answer = errorResponse(err, { upgrade: true })
   if (socket.writable) {
-    socket.end(`HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ''}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\n${extra}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+    socket.end(`${statusLine(answer.status)}connection: close\r\n${headerLines(answer.headers)}\r\n${answer.body}`)
   }
   closeAfterWrite(socket)
-  return error.status
+  return answer.status
 }
 
 /** Ends a socket and destroys it once what was written has been flushed. */
@@ -39,11 +41,14 @@ function closeAfterWrite (socket: Duplex): void {
   socket.end()
 }
 
-export function forwardUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, endpoints: readonly Endpoint[], headers: string[], target: UpgradeTarget): void {
+/** Status of an upgrade's answer, reported once: 101, the pod's other status, or podgate's error. */
+export type UpgradeAnswered = (status: number) => void
+
+export function forwardUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, endpoints: readonly Endpoint[], headers: string[], target: UpgradeTarget, answered: UpgradeAnswered = () => {}): void {
   const endpoint = endpoints[nextTurn(target, endpoints.length)] as Endpoint
   const pool = target.pools.get(endpoint.origin)
   if (pool === undefined) {
-    rejectUpgrade(socket, ENDPOINT_LEFT)
+    answered(rejectUpgrade(socket, ENDPOINT_LEFT))
     return
   }
   const upgrade = String(req.headers.upgrade ?? 'websocket')
@@ -54,7 +59,7 @@ export function forwardUpgrade (req: IncomingMessage, socket: Duplex, head: Buff
     headers,
     upgrade,
     headersTimeout: target.headersTimeoutMs,
-  }, new UpgradeExchange(socket, head, upgrade, target))
+  }, new UpgradeExchange(socket, head, upgrade, target, answered))
 }
 
 const CLIENT_GONE = new UpstreamError('aborted', 'client closed the connection')
@@ -64,6 +69,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   readonly #head: Buffer
   readonly #upgrade: string
   readonly #target: UpgradeTarget
+  readonly #answered: UpgradeAnswered
   #started = false
   #controller: Dispatcher.DispatchController | undefined
   /**
@@ -75,11 +81,12 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     this.#controller?.abort(CLIENT_GONE)
   }
 
-  constructor (client: Duplex, head: Buffer, upgrade: string, target: UpgradeTarget) {
+  constructor (client: Duplex, head: Buffer, upgrade: string, target: UpgradeTarget, answered: UpgradeAnswered) {
     this.#client = client
     this.#head = head
     this.#upgrade = upgrade
     this.#target = target
+    this.#answered = answered
     client.once('close', this.#onClientClose)
     client.once('end', this.#onClientClose)
   }
@@ -103,6 +110,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
       return
     }
     client.write(statusLine(statusCode) + `connection: Upgrade\r\nupgrade: ${this.#upgrade}\r\n` + headerLines(downstreamHeaders(headers)) + '\r\n')
+    this.#answered(statusCode)
     if (this.#head.length > 0) upstream.write(this.#head)
     this.#target.onOpen?.()
     let closed = false
@@ -131,6 +139,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     const out = downstreamHeaders(headers)
     delete out['content-length']
     this.#client.write(statusLine(statusCode) + 'connection: close\r\ntransfer-encoding: chunked\r\n' + headerLines(out) + '\r\n')
+    this.#answered(statusCode)
   }
 
   onResponseData (_controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -148,12 +157,12 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     if (this.#client.destroyed) return
     const refused = this.#started ? undefined : refusedRequest(err)
     if (refused !== undefined) {
-      rejectUpgrade(this.#client, refused)
+      this.#answered(rejectUpgrade(this.#client, refused))
       return
     }
     const failure = upstreamFailure(err)
     this.#target.metrics.upstreamError(failure.kind)
-    rejectUpgrade(this.#client, failure)
+    this.#answered(rejectUpgrade(this.#client, failure))
   }
 }
 

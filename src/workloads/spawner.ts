@@ -2,14 +2,15 @@
 // woken), and the request waits — woken by endpoint events, never by polling — until an
 // endpoint is ready, the workload fails, or the start timeout passes.
 import { systemClock, type Clock, type TimerHandle } from '../clock.ts'
+import { DEFAULT_BROWSER_GRACE_MS } from '../config.ts'
 import type { EndpointSource, Endpoint } from '../discovery/source.ts'
 import { BadRequestError, ForbiddenError, NotReadyError, PodgateError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
 import type { MissingWorkload } from '../gateway/gateway.ts'
-import { startingPage } from '../gateway/starting-page.ts'
+import { prefersHtml } from '../gateway/navigation.ts'
+import { startingPage } from '../gateway/pages.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
 import type { Workload, Workloads } from './workloads.ts'
 
-export const DEFAULT_BROWSER_GRACE_MS = 2_000
 export const DEFAULT_STATUS_CHECK_MS = 2_000
 export const DEFAULT_RETRY_AFTER_S = 5
 export const PAGE_REFRESH_S = 3
@@ -22,7 +23,7 @@ export interface SpawnerOptions {
   /** How long an API client waits for an endpoint before a 503. */
   readonly startTimeoutMs: number
   readonly logger: Logger
-  /** How long a browser waits before it gets the self-refreshing starting page. */
+  /** How long a browser waits before it gets the self-refreshing starting page (PODGATE_BROWSER_GRACE). */
   readonly browserGraceMs?: number
   /** Status check interval, only for Workloads without change events. */
   readonly statusCheckMs?: number
@@ -206,7 +207,8 @@ export function createSpawner (options: SpawnerOptions): Spawner {
     }
     const shared = current
     shared.waiters++
-    const browser = accept !== undefined && accept.includes('text/html')
+    // The Accept half of the gateway's navigation test: only a browser gets the page after the grace.
+    const browser = prefersHtml(accept)
     return new Promise<readonly Endpoint[]>((resolve, reject) => {
       let done = false
       const leave = (): void => {
@@ -229,9 +231,8 @@ export function createSpawner (options: SpawnerOptions): Spawner {
       }, (err: unknown) => {
         if (done) return
         leave()
-        reject(browser && err instanceof WorkloadFailedError
-          ? new WorkloadFailedError(err.message, { cause: err, page: startingPage({ user, refreshSeconds: err.retryAfterSeconds, failure: err.message }) })
-          : err instanceof Error ? err : new PodgateError(String(err)))
+        // A failed workload's page (no reload: waiting will not help) is the gateway's errorPage.
+        reject(err instanceof Error ? err : new PodgateError(String(err)))
       })
     })
   }

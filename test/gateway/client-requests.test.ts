@@ -92,7 +92,7 @@ void t.test('a client that leaves before the answer is its own 499, not an upstr
   }
   const metrics = await (await request(`${gw.adminUrl}/metrics`)).body.text()
   t.notMatch(metrics, /podgate_upstream_errors_total\{/, 'no upstream error counted')
-  t.match(metrics, /podgate_requests_total\{class="4xx"\} 1/, 'the abandoned request is counted as the client\'s (499)')
+  t.match(metrics, /podgate_requests_total\{class="4xx"\} 2/, 'the abandoned request and the abandoned upgrade are each counted as the client\'s (499)')
 })
 
 void t.test('an absolute-form target reaches the pod as a path, whatever the scheme\'s case, with its authority as Host', async (t) => {

@@ -4,13 +4,15 @@ import t, { type Test } from 'tap'
 import type { ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { request } from 'undici'
 import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import type { EndpointListener, EndpointSource } from '../../src/discovery/source.ts'
 import { createLogger } from '../../src/log.ts'
 import { LocalDriver } from '../../src/local/driver.ts'
 import { LocalWorkloads } from '../../src/local/workloads.ts'
 import { createSpawner, type Spawner, type SpawnerOptions } from '../../src/workloads/spawner.ts'
-import { escapeHtml, startingPage } from '../../src/gateway/starting-page.ts'
+import { errorPage, escapeHtml, startingPage } from '../../src/gateway/pages.ts'
+import { WorkloadFailedError } from '../../src/errors.ts'
 import type { Workload, Workloads } from '../../src/workloads/workloads.ts'
 import { startTestGateway, type TestGateway } from '../support/gateway.ts'
 import { ManualClock } from '../support/manual-clock.ts'
@@ -127,16 +129,19 @@ async function startSpawning (t: Test, options: SpawnedOptions = {}): Promise<Sp
     ...options.spawner,
   })
   const gw = await startTestGateway(t, {}, { source, onMissing: spawner.onMissing })
+  // undici's request, not fetch(): fetch always sends Sec-Fetch-Mode: cors, which is never a browser navigation.
   const get: Spawned['get'] = async (user, headers = {}) => {
     const started = performance.now()
-    const res = await fetch(`${gw.url}/`, { headers: { authorization: `Bearer ${await gw.token(user)}`, ...headers }, signal: AbortSignal.timeout(30_000) })
-    const text = await res.text()
-    return { status: res.status, ms: performance.now() - started, headers: res.headers, text }
+    const res = await request(`${gw.url}/`, { headers: { authorization: `Bearer ${await gw.token(user)}`, ...headers }, signal: AbortSignal.timeout(30_000) })
+    const text = await res.body.text()
+    const received = new Headers()
+    for (const [name, value] of Object.entries(res.headers)) if (typeof value === 'string') received.set(name, value)
+    return { status: res.statusCode, ms: performance.now() - started, headers: received, text }
   }
   return { gw, workloads, driver, spawner, children, sourceLog, calls, get }
 }
 
-const BROWSER = { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' }
+const BROWSER = { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' }
 const API = { accept: 'application/json' }
 
 void t.test('the first request creates the workload, waits, and is woken by the endpoint event', async (t) => {
@@ -218,7 +223,8 @@ void t.test('a workload that cannot start fails fast with its reason', async (t)
   t.match(page.text, 'Your workspace could not start')
   t.match(page.text, 'ImagePullBackOff: &lt;img src=x onerror=alert(1)&gt; registry.example/nope:1 not found')
   t.notMatch(page.text, '<img', 'the reason is escaped')
-  t.match(page.text, '<meta http-equiv="refresh" content="30">')
+  t.notMatch(page.text, 'http-equiv="refresh"', 'a permanent failure never reloads itself')
+  t.match(page.text, '<a href="">check again</a>', 'a plain link to look again once the operator has acted')
   t.equal(s.children.length, 1, 'failing fast did not start the backend again')
 })
 
@@ -287,10 +293,10 @@ void t.test('createSpawner validates its options', (t) => {
 
 void t.test('the starting page escapes everything it shows', (t) => {
   t.equal(escapeHtml(`<a href="x" title='y'>&</a>`), '&lt;a href=&quot;x&quot; title=&#39;y&#39;&gt;&amp;&lt;/a&gt;')
-  const page = startingPage({ user: 'alice', refreshSeconds: 30, failure: '</pre><script>alert("x")</script>' })
+  const page = errorPage(new WorkloadFailedError('</pre><script>alert("x")</script>'), 'alice')
   t.notMatch(page, '<script>')
   t.match(page, '&lt;/pre&gt;&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;')
-  t.match(page, '<meta http-equiv="refresh" content="30">')
+  t.notMatch(page, 'http-equiv="refresh"')
   t.match(startingPage({ user: 'alice', refreshSeconds: 0.2 }), '<meta http-equiv="refresh" content="1">', 'at least one second between reloads')
   t.ok(Buffer.byteLength(startingPage({ user: 'a'.repeat(63), refreshSeconds: 3 })) < 2_048, 'small')
   t.end()
