@@ -16,7 +16,7 @@ import { forward, type ForwardTarget } from './forward.ts'
 import { upstreamHeaders, type ForwardingOptions } from './headers.ts'
 import type { EndpointPools } from './pools.ts'
 import { checkRequest } from './request-check.ts'
-import { sendError } from './respond.ts'
+import { sendError, type ErrorContext } from './respond.ts'
 import { forwardUpgrade, rejectUpgrade, type UpgradeTarget } from './upgrade.ts'
 
 /**
@@ -60,6 +60,8 @@ export class Gateway {
   readonly #accessLog: boolean
   readonly #forwarding: ForwardingOptions
   readonly #target: UpgradeTarget & ForwardTarget
+  /** How errors are answered: where browsers sign in, and whether forwarded headers say where they were. */
+  readonly #errors: Pick<ErrorContext, 'signIn' | 'trustProxy'>
   readonly #onMissing: MissingWorkload
   readonly #onActivity: ActivityListener | undefined
   readonly #maxHeaders: number
@@ -96,6 +98,7 @@ export class Gateway {
       ? new NotReadyError('workload is not ready yet', 5)
       : new WorkloadNotFoundError('no workload for this user')))
     this.#onActivity = options.onActivity
+    this.#errors = { signIn: options.gateway.signIn, trustProxy: options.gateway.trustProxy }
     this.#checkTenant = options.auth.tenantClaim !== undefined
     this.#spawnNamespaces = options.spawnNamespaces
     this.#spawns = options.onMissing !== undefined
@@ -325,7 +328,7 @@ export class Gateway {
   /** Answers `err`; `user` once the token named one (pages say whose workspace it is). */
   #fail (res: ServerResponse, err: unknown, user: string | undefined): void {
     if (!(err instanceof PodgateError)) this.#logger.error({ err }, 'unexpected failure on the request path')
-    sendError(res, err, { user })
+    sendError(res, err, { ...this.#errors, user })
   }
 
   #finished (req: IncomingMessage, res: ServerResponse, started: number): void {

@@ -1,5 +1,5 @@
 // Error responses, in one place: every failure becomes exactly one of the statuses the
-// contract names, as JSON for programs, a page for browsers, on
+// contract names, as JSON for programs, a page (or the sign-in redirect) for browsers, on
 // plain requests and WebSocket upgrades alike.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import {
@@ -7,6 +7,7 @@ import {
 } from '../errors.ts'
 import { isNavigation } from './navigation.ts'
 import { CONTENT_SECURITY_POLICY, errorPage } from './pages.ts'
+import { signInLocation, type SignInOptions } from './sign-in.ts'
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED'])
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'ECONNABORTED'])
@@ -57,7 +58,7 @@ export interface ErrorResponse {
   readonly body: string
 }
 
-export interface ErrorContext {
+export interface ErrorContext extends Partial<SignInOptions> {
   /** The request answered; without one (or for an upgrade) the answer is JSON. */
   readonly req?: Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'socket'> | undefined
   /** A WebSocket (or other Upgrade) request: JSON and the same headers, never a page or a redirect. */
@@ -68,7 +69,8 @@ export interface ErrorContext {
 
 /**
  * The one answer to an error, for plain requests and upgrades alike. A browser navigation
- * (isNavigation) gets a page; everything else gets `{"error", "message"}` JSON. Both carry
+ * (isNavigation) gets a page, or a 302 to the sign-in URL when its token is missing or refused
+ * and one is configured; everything else gets `{"error", "message"}` JSON. Both carry
  * Cache-Control: no-store, Retry-After where waiting helps, and WWW-Authenticate on a 401;
  * pages a strict Content-Security-Policy. Anything that is not a PodgateError is a 500.
  */
@@ -79,6 +81,14 @@ export function errorResponse (err: unknown, context: ErrorContext = {}): ErrorR
   const pageable = req !== undefined && (req.method === 'GET' || req.method === 'HEAD')
   if (pageable) headers.vary = VARY
   const navigation = pageable && isNavigation(req)
+  if (navigation && error instanceof AuthError) {
+    const location = signInLocation(req, { signIn: context.signIn, trustProxy: context.trustProxy ?? false })
+    if (location !== undefined) {
+      headers.location = location
+      headers['content-length'] = '0'
+      return { status: 302, headers, body: '' }
+    }
+  }
   if (error instanceof AuthError) {
     headers['www-authenticate'] = error.reason === 'missing'
       ? 'Bearer realm="podgate"'
