@@ -1,6 +1,8 @@
 // The built-in per-user app: what the demo, the tests and the benchmarks route to, and what
 // a user's pod can run. Only node:http and ws, so it starts fast anywhere.
 //   node src/local/backend.ts --user alice [--port 0] [--host 127.0.0.1]
+// The demo makes it start slowly, as a pod pulling its image would: READY_DELAY_MS holds it back
+// before it listens, for every user but those in READY_AT_ONCE (comma-separated).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -255,6 +257,9 @@ async function main (argv: string[]): Promise<void> {
   const port = values.port === undefined ? 0 : Number(values.port)
   if (values.port !== undefined && !/^\d+$/.test(values.port)) return fail(`--port: expected an integer from 0 to 65535, got ${JSON.stringify(values.port)}`, 2)
 
+  const delayMs = readyDelayMs(process.env, values.user)
+  if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs))
+
   let backend: LocalBackend
   try {
     backend = await createBackend({ user: values.user, port, host: values.host ?? '127.0.0.1' })
@@ -282,6 +287,13 @@ async function main (argv: string[]): Promise<void> {
   }
   process.stdout.on('error', () => { /* parent gone; the stdin or IPC watch ends us */ })
   process.stdout.write(JSON.stringify({ listening: { address: backend.address.address, port: backend.address.port } }) + '\n')
+}
+
+/** How long `user`'s backend waits before it listens: READY_DELAY_MS unless READY_AT_ONCE names the user. */
+export function readyDelayMs (env: NodeJS.ProcessEnv, user: string): number {
+  const delay = Number(env.READY_DELAY_MS ?? 0)
+  if (!Number.isInteger(delay) || delay <= 0) return 0
+  return (env.READY_AT_ONCE ?? '').split(',').includes(user) ? 0 : Math.min(delay, MAX_WAIT_MS)
 }
 
 function stdinIsPipe (): boolean {

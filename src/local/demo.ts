@@ -17,6 +17,12 @@ import type { SpawnerOptions } from '../workloads/spawner.ts'
 
 export const DEMO_USERS = ['alice', 'bob'] as const
 const TOKEN_TTL_SECONDS = 12 * 60 * 60
+/**
+ * How much longer than PODGATE_BROWSER_GRACE a backend started after the demo is up takes to
+ * become ready (like a pod pulling its image), so that a browser sees the starting page first.
+ * alice and bob are ready when the instructions are printed.
+ */
+export const DEMO_SLOW_START_EXTRA_MS = 2_000
 
 export interface DemoOptions {
   /** Loaded with `loadConfig(env, { requireKey: false })`: the demo brings its own key. */
@@ -52,7 +58,13 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
   const secret = config.auth.key.secret
   const metrics = new Metrics()
   const source = new LocalEndpointSource()
-  const driver = new LocalDriver({ ...options.driver, source, logger: componentLogger(logger, 'local-driver') })
+  const slowStartMs = config.gateway.browserGraceMs + DEMO_SLOW_START_EXTRA_MS
+  const driver = new LocalDriver({
+    ...options.driver,
+    env: { READY_DELAY_MS: String(slowStartMs), READY_AT_ONCE: DEMO_USERS.join(','), ...options.driver?.env },
+    source,
+    logger: componentLogger(logger, 'local-driver'),
+  })
   const workloads = new LocalWorkloads({ driver, source, logger: componentLogger(logger, 'workloads') })
   const revocations = new RevocationMarks()
   followRevocations(workloads, revocations)
@@ -96,6 +108,7 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
       adminTokenFromEnv: config.adminToken !== undefined,
       spawnOnDemand: config.gateway.spawnOnDemand,
       idleTimeoutMs: config.idleTimeoutMs,
+      slowStartMs,
     }))
     const running = started
     let closing: Promise<void> | undefined
@@ -147,6 +160,8 @@ interface Instructions {
   readonly adminTokenFromEnv: boolean
   readonly spawnOnDemand: boolean
   readonly idleTimeoutMs: number
+  /** How long a backend started after the demo is up takes to become ready. */
+  readonly slowStartMs: number
 }
 
 function instructions (i: Instructions): string {
@@ -182,7 +197,9 @@ function instructions (i: Instructions): string {
     `curl -s -X PUT ${i.adminUrl}/api/users/carol -H ${admin}`,
     `curl -s ${i.adminUrl}/api/users -H ${admin}`,
     '',
-    '# carol\'s first request waits until her backend is up',
+    `# carol's backend takes ${formatDuration(i.slowStartMs)} to start, like a pod pulling its image. A browser asking meanwhile`,
+    '# gets the starting page (503, it reloads itself); an API client waits until her backend is up',
+    `curl -si ${gw}/ -H 'Accept: text/html' -H ${bearer('carol')}`,
     `curl -s ${gw}/ -H ${bearer('carol')}`,
     '',
     i.spawnOnDemand ? '# delete carol: her backend stops (with spawn on demand, her next request starts a new one)' : '# delete carol: her backend stops and her requests are 404 again',

@@ -16,6 +16,7 @@ import {
 } from '../../src/errors.ts'
 import { CONTENT_SECURITY_POLICY, errorPage, startingPage } from '../../src/gateway/pages.ts'
 import { errorResponse } from '../../src/gateway/respond.ts'
+import { runDemo } from '../../src/local/demo.ts'
 import { createLogger } from '../../src/log.ts'
 import { startTestGateway, type TestGateway } from '../support/gateway.ts'
 
@@ -246,4 +247,31 @@ void t.test('PODGATE_BROWSER_GRACE: 2s by default, at most PODGATE_START_TIMEOUT
   t.throws(() => loadConfig({ ...key, PODGATE_START_TIMEOUT: '1s', PODGATE_BROWSER_GRACE: '5s' }), new ConfigError('PODGATE_BROWSER_GRACE', 'must not exceed PODGATE_START_TIMEOUT (1000 ms), got 5000 ms'))
   t.throws(() => loadConfig({ ...key, PODGATE_BROWSER_GRACE: 'soon' }), new ConfigError('PODGATE_BROWSER_GRACE', 'expected a duration such as 500ms, 30s, 10m or 1h, got "soon"'))
   t.end()
+})
+
+void t.test('podgate demo: a browser sees the starting page while a new user\'s backend starts', async (t) => {
+  const secret = 'a demo secret that is at least thirty-two bytes long'
+  const env = { PODGATE_JWT_SECRET: secret, PODGATE_PORT: '0', PODGATE_ADMIN_PORT: '0', PODGATE_ACCESS_LOG: 'false', PODGATE_BROWSER_GRACE: '300ms' }
+  const out = new PassThrough()
+  let output = ''
+  out.on('data', (chunk: Buffer) => { output += String(chunk) })
+  const demo = await runDemo({ config: loadConfig(env, { requireKey: false }), env, logger: createLogger('silent'), out })
+  t.teardown(() => demo.close())
+  t.match(output, /carol's backend takes 2300ms to start/, 'the instructions say so')
+  t.match(output, /curl -si http:\/\/127\.0\.0\.1:\d+\/ -H 'Accept: text\/html' -H 'Authorization: Bearer [\w.-]+'/)
+
+  const created = await request(`${demo.adminUrl}/api/users/carol`, { method: 'PUT', headers: { authorization: `Bearer ${demo.adminToken}` } })
+  t.equal(created.statusCode, 201)
+  await created.body.dump()
+  const carol = { authorization: `Bearer ${await mintToken({ secret: new TextEncoder().encode(secret), user: 'carol', ttlSeconds: 60 })}` }
+  const started = performance.now()
+  const page = await get(`${demo.gatewayUrl}/`, { ...BROWSER, ...carol })
+  t.equal(page.status, 503)
+  t.match(page.text, 'Starting your workspace')
+  t.ok(performance.now() - started < 2_000, 'after PODGATE_BROWSER_GRACE, before the backend is up')
+  const api = await get(`${demo.gatewayUrl}/`, { ...API, ...carol })
+  t.equal(api.status, 200, 'an API client waits for the backend')
+  t.equal((JSON.parse(api.text) as { user: string }).user, 'carol')
+  const alice = await get(`${demo.gatewayUrl}/`, { ...BROWSER, authorization: `Bearer ${demo.tokens.alice}` })
+  t.equal(alice.status, 200, 'the demo users are ready at once')
 })
