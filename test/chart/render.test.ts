@@ -392,6 +392,27 @@ void t.test('auth.authUrl and auth.forwardCredentials render only when set, and 
   t.match(refused.stderr, /authUrl/)
 })
 
+void t.test('auth.signIn renders PODGATE_SIGNIN_URL only when set; config.browserGrace is PODGATE_BROWSER_GRACE; podgate reads both', async (t) => {
+  const defaults = await renderedEnv({})
+  t.same(Object.keys(defaults).filter((name) => name.startsWith('PODGATE_SIGNIN_')), [], 'no sign-in variable by default')
+  t.equal(defaults.PODGATE_BROWSER_GRACE, '2s')
+  const plain = loadConfig(defaults)
+  t.equal(plain.gateway.signIn, undefined)
+  t.equal(plain.gateway.browserGraceMs, 2_000, 'podgate\'s own default')
+  const values = { config: { browserGrace: '5s' }, auth: { signIn: { url: 'https://accounts.example.com/login?app=notebooks', redirectParam: 'next' } } }
+  const lint = await helm.lint(values)
+  t.equal(lint.code, 0, `helm lint --strict passes:\n${lint.stdout}${lint.stderr}`)
+  const config = loadConfig(await renderedEnv(values))
+  t.equal(config.gateway.signIn?.url.href, 'https://accounts.example.com/login?app=notebooks')
+  t.equal(config.gateway.signIn?.redirectParam, 'next')
+  t.equal(config.gateway.browserGraceMs, 5_000)
+  for (const [bad, field] of [[{ auth: { signIn: { url: '/login' } } }, 'url'], [{ auth: { signIn: { url: 'https://a.example/', redirectParam: 'r&d' } } }, 'redirectParam'], [{ config: { browserGrace: 'soon' } }, 'browserGrace']] as const) {
+    const refused = await helm.template(bad)
+    t.not(refused.code, 0, `${JSON.stringify(bad)}: refused by the schema, as podgate would refuse it`)
+    t.match(refused.stderr, field)
+  }
+})
+
 const CLIENT_LIMIT_CASES: { values: unknown, variable: string, rendered: string, read: (c: Config) => number | undefined, expected: number }[] = [
   { values: { config: { clientHeadersTimeout: '10s' } }, variable: 'PODGATE_CLIENT_HEADERS_TIMEOUT', rendered: '10s', read: (c) => c.gateway.clientHeadersTimeoutMs, expected: 10_000 },
   { values: { config: { clientHeadersTimeout: '1s' } }, variable: 'PODGATE_CLIENT_HEADERS_TIMEOUT', rendered: '1s', read: (c) => c.gateway.clientHeadersTimeoutMs, expected: 1_000 },
