@@ -61,7 +61,7 @@ export class Gateway {
   readonly #forwarding: ForwardingOptions
   readonly #target: UpgradeTarget & ForwardTarget
   /** How errors are answered: where browsers sign in, and whether forwarded headers say where they were. */
-  readonly #errors: Pick<ErrorContext, 'signIn' | 'trustProxy'>
+  readonly #errors: Pick<ErrorContext, 'signIn' | 'trustProxy' | 'oidc'>
   readonly #onMissing: MissingWorkload
   readonly #onActivity: ActivityListener | undefined
   readonly #maxHeaders: number
@@ -98,7 +98,7 @@ export class Gateway {
       ? new NotReadyError('workload is not ready yet', 5)
       : new WorkloadNotFoundError('no workload for this user')))
     this.#onActivity = options.onActivity
-    this.#errors = { signIn: options.gateway.signIn, trustProxy: options.gateway.trustProxy }
+    this.#errors = { signIn: options.gateway.signIn, trustProxy: options.gateway.trustProxy, oidc: options.auth.oidc }
     this.#checkTenant = options.auth.tenantClaim !== undefined
     this.#spawnNamespaces = options.spawnNamespaces
     this.#spawns = options.onMissing !== undefined

@@ -82,7 +82,7 @@ export function errorResponse (err: unknown, context: ErrorContext = {}): ErrorR
   if (pageable) headers.vary = VARY
   const navigation = pageable && isNavigation(req)
   if (navigation && error instanceof AuthError) {
-    const location = signInLocation(req, { signIn: context.signIn, trustProxy: context.trustProxy ?? false })
+    const location = signInLocation(req, { signIn: context.signIn, trustProxy: context.trustProxy ?? false, oidc: context.oidc })
     if (location !== undefined) {
       headers.location = location
       headers['content-length'] = '0'

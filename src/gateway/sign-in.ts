@@ -1,14 +1,17 @@
 // Where a browser without a valid token is sent to sign in. signInLocation is the one place
-// that decides it: PODGATE_SIGNIN_URL (podgate's own login, /.podgate/login via signInPath in
-// src/auth/oidc-paths.ts, is not wired in here yet).
+// that decides it: podgate's own login (/.podgate/login, with PODGATE_OIDC_ISSUER), else
+// PODGATE_SIGNIN_URL; config refuses both at once.
 import type { IncomingMessage } from 'node:http'
-import type { SignInConfig } from '../config.ts'
+import type { AuthConfig, SignInConfig } from '../config.ts'
+import { signInPath } from '../auth/oidc-paths.ts'
 import { requestOrigin } from './headers.ts'
 
 export interface SignInOptions {
   readonly signIn: SignInConfig | undefined
   /** PODGATE_TRUST_PROXY: the original URL's scheme and host come from X-Forwarded-Proto/-Host. */
   readonly trustProxy: boolean
+  /** podgate's own OpenID Connect login, when configured: browsers go to /.podgate/login. */
+  readonly oidc?: AuthConfig['oidc']
 }
 
 const ABSOLUTE_HTTP = /^https?:\/\//i
@@ -18,6 +21,8 @@ const ABSOLUTE_HTTP = /^https?:\/\//i
  * with the URL the browser asked for in its redirect parameter. undefined: answer 401.
  */
 export function signInLocation (req: Pick<IncomingMessage, 'url' | 'headers' | 'socket'>, options: SignInOptions): string | undefined {
+  const own = signInPath({ oidc: options.oidc }, req.url ?? '/')
+  if (own !== undefined) return own
   const signIn = options.signIn
   if (signIn === undefined) return undefined
   return withQueryParam(signIn.url, signIn.redirectParam, originalUrl(req, options.trustProxy))

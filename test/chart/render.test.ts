@@ -64,8 +64,10 @@ let configVariables: Set<string>
 
 t.before(async () => {
   helm = await Helm.create(t, await installHelm(t))
-  const source = await readFile(`${REPO_DIR}/src/config.ts`, 'utf8')
-  configVariables = new Set(source.match(/PODGATE_[A-Z0-9_]+/g))
+  // loadConfig and the modules it reads variables with.
+  const files = ['src/config.ts', 'src/auth/credential-config.ts', 'src/auth/oidc-config.ts']
+  const sources = await Promise.all(files.map((file) => readFile(`${REPO_DIR}/${file}`, 'utf8')))
+  configVariables = new Set(sources.join('\n').match(/PODGATE_[A-Z0-9_]+/g))
 })
 
 for (const [name, values] of Object.entries(VALUE_SETS)) {
@@ -142,7 +144,7 @@ for (const [name, values] of Object.entries(VALUE_SETS)) {
 
     void t.test('only variables podgate reads are set, and podgate accepts them', (t) => {
       const names = (container.env ?? []).map((e) => e.name)
-      t.same(names.filter((n) => !configVariables.has(n)), [], 'every PODGATE_* name exists in src/config.ts')
+      t.same(names.filter((n) => !configVariables.has(n)), [], 'every PODGATE_* name is read by loadConfig')
       t.equal(pod.enableServiceLinks, false, 'no injected variables (a Service named podgate would inject PODGATE_PORT=tcp://…)')
       t.equal(new Set(names).size, names.length, 'no variable set twice')
       const env = resolveEnv(container, renderedSecrets(manifests))

@@ -131,6 +131,18 @@ void t.test('without PODGATE_SIGNIN_URL a navigation gets the 401 page, never a 
   t.match(res.text, 'Sign in to continue')
 })
 
+const OIDC = { PODGATE_OIDC_ISSUER: 'https://idp.example.com/realms/main', PODGATE_OIDC_CLIENT_ID: 'podgate' }
+
+void t.test('with podgate\'s own login (PODGATE_OIDC_ISSUER) a navigation goes to /.podgate/login with its path', async (t) => {
+  const gw = await startTestGateway(t, OIDC)
+  const res = await ask(gw, '/lab/tree?file=a%2Fb', NAVIGATE)
+  t.equal(res.status, 302)
+  t.equal(res.headers.location, `/.podgate/login?rd=${encodeURIComponent('/lab/tree?file=a%2Fb')}`, 'a path on this host, never a URL')
+  const expired = await ask(gw, '/', { ...NAVIGATE, cookie: `session=${await expiredToken(gw, 'alice')}` })
+  t.equal(expired.headers.location, '/.podgate/login?rd=%2F', 'an expired session signs in again')
+  t.equal((await ask(gw, '/', { accept: 'application/json' })).status, 401, 'an API client keeps the 401')
+})
+
 void t.test('PODGATE_SIGNIN_URL must be an absolute http(s) URL; its options need it', (t) => {
   const key = { PODGATE_JWT_SECRET: 'x'.repeat(32) }
   t.equal(loadConfig(key).gateway.signIn, undefined, 'off by default')
@@ -146,6 +158,7 @@ void t.test('PODGATE_SIGNIN_URL must be an absolute http(s) URL; its options nee
     [{ PODGATE_SIGNIN_URL: 'https://user:pw@accounts.example.com/' }, 'PODGATE_SIGNIN_URL', /user name or password/],
     [{ PODGATE_SIGNIN_REDIRECT_PARAM: 'rd' }, 'PODGATE_SIGNIN_REDIRECT_PARAM', /no effect without PODGATE_SIGNIN_URL/],
     [{ PODGATE_SIGNIN_URL: SIGNIN, PODGATE_SIGNIN_REDIRECT_PARAM: 'r&d' }, 'PODGATE_SIGNIN_REDIRECT_PARAM', /query parameter name/],
+    [{ PODGATE_SIGNIN_URL: SIGNIN, ...OIDC }, 'PODGATE_SIGNIN_URL', /set one of the two/],
   ]
   for (const [env, variable, message] of refused) {
     t.throws(() => loadConfig({ ...key, ...env }), ConfigError, JSON.stringify(env))
