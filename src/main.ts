@@ -29,9 +29,11 @@ const COMMANDS: Readonly<Record<string, Command>> = {
     run: (_positionals, _values, env) => serve(env),
   },
   demo: {
-    usage: 'podgate demo',
+    usage: 'podgate demo [--login]',
     summary: 'run the whole flow locally with per-user processes (npm start)',
-    run: (_positionals, _values, env) => demo(env),
+    options: { login: { type: 'boolean', default: false } },
+    optionHelp: ['--login            sign in with a browser: a local OpenID provider and podgate\'s own login'],
+    run: (_positionals, values, env) => demo(env, values.login === true),
   },
   token: {
     usage: 'podgate token <user> [--ttl 1h]',
@@ -137,12 +139,12 @@ async function serve (env: NodeJS.ProcessEnv): Promise<number> {
   return 0
 }
 
-async function demo (env: NodeJS.ProcessEnv): Promise<number> {
+async function demo (env: NodeJS.ProcessEnv, login: boolean): Promise<number> {
   const config = loadConfig(env, { requireKey: false })
   // stdout carries the instructions to paste; logs go beside them on stderr.
   const logger = createLogger(config.logLevel, process.stderr)
   const { runDemo } = await import('./local/demo.ts')
-  const running = await runDemo({ config, env, logger, out: process.stdout })
+  const running = await runDemo({ config, env, logger, out: process.stdout, login })
   await untilSignal(logger)
   await running.close()
   return 0

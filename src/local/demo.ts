@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { startPodgate } from '../app.ts'
 import { mintToken } from '../auth/mint.ts'
 import { createCredentialVerifier } from '../auth/credential-verifier.ts'
+import { checkOidcConfig, DEFAULT_OIDC_SCOPES, DEFAULT_OIDC_SESSION_TTL_S, DEFAULT_OIDC_USER_CLAIM } from '../auth/oidc-config.ts'
 import { followRevocations, RevocationMarks } from '../auth/revocations.ts'
 import type { Config, Env } from '../config.ts'
 import { LocalEndpointSource } from './endpoint-source.ts'
@@ -14,6 +15,7 @@ import { Metrics } from '../metrics.ts'
 import { createProvisionerHooks } from '../workloads/gateway-plugin.ts'
 import { LocalWorkloads } from './workloads.ts'
 import type { SpawnerOptions } from '../workloads/spawner.ts'
+import type { DemoProvider, startDemoProvider } from './demo-login.ts'
 
 export const DEMO_USERS = ['alice', 'bob'] as const
 const TOKEN_TTL_SECONDS = 12 * 60 * 60
@@ -36,6 +38,15 @@ export interface DemoOptions {
   readonly spawner?: Pick<SpawnerOptions, 'browserGraceMs'>
   /** Time between idle sweeps when PODGATE_IDLE_TIMEOUT is set. */
   readonly cullIntervalMs?: number
+  /** `--login`: a local OpenID provider and podgate's own login in front of the workspaces. */
+  readonly login?: boolean
+}
+
+/** What `--login` started: where the provider is and the password every demo user signs in with. */
+export interface DemoLogin {
+  readonly issuer: string
+  readonly password: string
+  readonly users: readonly string[]
 }
 
 export interface RunningDemo {
@@ -45,7 +56,9 @@ export interface RunningDemo {
   /** PODGATE_ADMIN_TOKEN, or the one generated for this run. */
   readonly adminToken: string
   readonly workloads: LocalWorkloads
-  /** Drains the gateway, then stops every backend process; idempotent. */
+  /** Set with `login`. */
+  readonly login: DemoLogin | undefined
+  /** Drains the gateway, then stops every backend process (and the provider); idempotent. */
   close (): Promise<void>
 }
 
@@ -53,7 +66,15 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
   const { env, logger, out } = options
   // The local driver has no namespaces, so no tenant could ever match.
   if (options.config.auth.tenantClaim !== undefined) throw new ConfigError('PODGATE_TENANT_CLAIM', 'podgate demo has no namespaces, so no tenant could ever match: unset it for the demo')
-  const config = demoConfig(options.config, env)
+  const provider = options.login === true ? await startLoginProvider(options.config) : undefined
+  const plainConfig = demoConfig(options.config, env)
+  let config: Config
+  try {
+    config = provider === undefined ? plainConfig : withLogin(plainConfig, provider)
+  } catch (err) {
+    await provider?.close()
+    throw err
+  }
   if (config.auth.key.kind !== 'secret') throw new Error('unreachable: demoConfig always yields a shared secret')
   const secret = config.auth.key.secret
   const metrics = new Metrics()
@@ -76,6 +97,10 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
     await hooks.close()
     workloads.close()
   }
+  const stopDriver = async (): Promise<void> => {
+    await driver.close()
+    await provider?.close()
+  }
 
   let started: Awaited<ReturnType<typeof startPodgate>> | undefined
   try {
@@ -90,6 +115,7 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
       revocations,
       ...hooks.gateway,
     })
+    provider?.register(loginOrigins(started.gatewayUrl))
     await Promise.all(DEMO_USERS.map((user) => workloads.put(user, {})))
     const endpoints = await Promise.all(DEMO_USERS.map((user) => driver.ensureUser(user)))
     await hooks.culling(true)
@@ -109,6 +135,7 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
       spawnOnDemand: config.gateway.spawnOnDemand,
       idleTimeoutMs: config.idleTimeoutMs,
       slowStartMs,
+      login: provider === undefined ? undefined : { issuer: provider.issuer, password: provider.password },
     }))
     const running = started
     let closing: Promise<void> | undefined
@@ -118,17 +145,60 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
       tokens,
       adminToken,
       workloads,
+      login: provider === undefined ? undefined : { issuer: provider.issuer, password: provider.password, users: provider.users },
       close: () => {
-        closing ??= stopProvisioner().then(() => running.close()).finally(() => driver.close())
+        closing ??= stopProvisioner().then(() => running.close()).finally(stopDriver)
         return closing
       },
     }
   } catch (err) {
     await stopProvisioner()
     await started?.close().catch((closeErr: unknown) => { logger.error({ err: closeErr }, 'closing the demo gateway failed') })
-    await driver.close()
+    await stopDriver()
     throw err
   }
+}
+
+/** Starts the demo's OpenID provider; oidc-provider is a devDependency, so a one-line error when it is missing. */
+async function startLoginProvider (config: Config): Promise<DemoProvider> {
+  if (config.auth.oidc !== undefined) throw new ConfigError('PODGATE_OIDC_ISSUER', 'podgate demo --login brings its own provider: unset PODGATE_OIDC_* for the demo')
+  if (config.gateway.signIn !== undefined) throw new ConfigError('PODGATE_SIGNIN_URL', 'podgate demo --login signs people in itself: unset PODGATE_SIGNIN_URL for the demo')
+  let start: typeof startDemoProvider
+  try {
+    start = (await import('./demo-login.ts')).startDemoProvider
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String(err).includes('oidc-provider')) {
+      throw new Error('podgate demo --login needs the oidc-provider package, a devDependency: run npm ci in the podgate checkout', { cause: err })
+    }
+    throw err
+  }
+  return await start({ host: '127.0.0.1' })
+}
+
+/** `config` with podgate's own login against the demo provider, held to the same checks as PODGATE_OIDC_*. */
+function withLogin (config: Config, provider: DemoProvider): Config {
+  const auth = Object.freeze({
+    ...config.auth,
+    oidc: Object.freeze({
+      issuer: new URL(provider.issuer),
+      clientId: provider.clientId,
+      clientSecret: provider.clientSecret,
+      scopes: DEFAULT_OIDC_SCOPES,
+      userClaim: DEFAULT_OIDC_USER_CLAIM,
+      // Derived from each request, so http://localhost:<port> works as well as 127.0.0.1.
+      redirectUrl: undefined,
+      sessionTtlS: DEFAULT_OIDC_SESSION_TTL_S,
+    }),
+  })
+  checkOidcConfig(auth)
+  return Object.freeze({ ...config, auth })
+}
+
+/** The gateway origins the provider accepts callbacks for: the printed one, and localhost for a loopback gateway. */
+function loginOrigins (gatewayUrl: string): string[] {
+  const url = new URL(gatewayUrl)
+  if (url.hostname !== '127.0.0.1') return [url.origin]
+  return [url.origin, `http://localhost:${url.port}`]
 }
 
 /**
@@ -162,6 +232,17 @@ interface Instructions {
   readonly idleTimeoutMs: number
   /** How long a backend started after the demo is up takes to become ready. */
   readonly slowStartMs: number
+  readonly login: { issuer: string, password: string } | undefined
+}
+
+function loginInstructions (gw: string, login: { issuer: string, password: string }, spawnOnDemand: boolean): string[] {
+  return [
+    `Sign in with a browser: open ${gw}/ (the identity provider is ${login.issuer})`,
+    `  user alice or bob, password ${login.password}: you land in your own workspace`,
+    `  carol, same password: ${spawnOnDemand ? 'her workspace is started for her (the starting page first)' : 'she has no workspace (PODGATE_SPAWN_ON_DEMAND=true starts one)'}`,
+    `  sign out: ${gw}/.podgate/logout`,
+    '',
+  ]
 }
 
 function instructions (i: Instructions): string {
@@ -176,6 +257,7 @@ function instructions (i: Instructions): string {
     `podgate demo: gateway ${gw}  admin ${i.adminUrl}`,
     ...i.backends.map((b) => `  backend ${b.user.padEnd(6)} ${b.origin}  (pid ${b.pid ?? '?'})`),
     '',
+    ...(i.login === undefined ? [] : loginInstructions(gw, i.login, i.spawnOnDemand)),
     `Paste these (tokens valid for ${TOKEN_TTL_SECONDS / 3600}h):`,
     '',
     '# alice, bearer token: her backend answers and sees X-User-ID: alice',
