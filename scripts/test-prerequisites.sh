@@ -3,7 +3,8 @@
 # builds what the tests need and npm does not install — helm for the chart tests; etcd,
 # kube-apiserver and kube-controller-manager for the end-to-end suite; Django in a venv for
 # the original auth service the external-verifier tests run — once per machine, from the Go
-# module proxy and PyPI, cached by version under ~/.cache/podgate (PODGATE_CACHE).
+# module proxy and PyPI, cached by version under ~/.cache/podgate (PODGATE_CACHE); and Chromium
+# for the browser tests, from the Debian package.
 # A warm cache prints nothing. A build shows its one progress line; the Go toolchain's own
 # output is kept aside and printed only when the build fails.
 set -euo pipefail
@@ -39,3 +40,5 @@ build helm scripts/install-helm.sh
 build "the Kubernetes control plane" test/e2e/cluster/build.sh
 # Its one progress line (cold) or one-line failure goes to stderr; pip's log only on failure.
 bash scripts/install-django.sh >/dev/null
+# Nothing when /usr/bin/chromium (or PODGATE_CHROMIUM) is there; a progress line or one-line failure otherwise.
+bash scripts/install-chromium.sh

@@ -145,7 +145,8 @@ async function caches (t: Test, built: { helm: boolean, kube: boolean, django?: 
   return { cache, goCalls, fakeGo }
 }
 
-const versions = { PODGATE_HELM_VERSION: HELM_VERSION, PODGATE_KUBE_VERSION: KUBE_VERSION, PODGATE_DJANGO_VERSION: DJANGO_VERSION }
+// Any executable stands in for the browser: install-chromium.sh only checks that it is there.
+const versions = { PODGATE_HELM_VERSION: HELM_VERSION, PODGATE_KUBE_VERSION: KUBE_VERSION, PODGATE_DJANGO_VERSION: DJANGO_VERSION, PODGATE_CHROMIUM: process.execPath }
 
 void t.test('npm test\'s pretest builds nothing and prints nothing when the caches are warm', async (t) => {
   const { cache, goCalls, fakeGo } = await caches(t, { helm: true, kube: true, django: true })
