@@ -92,7 +92,9 @@ class GenerationWatch extends Watch {
     }, (err: unknown) => {
       if (hooks.current()) done(err)
     })
+    // Retired while the watch was being opened: nobody holds this request to abort it later.
     if (hooks.current()) hooks.connected()
+    else controller.abort()
     return controller
   }
 }
