@@ -6,21 +6,19 @@
 #
 #   scripts/install-chromium.sh                          → /usr/bin/chromium, installed if missing
 #   PODGATE_CHROMIUM=/opt/chromium/chrome scripts/install-chromium.sh   → checks that one instead
-#   PODGATE_SKIP_BROWSER=1 scripts/install-chromium.sh   → does nothing (the browser tests skip)
 set -euo pipefail
 
 browser="${PODGATE_CHROMIUM:-/usr/bin/chromium}"
 fail () { echo "install-chromium: $*" >&2; exit 1; }
 
-[[ "${PODGATE_SKIP_BROWSER:-}" == 1 ]] && exit 0
 [[ -x "$browser" ]] && exit 0
 [[ -n "${PODGATE_CHROMIUM:-}" ]] && fail "PODGATE_CHROMIUM=$browser is not an executable file"
 
 what="the browser tests need Chromium at $browser"
 command -v apt-get >/dev/null 2>&1 \
-  || fail "$what: install the chromium package (or set PODGATE_CHROMIUM to a Chromium binary, or PODGATE_SKIP_BROWSER=1 to skip them)"
+  || fail "$what: install the chromium package, or set PODGATE_CHROMIUM to a Chromium binary"
 [[ "$(id -u)" == 0 ]] \
-  || fail "$what: run apt-get install --no-install-recommends chromium as root (or set PODGATE_SKIP_BROWSER=1 to skip them)"
+  || fail "$what: run apt-get install --no-install-recommends chromium as root, or set PODGATE_CHROMIUM to a Chromium binary"
 
 log="$(mktemp "${TMPDIR:-/tmp}/podgate-install-chromium.XXXXXX")"
 echo "install-chromium: installing the Debian package chromium with apt-get (first run only; under a minute)" >&2

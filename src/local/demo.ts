@@ -168,7 +168,7 @@ async function startLoginProvider (config: Config): Promise<DemoProvider> {
     start = (await import('./demo-login.ts')).startDemoProvider
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String(err).includes('oidc-provider')) {
-      throw new Error('podgate demo --login needs the oidc-provider package, a devDependency: run npm ci in the podgate checkout', { cause: err })
+      throw new Error('demo --login needs the oidc-provider package (a devDependency): run npm ci in the podgate checkout', { cause: err })
     }
     throw err
   }

@@ -98,6 +98,17 @@ void t.test('demo --login: a browser is sent to the provider, signs in as alice 
   t.match(JSON.parse(home.body), { user: 'alice', greeting: 'Hello, alice!' })
 })
 
+void t.test('demo --login: the login works at http://localhost:<port> too', async (t) => {
+  const { demo } = await loginDemo(t)
+  const gateway = demo.gatewayUrl.replace('127.0.0.1', 'localhost')
+  const browser = new TestBrowser()
+  const form = (await navigate(browser, `${gateway}/`)).at(-1)
+  if (form === undefined || demo.login === undefined) throw new Error('no form')
+  const landed = (await signIn(browser, form, 'bob', demo.login.password)).at(-1)
+  t.equal(landed?.url, `${gateway}/`)
+  t.match(JSON.parse(landed?.body ?? '{}'), { user: 'bob' })
+})
+
 void t.test('demo --login: carol has no workspace without spawn on demand', async (t) => {
   const { demo } = await loginDemo(t)
   const browser = new TestBrowser()
