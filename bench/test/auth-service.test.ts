@@ -18,9 +18,6 @@ const benchDir = dirname(dirname(fileURLToPath(import.meta.url)))
 const repoDir = dirname(benchDir)
 const TOKEN = 'AbCdEfGhIjKlMnOpQrStUv-_0123456789'
 
-// The last two tests start nginx: the benchmark installs it at run time, the test suite does not.
-const installed = await new Prerequisites({ processes: new ProcessGroup(), cacheDir: tmpdir(), install: false, log: () => {} }).nginx()
-const needsNginx = { skip: installed.ok ? false : `nginx is not installed (${installed.reason})` }
 
 void t.test('the config answers from a map with case-sensitive regex keys, and counts calls with stub_status', (t) => {
   const config = authServiceConfig({ dir: '/tmp/auth', port: 8124, users: { [TOKEN]: 'alice', 'other-token-0123456789': 'bob' } })
@@ -76,7 +73,8 @@ async function contextWithNginx (t: Test): Promise<{ context: PathContext, binar
     await root.stopAll()
     rmSync(workDir, { recursive: true, force: true })
   })
-  const prerequisites = new Prerequisites({ processes: root, cacheDir: workDir, install: false, log: () => {} })
+  // Installed as the benchmark does (apt-get as root, once per machine): like every suite, this never skips.
+  const prerequisites = new Prerequisites({ processes: root, cacheDir: workDir, install: true, log: (line) => { t.comment(line) } })
   const nginx = await prerequisites.nginx()
   if (!nginx.ok) throw new Error(nginx.reason)
   const cpus = planCpus(describeMachine().allowedCpus, hasTaskset())
@@ -85,7 +83,7 @@ async function contextWithNginx (t: Test): Promise<{ context: PathContext, binar
   return { context, binary: nginx.value.binary }
 }
 
-void t.test('the auth service answers 200 + X-User-ID for its tokens only, and counts only the calls', needsNginx, async (t) => {
+void t.test('the auth service answers 200 + X-User-ID for its tokens only, and counts only the calls', async (t) => {
   const setUp = await contextWithNginx(t)
   const service = await startAuthService(setUp.context, setUp.binary, 'auth-service-test', { [TOKEN]: 'alice' })
   const allowed = await probe(service.url, { headers: bearer(TOKEN) })
@@ -103,7 +101,7 @@ void t.test('the auth service answers 200 + X-User-ID for its tokens only, and c
   t.equal((await counter.usage()).calls, 7, 'reading the counter again does not count the reads')
 })
 
-void t.test('podgate-auth-url asks the auth service once for many requests; nginx-auth-request asks every time', needsNginx, async (t) => {
+void t.test('podgate-auth-url asks the auth service once for many requests; nginx-auth-request asks every time', async (t) => {
   const setUp = await contextWithNginx(t)
   const { context } = setUp
   const requests = 20
