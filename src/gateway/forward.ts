@@ -1,6 +1,7 @@
 // Streams one request to a user's pod over that endpoint's pool and the response back,
 // with backpressure both ways. A connect failure of a body-less idempotent request is
-// retried once on another of the user's endpoints.
+// retried once on another of the user's endpoints. Each outcome is reported to the pools'
+// outlier ejection, which also picks the endpoint.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { Endpoint } from '../discovery/source.ts'
@@ -32,7 +33,7 @@ export function hasBody (req: IncomingMessage): boolean {
  * headers. Errors are answered on `res`; nothing is thrown.
  */
 export function forward (req: IncomingMessage, res: ServerResponse, endpoints: readonly Endpoint[], headers: string[], target: ForwardTarget): void {
-  const first = nextTurn(target, endpoints.length)
+  const first = target.pools.outliers.pick(endpoints, nextTurn(target, endpoints.length))
   const body = hasBody(req) ? req : null
   const retries = body === null && IDEMPOTENT.has(req.method ?? '') ? Math.min(1, endpoints.length - 1) : 0
   new Exchange(req, res, endpoints, first, headers, body, retries, target).dispatch()
@@ -104,6 +105,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     // 1xx interim responses (100 Continue, 103 Early Hints) are not relayed.
     if (statusCode < 200) return
     this.#started = true
+    const origin = (this.#endpoints[this.#index] as Endpoint).origin
+    if (statusCode < 500) this.#target.pools.outliers.succeeded(origin)
+    else this.#target.pools.outliers.failed(origin, '5xx', this.#endpoints)
     const res = this.#res
     if (res.destroyed) return
     res.writeHead(statusCode, statusMessage, downstreamHeaders(headers))
@@ -134,9 +138,14 @@ class Exchange implements Dispatcher.DispatchHandler {
       return
     }
     const failure: UpstreamError | UpstreamTimeoutError = upstreamFailure(err)
-    if (!this.#started && this.#retries > 0 && neverSent(failure) && !this.#res.destroyed) {
+    const connectFailed = !this.#started && neverSent(failure)
+    const outliers = this.#target.pools.outliers
+    if (connectFailed && err !== ENDPOINT_LEFT) outliers.failed((this.#endpoints[this.#index] as Endpoint).origin, 'connect', this.#endpoints)
+    if (connectFailed && this.#retries > 0 && !this.#res.destroyed) {
       this.#retries--
-      this.#index = (this.#index + 1) % this.#endpoints.length
+      const next = (this.#index + 1) % this.#endpoints.length
+      const picked = outliers.pick(this.#endpoints, next)
+      this.#index = picked === this.#index ? next : picked
       this.#target.metrics.upstreamRetries.inc()
       this.dispatch()
       return

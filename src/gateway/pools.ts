@@ -1,7 +1,11 @@
 // One long-lived keep-alive pool per endpoint: created on first use, closed (after its
-// in-flight requests finish) once no user's snapshot names the endpoint any more.
+// in-flight requests finish) once no user's snapshot names the endpoint any more. The
+// endpoints' outlier state follows the same snapshot.
+import type { Registry } from 'prom-client'
 import { Pool } from 'undici'
+import type { Clock } from '../clock.ts'
 import type { EndpointChange, EndpointSnapshot, EndpointSource } from '../discovery/source.ts'
+import { EndpointOutliers } from './outliers.ts'
 
 export interface PoolOptions {
   readonly connectTimeoutMs: number
@@ -9,6 +13,10 @@ export interface PoolOptions {
   readonly bodyTimeoutMs: number
   /** Connections per endpoint; a user's pod rarely needs more. */
   readonly connections?: number
+  /** Where the outlier-ejection metrics are registered (the Metrics registry). */
+  readonly registry?: Registry | undefined
+  /** The clock ejection backoffs run on. */
+  readonly clock?: Clock | undefined
 }
 
 export type PoolFactory = (origin: string, options: Pool.Options) => Pool
@@ -21,6 +29,8 @@ export class EndpointPools {
   readonly #factory: PoolFactory
   #previous: EndpointSnapshot
   readonly #unsubscribe: () => void
+  /** Which endpoints are out of their users' rotation after consecutive failures. */
+  readonly outliers: EndpointOutliers
 
   constructor (source: EndpointSource, options: PoolOptions, factory: PoolFactory = (origin, opts) => new Pool(origin, opts)) {
     this.#options = {
@@ -33,6 +43,7 @@ export class EndpointPools {
       connect: { timeout: options.connectTimeoutMs, noDelay: true },
     }
     this.#factory = factory
+    this.outliers = new EndpointOutliers({ clock: options.clock, registry: options.registry })
     this.#previous = new Map()
     this.#count(source.snapshot, 1)
     this.#previous = source.snapshot
@@ -53,10 +64,9 @@ export class EndpointPools {
   }
 
   #follow ({ snapshot, users }: EndpointChange): void {
-    for (const user of users) {
-      for (const e of this.#previous.get(user) ?? []) this.#add(e.origin, -1)
-      for (const e of snapshot.get(user) ?? []) this.#add(e.origin, 1)
-    }
+    // New references first: an endpoint a user keeps never drops to zero (its pool and outlier state stay).
+    for (const user of users) for (const e of snapshot.get(user) ?? []) this.#add(e.origin, 1)
+    for (const user of users) for (const e of this.#previous.get(user) ?? []) this.#add(e.origin, -1)
     this.#previous = snapshot
   }
 
@@ -71,6 +81,7 @@ export class EndpointPools {
       return
     }
     this.#refs.delete(origin)
+    this.outliers.forget(origin)
     const pool = this.#pools.get(origin)
     if (pool === undefined) return
     this.#pools.delete(origin)

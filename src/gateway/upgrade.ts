@@ -45,7 +45,8 @@ function closeAfterWrite (socket: Duplex): void {
 export type UpgradeAnswered = (status: number) => void
 
 export function forwardUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, endpoints: readonly Endpoint[], headers: string[], target: UpgradeTarget, answered: UpgradeAnswered = () => {}): void {
-  const endpoint = endpoints[nextTurn(target, endpoints.length)] as Endpoint
+  // Ejected endpoints are skipped, but never probed with an upgrade, whose outcome is not reported.
+  const endpoint = endpoints[target.pools.outliers.pick(endpoints, nextTurn(target, endpoints.length), false)] as Endpoint
   const pool = target.pools.get(endpoint.origin)
   if (pool === undefined) {
     answered(rejectUpgrade(socket, ENDPOINT_LEFT))
