@@ -6,6 +6,7 @@ import type { TokenVerifier } from './auth/identity.ts'
 import type { Config } from './config.ts'
 import type { EndpointSource } from './discovery/source.ts'
 import type { AdminApp } from './gateway/admin.ts'
+import type { Clock } from './clock.ts'
 import { Gateway, type ActivityListener, type MissingWorkload } from './gateway/gateway.ts'
 import { EndpointPools } from './gateway/pools.ts'
 import { createGatewayServer } from './gateway/server.ts'
@@ -30,6 +31,8 @@ export interface PodgateOptions {
   readonly revocations?: RevocationMarks | undefined
   /** How often open WebSockets that carried client traffic count as activity (default 30 s). */
   readonly activityIntervalMs?: number
+  /** The clock per-user rate limits refill on (tests pass a ManualClock). */
+  readonly clock?: Clock
   /** Registers extra routes (the admin API) on the admin server before it listens. */
   readonly adminRoutes?: (app: AdminApp) => void | Promise<void>
   /** Whether this process opens the admin port (a gateway worker leaves it to its primary). */
@@ -66,6 +69,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     spawnNamespaces: options.spawnNamespaces,
     onActivity: options.onActivity,
     activityIntervalMs: options.activityIntervalMs,
+    clock: options.clock,
   })
   const unfollowSource = metrics.follow(source)
   const unfollowRevocations = options.revocations?.enforce(verifier)

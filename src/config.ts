@@ -9,6 +9,7 @@ import {
 } from './auth/credential-config.ts'
 import { DNS_LABEL, DNS_SUBDOMAIN } from './kube/labels.ts'
 import { checkOidcConfig, readOidcConfig, type OidcConfig } from './auth/oidc-config.ts'
+import { readRateLimit, type RateLimitConfig } from './gateway/rate-limit-config.ts'
 
 export const DEFAULT_PORT = 8080
 export const DEFAULT_ADMIN_PORT = 9090
@@ -99,6 +100,8 @@ export interface GatewayConfig {
   /** Browser navigations without a valid token are redirected here; undefined: they get a 401 page. */
   readonly signIn: SignInConfig | undefined
   readonly accessLog: boolean
+  /** Per-user limits in each process (PODGATE_RATE_LIMIT, PODGATE_MAX_CONCURRENT_PER_USER); undefined: off. */
+  readonly rateLimit?: RateLimitConfig | undefined
 }
 
 export interface Config {
@@ -171,6 +174,7 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     accessLog: read.boolean('PODGATE_ACCESS_LOG', true),
     maxConnections: read.integer('PODGATE_MAX_CONNECTIONS', 0, 0, 10_000_000),
     maxRequestHeaders: read.integer('PODGATE_MAX_REQUEST_HEADERS', DEFAULT_MAX_REQUEST_HEADERS, 16, 1000),
+    rateLimit: readRateLimit(read),
   }
   if (gateway.port !== 0 && gateway.port === gateway.adminPort) {
     throw new ConfigError('PODGATE_ADMIN_PORT', `must differ from PODGATE_PORT (${gateway.port})`)

@@ -77,6 +77,23 @@ export class TooManyHeadersError extends PodgateError {
   override readonly status = 431
 }
 
+export const RATE_LIMITS = ['rate', 'concurrency'] as const
+export type RateLimitKind = typeof RATE_LIMITS[number]
+
+/** A user over PODGATE_RATE_LIMIT (rate) or PODGATE_MAX_CONCURRENT_PER_USER (concurrency), in this process. */
+export class RateLimitedError extends PodgateError {
+  override readonly code = 'PODGATE_RATE_LIMITED'
+  override readonly status = 429
+  readonly limit: RateLimitKind
+  readonly retryAfterSeconds: number
+
+  constructor (limit: RateLimitKind, message: string, retryAfterSeconds: number) {
+    super(message)
+    this.limit = limit
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
+
 /** The workload exists but has no ready endpoint yet (starting, suspended, scaling). */
 export class NotReadyError extends PodgateError {
   override readonly code = 'PODGATE_NOT_READY'

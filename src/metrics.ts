@@ -2,7 +2,7 @@
 // from closed sets only: never a user id, a path or an address.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue, type MetricValueWithName } from 'prom-client'
 import type { EndpointSource } from './discovery/source.ts'
-import type { AuthFailureReason, UpstreamErrorKind } from './errors.ts'
+import { RATE_LIMITS, type AuthFailureReason, type RateLimitKind, type UpstreamErrorKind } from './errors.ts'
 
 export type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx'
 
@@ -34,8 +34,10 @@ export class Metrics {
   readonly draining = new Gauge({ name: 'podgate_draining', help: '1 while the process drains before exit', aggregator: 'max', registers: [this.registry] })
   readonly workers = new Gauge({ name: 'podgate_workers', help: 'Gateway worker processes serving the port (PODGATE_WORKERS > 1)', registers: [this.registry] })
   readonly workerRestarts = new Counter({ name: 'podgate_worker_restarts_total', help: 'Gateway workers restarted after exiting unexpectedly', registers: [this.registry] })
+  readonly rateLimited = new Counter({ name: 'podgate_rate_limited_total', help: 'Requests and upgrades refused with 429 by a per-user limit, by limit', labelNames: ['limit'] as const, registers: [this.registry] })
 
   constructor (options: { defaultMetrics?: boolean } = {}) {
+    for (const limit of RATE_LIMITS) this.rateLimited.inc({ limit }, 0)
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'podgate_' })
   }
 
@@ -52,6 +54,7 @@ export class Metrics {
 
   authFailure (reason: AuthFailureReason): void { this.authFailures.inc({ reason }) }
   upstreamError (kind: UpstreamErrorKind): void { this.upstreamErrors.inc({ kind }) }
+  rateLimit (limit: RateLimitKind): void { this.rateLimited.inc({ limit }) }
 }
 
 const STATUS_CLASSES: readonly StatusClass[] = ['1xx', '2xx', '3xx', '4xx', '5xx']

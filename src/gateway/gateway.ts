@@ -1,4 +1,4 @@
-// The request path: token → user → ready endpoints → forward. Works on node's raw
+// The request path: token → user → per-user limits → ready endpoints → forward. Works on node's raw
 // request/response so the same code serves plain HTTP and upgrades.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -7,6 +7,7 @@ import { isReservedPath } from '../auth/oidc-paths.ts'
 import { RESERVED_UPGRADE, reservedRoutes, type ReservedRoutes } from '../auth/oidc-routes.ts'
 import type { Identity, TokenVerifier } from '../auth/identity.ts'
 import type { AuthConfig, GatewayConfig } from '../config.ts'
+import type { Clock } from '../clock.ts'
 import type { Endpoint, EndpointSource } from '../discovery/source.ts'
 import { AuthError, DrainingError, ForbiddenError, NotReadyError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
 import type { Logger } from '../log.ts'
@@ -15,6 +16,7 @@ import type { Metrics } from '../metrics.ts'
 import { forward, type ForwardTarget } from './forward.ts'
 import { upstreamHeaders, type ForwardingOptions } from './headers.ts'
 import type { EndpointPools } from './pools.ts'
+import { createRateLimiter, type UserRateLimiter } from './rate-limit.ts'
 import { checkRequest } from './request-check.ts'
 import { sendError, type ErrorContext } from './respond.ts'
 import { forwardUpgrade, rejectUpgrade, type UpgradeTarget } from './upgrade.ts'
@@ -43,6 +45,8 @@ export interface GatewayOptions {
   readonly onActivity?: ActivityListener
   /** How often open WebSockets that carried client traffic are reported as activity. */
   readonly activityIntervalMs?: number
+  /** What per-user rate limits refill on (default: the system clock). */
+  readonly clock?: Clock | undefined
 }
 
 const MISSING = new AuthError('missing', 'no token: send a bearer token or the session cookie')
@@ -72,6 +76,8 @@ export class Gateway {
   readonly #spawns: boolean
   /** What podgate answers itself under /.podgate/ (its login), before any token is looked at. */
   readonly #reserved: ReservedRoutes
+  /** Per-user limits; undefined (nothing allocated, nothing checked) unless configured. */
+  readonly #limiter: UserRateLimiter | undefined
   #inFlight = 0
   #draining = false
   #idle: (() => void) | undefined
@@ -103,6 +109,7 @@ export class Gateway {
     this.#spawnNamespaces = options.spawnNamespaces
     this.#spawns = options.onMissing !== undefined
     this.#reserved = reservedRoutes(options)
+    this.#limiter = createRateLimiter(options.gateway.rateLimit, options.clock)
     if (options.onActivity !== undefined) {
       // One timer for all sockets, reading the byte counts the sockets keep anyway: no cost per frame.
       this.#activityTimer = setInterval(() => { this.#reportSocketActivity() }, options.activityIntervalMs ?? 30_000)
@@ -190,6 +197,18 @@ export class Gateway {
     socket.once('close', () => { this.#sockets.delete(socket) })
     const go = (identity: Identity): void => {
       const user = identity.user
+      // Counts as a request, and holds its concurrency slot for as long as the socket is open.
+      const limiter = this.#limiter
+      if (limiter !== undefined) {
+        if (socket.destroyed) return
+        const limited = limiter.admit(user)
+        if (limited !== undefined) {
+          this.#metrics.rateLimit(limited.limit)
+          reject(limited)
+          return
+        }
+        socket.once('close', () => { limiter.release(user) })
+      }
       Promise.resolve(this.#endpointsFor(identity, req)).then((endpoints) => {
         if (socket.destroyed) return
         this.#onActivity?.(user)
@@ -218,6 +237,7 @@ export class Gateway {
   /** Ends every proxied WebSocket (at the end of the drain). */
   closeUpgraded (): void {
     clearInterval(this.#activityTimer)
+    this.#limiter?.close()
     for (const socket of this.#sockets.keys()) socket.destroy()
     this.#sockets.clear()
   }
@@ -259,6 +279,17 @@ export class Gateway {
 
   #route (req: IncomingMessage, res: ServerResponse, identity: Identity, expectsContinue: boolean): void {
     const user = identity.user
+    const limiter = this.#limiter
+    if (limiter !== undefined) {
+      if (res.destroyed) return // the client left while its token was verified: its 'close' has fired
+      const limited = limiter.admit(user)
+      if (limited !== undefined) {
+        this.#metrics.rateLimit(limited.limit)
+        this.#fail(res, limited, user)
+        return
+      }
+      res.once('close', () => { limiter.release(user) })
+    }
     const endpoints = this.#endpointsFor(identity, req)
     if (!(endpoints instanceof Promise)) {
       this.#onActivity?.(user)

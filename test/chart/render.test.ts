@@ -65,7 +65,7 @@ let configVariables: Set<string>
 t.before(async () => {
   helm = await Helm.create(t, await installHelm(t))
   // loadConfig and the modules it reads variables with.
-  const files = ['src/config.ts', 'src/auth/credential-config.ts', 'src/auth/oidc-config.ts']
+  const files = ['src/config.ts', 'src/auth/credential-config.ts', 'src/auth/oidc-config.ts', 'src/gateway/rate-limit-config.ts']
   const sources = await Promise.all(files.map((file) => readFile(`${REPO_DIR}/${file}`, 'utf8')))
   configVariables = new Set(sources.join('\n').match(/PODGATE_[A-Z0-9_]+/g))
 })
@@ -411,6 +411,23 @@ void t.test('auth.signIn renders PODGATE_SIGNIN_URL only when set; config.browse
   for (const [bad, field] of [[{ auth: { signIn: { url: '/login' } } }, 'url'], [{ auth: { signIn: { url: 'https://a.example/', redirectParam: 'r&d' } } }, 'redirectParam'], [{ config: { browserGrace: 'soon' } }, 'browserGrace']] as const) {
     const refused = await helm.template(bad)
     t.not(refused.code, 0, `${JSON.stringify(bad)}: refused by the schema, as podgate would refuse it`)
+    t.match(refused.stderr, field)
+  }
+})
+
+void t.test('per-user limits: off by default; rateLimit, rateBurst and maxConcurrentPerUser render only when set, and podgate reads them', async (t) => {
+  const defaults = await renderedEnv({})
+  t.same(Object.keys(defaults).filter((name) => name.startsWith('PODGATE_RATE_') || name === 'PODGATE_MAX_CONCURRENT_PER_USER'), [], 'no variable by default')
+  t.equal(loadConfig(defaults).gateway.rateLimit, undefined, 'no limiter')
+  const values = { config: { rateLimit: '600/m', rateBurst: 40, maxConcurrentPerUser: 200_000 } }
+  const lint = await helm.lint(values)
+  t.equal(lint.code, 0, `helm lint --strict passes:\n${lint.stdout}${lint.stderr}`)
+  const env = await renderedEnv(values)
+  t.same([env.PODGATE_RATE_LIMIT, env.PODGATE_RATE_BURST, env.PODGATE_MAX_CONCURRENT_PER_USER], ['600/m', '40', '200000'])
+  t.same(loadConfig(env).gateway.rateLimit, { perSecond: 10, burst: 40, maxConcurrent: 200_000 })
+  for (const [bad, field] of [[{ config: { rateLimit: '0/s' } }, 'rateLimit'], [{ config: { rateLimit: '50/x' } }, 'rateLimit'], [{ config: { rateBurst: 5 } }, 'rateBurst']] as const) {
+    const refused = await helm.template(bad)
+    t.not(refused.code, 0, `${JSON.stringify(bad)}: refused, as podgate would refuse it`)
     t.match(refused.stderr, field)
   }
 })
