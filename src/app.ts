@@ -56,7 +56,7 @@ export interface RunningPodgate {
 export async function startPodgate (options: PodgateOptions): Promise<RunningPodgate> {
   const { config, source, verifier, logger } = options
   const metrics = options.metrics ?? new Metrics()
-  const pools = new EndpointPools(source, config.gateway)
+  const pools = new EndpointPools(source, { ...config.gateway, registry: metrics.registry, clock: options.clock })
   const gateway = new Gateway({
     auth: config.auth,
     gateway: config.gateway,

@@ -11,6 +11,7 @@ import { EndpointPools } from '../../src/gateway/pools.ts'
 import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { ManualClock } from '../support/manual-clock.ts'
+import { startTestGateway } from '../support/gateway.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
@@ -194,4 +195,12 @@ void t.test('options are validated by name', (t) => {
   t.throws(() => new EndpointOutliers({ baseEjectionMs: 1.5 }), /baseEjectionMs/)
   t.throws(() => new EndpointOutliers({ maxEjectionMs: -1 }), /maxEjectionMs/)
   t.end()
+})
+
+void t.test('a running gateway exposes the ejection metrics from the start', async (t) => {
+  const gw = await startTestGateway(t)
+  const text = await (await fetch(`${gw.adminUrl}/metrics`)).text()
+  t.match(text, /podgate_endpoint_ejections_total\{reason="connect"\} 0/)
+  t.match(text, /podgate_endpoint_ejections_total\{reason="5xx"\} 0/)
+  t.match(text, /podgate_endpoints_ejected 0/)
 })
