@@ -1,8 +1,20 @@
 // Why a port could not be opened, in one line an operator can act on: the address, the
 // variable that chose it, what is wrong and, for a busy port, which process holds it.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import type { Server as NetServer, ListenOptions, AddressInfo } from 'node:net'
 import { basename } from 'node:path'
 import { PodgateError } from './errors.ts'
+
+/** Listens with `options`; resolves with the address bound, rejects with the listen error (the raw one: toListenError words it). */
+export function listenOn (server: NetServer, options: ListenOptions): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options, () => {
+      server.off('error', reject)
+      resolve(server.address() as AddressInfo)
+    })
+  })
+}
 
 /** Where a listener was asked to bind, and the variables that chose the address. */
 export interface ListenTarget {

@@ -3,6 +3,7 @@
 // docs/adr/0003-gateway-port-without-fastify.md says why fastify serves only the admin port.
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { listenOn } from '../listen.ts'
 import type { GatewayConfig } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import { BadRequestError } from '../errors.ts'
@@ -55,13 +56,7 @@ export function createGatewayServer (gateway: Gateway, metrics: Metrics, limits:
   })
   return {
     server,
-    listen: ({ host, port, reusePort = false }) => new Promise((resolve, reject) => {
-      server.once('error', reject)
-      server.listen({ host, port, reusePort }, () => {
-        server.off('error', reject)
-        resolve(server.address() as AddressInfo)
-      })
-    }),
+    listen: ({ host, port, reusePort = false }) => listenOn(server, { host, port, reusePort }),
     close: () => new Promise((resolve) => {
       if (!server.listening) {
         server.closeAllConnections()

@@ -5,6 +5,7 @@
 // before it listens, for every user but those in READY_AT_ONCE (comma-separated).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { listenOn } from '../listen.ts'
 import type { Duplex } from 'node:stream'
 import { pipeline } from 'node:stream'
 import { fstatSync } from 'node:fs'
@@ -58,14 +59,7 @@ export async function createBackend (options: BackendOptions): Promise<LocalBack
     else socket.destroy()
   })
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen({ port, host }, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  const address = server.address() as AddressInfo
+  const address = await listenOn(server, { port, host })
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> => {

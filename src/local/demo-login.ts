@@ -3,8 +3,9 @@
 // through podgate's own login in a browser. Loaded only with --login (a dynamic import).
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import Provider, { type Adapter, type AdapterFactory, type AdapterPayload, type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
+import { listenOn } from '../listen.ts'
+import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
+import { memoryAdapter } from './oidc-memory-adapter.ts'
 
 /** Who can sign in: alice and bob have workspaces, carol has none until spawn on demand or the admin API makes one. */
 export const DEMO_LOGIN_USERS = ['alice', 'bob', 'carol'] as const
@@ -52,14 +53,7 @@ export async function startDemoProvider (options: DemoProviderOptions = {}): Pro
       res.end(`sign-in failed: ${err instanceof Error ? err.message : String(err)}\n`)
     })
   })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen({ port, host }, () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  const address = server.address() as AddressInfo
+  const address = await listenOn(server, { port, host })
   const issuer = `http://${host.includes(':') ? `[${host}]` : host}:${address.port}`
   const clientSecret = randomBytes(24).toString('base64url')
   let closing: Promise<void> | undefined
@@ -174,45 +168,4 @@ async function readBody (req: IncomingMessage): Promise<string> {
 
 function page (title: string, body: string): string {
   return `<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>${title} · podgate demo</title></head><body>${body}</body></html>`
-}
-
-/** The provider's storage, in memory for this run (oidc-provider's own warns on every start). */
-function memoryAdapter (): AdapterFactory {
-  const entries = new Map<string, { payload: AdapterPayload, expiresAt: number }>()
-  const live = (key: string): AdapterPayload | undefined => {
-    const entry = entries.get(key)
-    if (entry === undefined || entry.expiresAt <= Date.now()) return undefined
-    return entry.payload
-  }
-  return (name: string): Adapter => {
-    const keyOf = (id: string): string => `${name}:${id}`
-    const findWhere = (match: (payload: AdapterPayload) => boolean): AdapterPayload | undefined => {
-      for (const [key, entry] of entries) {
-        if (key.startsWith(`${name}:`) && match(entry.payload)) return live(key)
-      }
-      return undefined
-    }
-    return {
-      upsert: (id, payload, expiresIn) => {
-        entries.set(keyOf(id), { payload: structuredClone(payload), expiresAt: expiresIn === undefined ? Infinity : Date.now() + expiresIn * 1000 })
-        return Promise.resolve()
-      },
-      find: (id) => Promise.resolve(live(keyOf(id))),
-      findByUid: (uid) => Promise.resolve(findWhere((payload) => payload.uid === uid)),
-      findByUserCode: (userCode) => Promise.resolve(findWhere((payload) => payload.userCode === userCode)),
-      consume: (id) => {
-        const payload = live(keyOf(id))
-        if (payload !== undefined) payload.consumed = Math.floor(Date.now() / 1000)
-        return Promise.resolve()
-      },
-      destroy: (id) => {
-        entries.delete(keyOf(id))
-        return Promise.resolve()
-      },
-      revokeByGrantId: (grantId) => {
-        for (const [key, entry] of entries) if (entry.payload.grantId === grantId) entries.delete(key)
-        return Promise.resolve()
-      },
-    }
-  }
 }

@@ -3,7 +3,7 @@
 // the workers' own bind cannot tell a second podgate from a sibling: this claim can, and a
 // port someone else listens on fails the claim instead of silently sharing their traffic.
 import { createServer, type Server } from 'node:net'
-import { toListenError } from '../listen.ts'
+import { listenOn, toListenError } from '../listen.ts'
 
 export class PortClaim {
   readonly host: string
@@ -21,13 +21,7 @@ export class PortClaim {
   static async take (host: string, port: number): Promise<PortClaim> {
     // Never accepted from: a connection that reaches it before release is reset on close.
     const server = createServer({ pauseOnConnect: true }, (socket) => { socket.destroy() })
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject)
-      server.listen({ host, port, exclusive: true, reusePort: false, backlog: 1 }, () => {
-        server.off('error', reject)
-        resolve()
-      })
-    }).catch((err: unknown) => { throw toListenError(err, { host, port, portVariable: 'PODGATE_PORT' }) })
+    await listenOn(server, { host, port, exclusive: true, reusePort: false, backlog: 1 }).catch((err: unknown) => { throw toListenError(err, { host, port, portVariable: 'PODGATE_PORT' }) })
     const address = server.address()
     return new PortClaim(host, typeof address === 'object' && address !== null ? address.port : port, server)
   }

@@ -5,7 +5,8 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import Provider, { type Adapter, type AdapterFactory, type AdapterPayload, type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
+import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
+import { memoryAdapter } from '../../src/local/oidc-memory-adapter.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
@@ -139,46 +140,6 @@ function configuration (clientSecret: string, origins: readonly string[], claims
   }
 }
 
-/** The provider's storage, one Map per provider (oidc-provider's own warns on every start). */
-function memoryAdapter (): AdapterFactory {
-  const entries = new Map<string, { payload: AdapterPayload, expiresAt: number }>()
-  const live = (key: string): AdapterPayload | undefined => {
-    const entry = entries.get(key)
-    if (entry === undefined || entry.expiresAt <= Date.now()) return undefined
-    return entry.payload
-  }
-  return (name: string): Adapter => {
-    const keyOf = (id: string): string => `${name}:${id}`
-    const findWhere = (match: (payload: AdapterPayload) => boolean): AdapterPayload | undefined => {
-      for (const [key, entry] of entries) {
-        if (key.startsWith(`${name}:`) && match(entry.payload)) return live(key)
-      }
-      return undefined
-    }
-    return {
-      upsert: (id, payload, expiresIn) => {
-        entries.set(keyOf(id), { payload: structuredClone(payload), expiresAt: expiresIn === undefined ? Infinity : Date.now() + expiresIn * 1000 })
-        return Promise.resolve()
-      },
-      find: (id) => Promise.resolve(live(keyOf(id))),
-      findByUid: (uid) => Promise.resolve(findWhere((payload) => payload.uid === uid)),
-      findByUserCode: (userCode) => Promise.resolve(findWhere((payload) => payload.userCode === userCode)),
-      consume: (id) => {
-        const payload = live(keyOf(id))
-        if (payload !== undefined) payload.consumed = Math.floor(Date.now() / 1000)
-        return Promise.resolve()
-      },
-      destroy: (id) => {
-        entries.delete(keyOf(id))
-        return Promise.resolve()
-      },
-      revokeByGrantId: (grantId) => {
-        for (const [key, entry] of entries) if (entry.payload.grantId === grantId) entries.delete(key)
-        return Promise.resolve()
-      },
-    }
-  }
-}
 
 async function showLogin (provider: Provider, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const details = await provider.interactionDetails(req, res)
