@@ -101,6 +101,8 @@ export interface GatewayConfig {
   readonly signIn: SignInConfig | undefined
   readonly accessLog: boolean
   /** Per-user limits in each process (PODGATE_RATE_LIMIT, PODGATE_MAX_CONCURRENT_PER_USER); undefined: off. */
+  /** PODGATE_USAGE_INTERVAL: one usage line per active user per interval; 0: off. */
+  readonly usageIntervalMs: number
   readonly rateLimit?: RateLimitConfig | undefined
 }
 
@@ -176,6 +178,7 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     maxRequestHeaders: read.integer('PODGATE_MAX_REQUEST_HEADERS', DEFAULT_MAX_REQUEST_HEADERS, 16, 1000),
     rateLimit: readRateLimit(read),
   }
+    usageIntervalMs: readUsageInterval(read),
   if (gateway.port !== 0 && gateway.port === gateway.adminPort) {
     throw new ConfigError('PODGATE_ADMIN_PORT', `must differ from PODGATE_PORT (${gateway.port})`)
   }
@@ -305,3 +308,10 @@ export {
   DEFAULT_AUTH_URL_USER_HEADER, DEFAULT_JWKS_COOLDOWN_MS, HMAC_ALGORITHMS,
   type AuthUrlConfig, type AuthUrlMode, type JwtAlgorithm, type KeySource,
 } from './auth/credential-config.ts'
+
+/** The usage lines' interval: 0 (off) or at least a second, so the billing view cannot flood the log. */
+function readUsageInterval (read: EnvReader): number {
+  const ms = read.duration('PODGATE_USAGE_INTERVAL', 0)
+  if (ms !== 0 && ms < 1000) throw new ConfigError('PODGATE_USAGE_INTERVAL', `must be 0 (off) or at least 1s, got ${ms}ms`)
+  return ms
+}

@@ -2,13 +2,14 @@
 // with backpressure both ways. A connect failure of a body-less idempotent request is
 // retried once on another of the user's endpoints. Each outcome is reported to the pools'
 // outlier ejection, which also picks the endpoint.
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { Endpoint } from '../discovery/source.ts'
 import { UpstreamError, type UpstreamTimeoutError } from '../errors.ts'
 import type { Metrics } from '../metrics.ts'
 import { downstreamHeaders } from './headers.ts'
 import type { EndpointPools } from './pools.ts'
+import type { GatewayResponse } from './response.ts'
 import { neverSent, refusedRequest, sendError, upstreamFailure } from './respond.ts'
 
 export interface ForwardTarget {
@@ -32,7 +33,7 @@ export function hasBody (req: IncomingMessage): boolean {
  * Forwards `req` to one of `endpoints` (non-empty). `headers` are the upstream request
  * headers. Errors are answered on `res`; nothing is thrown.
  */
-export function forward (req: IncomingMessage, res: ServerResponse, endpoints: readonly Endpoint[], headers: string[], target: ForwardTarget): void {
+export function forward (req: IncomingMessage, res: GatewayResponse, endpoints: readonly Endpoint[], headers: string[], target: ForwardTarget): void {
   const first = target.pools.outliers.pick(endpoints, nextTurn(target, endpoints.length))
   const body = hasBody(req) ? req : null
   const retries = body === null && IDEMPOTENT.has(req.method ?? '') ? Math.min(1, endpoints.length - 1) : 0
@@ -50,7 +51,7 @@ export const ENDPOINT_LEFT = new UpstreamError('connect', 'endpoint left the rou
 
 class Exchange implements Dispatcher.DispatchHandler {
   readonly #req: IncomingMessage
-  readonly #res: ServerResponse
+  readonly #res: GatewayResponse
   readonly #endpoints: readonly Endpoint[]
   #index: number
   readonly #headers: string[]
@@ -60,7 +61,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   #controller: Dispatcher.DispatchController | undefined
   #started = false
 
-  constructor (req: IncomingMessage, res: ServerResponse, endpoints: readonly Endpoint[], index: number, headers: string[], body: IncomingMessage | null, retries: number, target: ForwardTarget) {
+  constructor (req: IncomingMessage, res: GatewayResponse, endpoints: readonly Endpoint[], index: number, headers: string[], body: IncomingMessage | null, retries: number, target: ForwardTarget) {
     this.#req = req
     this.#res = res
     this.#endpoints = endpoints
@@ -75,6 +76,9 @@ class Exchange implements Dispatcher.DispatchHandler {
   dispatch (): void {
     const endpoint = this.#endpoints[this.#index] as Endpoint
     const pool = this.#target.pools.get(endpoint.origin)
+    const res = this.#res
+    res.endpoint = endpoint.origin
+    if (res.upstreamStart === 0) res.upstreamStart = performance.now()
     if (pool === undefined) {
       this.onResponseError(undefined, ENDPOINT_LEFT)
       return
@@ -110,6 +114,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     else this.#target.pools.outliers.failed(origin, '5xx', this.#endpoints)
     const res = this.#res
     if (res.destroyed) return
+    res.byPod = true
     res.writeHead(statusCode, statusMessage, downstreamHeaders(headers))
     // A streamed response (SSE, long poll) may wait before its first chunk; its headers should not.
     if (headers['content-length'] === undefined) res.flushHeaders()
@@ -124,10 +129,12 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd (): void {
+    this.#res.upstreamEnd = performance.now()
     this.#res.end()
   }
 
   onResponseError (_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    this.#res.upstreamEnd = performance.now()
     if (this.#resume !== undefined) this.#res.off('drain', this.#resume)
     // The client went away: its request is counted as a 499, not as the pod's failure.
     if (err === CLIENT_GONE) return

@@ -1,13 +1,13 @@
 // The request path: token → user → per-user limits → ready endpoints → forward. Works on node's raw
 // request/response so the same code serves plain HTTP and upgrades.
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { extractToken } from '../auth/extract.ts'
 import { isReservedPath } from '../auth/oidc-paths.ts'
 import { RESERVED_UPGRADE, reservedRoutes, type ReservedRoutes } from '../auth/oidc-routes.ts'
 import type { Identity, TokenVerifier } from '../auth/identity.ts'
 import type { AuthConfig, GatewayConfig } from '../config.ts'
-import type { Clock } from '../clock.ts'
+import { systemClock, type Clock } from '../clock.ts'
 import type { Endpoint, EndpointSource } from '../discovery/source.ts'
 import { AuthError, DrainingError, ForbiddenError, NotReadyError, PodgateError, WorkloadNotFoundError } from '../errors.ts'
 import type { Logger } from '../log.ts'
@@ -20,6 +20,8 @@ import { createRateLimiter, type UserRateLimiter } from './rate-limit.ts'
 import { checkRequest } from './request-check.ts'
 import { sendError, type ErrorContext } from './respond.ts'
 import { forwardUpgrade, rejectUpgrade, type UpgradeTarget } from './upgrade.ts'
+import { endpointAddress, type GatewayResponse } from './response.ts'
+import { ExchangeBytes, UsageMeter } from './usage.ts'
 
 /**
  * What to do for a verified user with no ready endpoint. The default answers 404; the
@@ -45,7 +47,7 @@ export interface GatewayOptions {
   readonly onActivity?: ActivityListener
   /** How often open WebSockets that carried client traffic are reported as activity. */
   readonly activityIntervalMs?: number
-  /** What per-user rate limits refill on (default: the system clock). */
+  /** What per-user rate limits refill and usage intervals run on (default: the system clock). */
   readonly clock?: Clock | undefined
 }
 
@@ -79,6 +81,10 @@ export class Gateway {
   /** Per-user limits; undefined (nothing allocated, nothing checked) unless configured. */
   readonly #limiter: UserRateLimiter | undefined
   #inFlight = 0
+  /** The billing view (PODGATE_USAGE_INTERVAL); undefined when off. */
+  readonly #usage: UsageMeter | undefined
+  /** Bytes per exchange, read from the connection's counters; undefined when neither the access log nor usage wants them. */
+  readonly #bytes: ExchangeBytes | undefined
   #draining = false
   #idle: (() => void) | undefined
   /** Upgraded connections: whose they are, and how many bytes the client had sent at the last look. */
@@ -112,6 +118,9 @@ export class Gateway {
     this.#limiter = createRateLimiter(options.gateway.rateLimit, options.clock)
     if (options.onActivity !== undefined) {
       // One timer for all sockets, reading the byte counts the sockets keep anyway: no cost per frame.
+    const usageIntervalMs = options.gateway.usageIntervalMs
+    this.#usage = usageIntervalMs > 0 ? new UsageMeter(usageIntervalMs, options.logger, options.clock ?? systemClock) : undefined
+    this.#bytes = this.#accessLog || this.#usage !== undefined ? new ExchangeBytes() : undefined
       this.#activityTimer = setInterval(() => { this.#reportSocketActivity() }, options.activityIntervalMs ?? 30_000)
       this.#activityTimer.unref()
     }
@@ -135,10 +144,12 @@ export class Gateway {
    * `expectsContinue` (the client sent `Expect: 100-continue` and holds its body back),
    * `100 Continue` goes out only once the request is authenticated and routed.
    */
-  handle (req: IncomingMessage, res: ServerResponse, expectsContinue = false): void {
+  handle (req: IncomingMessage, res: GatewayResponse, expectsContinue = false): void {
     const started = performance.now()
     this.#inFlight++
-    res.once('close', () => { this.#finished(req, res, started) })
+    // Node detaches the socket from the request once the response is done: held here for the byte counts.
+    const socket = req.socket
+    res.once('close', () => { this.#finished(req, res, socket, started) })
     if (this.#draining || expectsContinue) res.setHeader('connection', 'close')
     const refused = this.#refusal(req)
     if (refused !== undefined) {
@@ -167,10 +178,15 @@ export class Gateway {
   upgrade (req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const started = performance.now()
     let counted = false
-    const answered = (status: number): void => {
+    let named: string | undefined
+    // `origin`: the endpoint whose answer it is, when the pod answered (101 or another status).
+    const answered = (status: number, origin?: string): void => {
       if (counted) return
       counted = true
-      this.#record(req, status, started, status === 499)
+      const seconds = (performance.now() - started) / 1000
+      this.#metrics.requests.record(status, seconds, origin !== undefined)
+      if (status === 101 && named !== undefined) this.#upgraded(req, socket, named, origin, started)
+      else this.#exchanged(req, socket, { status, seconds, aborted: status === 499, user: named, origin, upstreamMs: undefined })
     }
     socket.once('close', () => { answered(499) })
     const reject = (err: unknown): void => {
@@ -199,6 +215,7 @@ export class Gateway {
       const user = identity.user
       // Counts as a request, and holds its concurrency slot for as long as the socket is open.
       const limiter = this.#limiter
+      named = user
       if (limiter !== undefined) {
         if (socket.destroyed) return
         const limited = limiter.admit(user)
@@ -238,10 +255,15 @@ export class Gateway {
   closeUpgraded (): void {
     clearInterval(this.#activityTimer)
     this.#limiter?.close()
-    for (const socket of this.#sockets.keys()) socket.destroy()
+    const usage = this.#usage
+    for (const socket of this.#sockets.keys()) {
+      usage?.socketClosed(socket)
+      socket.destroy()
+    }
     this.#sockets.clear()
   }
 
+    usage?.close()
   /** A WebSocket the client keeps talking on is activity, however long ago it connected. */
   #reportSocketActivity (): void {
     for (const [socket, entry] of this.#sockets) {
@@ -277,10 +299,11 @@ export class Gateway {
     return this.#verifier.cached(token) ?? this.#verifier.verify(token, req)
   }
 
-  #route (req: IncomingMessage, res: ServerResponse, identity: Identity, expectsContinue: boolean): void {
+  #route (req: IncomingMessage, res: GatewayResponse, identity: Identity, expectsContinue: boolean): void {
     const user = identity.user
     const limiter = this.#limiter
     if (limiter !== undefined) {
+    res.user = user
       if (res.destroyed) return // the client left while its token was verified: its 'close' has fired
       const limited = limiter.admit(user)
       if (limited !== undefined) {
@@ -304,7 +327,7 @@ export class Gateway {
     }, (err: unknown) => { this.#fail(res, err, user) })
   }
 
-  #forward (req: IncomingMessage, res: ServerResponse, user: string, endpoints: readonly Endpoint[], expectsContinue: boolean): void {
+  #forward (req: IncomingMessage, res: GatewayResponse, user: string, endpoints: readonly Endpoint[], expectsContinue: boolean): void {
     if (expectsContinue) {
       // Authenticated and routed: the client may send its body now, and keep the connection.
       res.removeHeader('connection')
@@ -357,13 +380,20 @@ export class Gateway {
   }
 
   /** Answers `err`; `user` once the token named one (pages say whose workspace it is). */
-  #fail (res: ServerResponse, err: unknown, user: string | undefined): void {
+  #fail (res: GatewayResponse, err: unknown, user: string | undefined): void {
     if (!(err instanceof PodgateError)) this.#logger.error({ err }, 'unexpected failure on the request path')
     sendError(res, err, { ...this.#errors, user })
   }
 
-  #finished (req: IncomingMessage, res: ServerResponse, started: number): void {
-    this.#record(req, res.headersSent ? res.statusCode : 499, started, !res.writableFinished)
+  #finished (req: IncomingMessage, res: GatewayResponse, socket: Duplex, started: number): void {
+    const now = performance.now()
+    const status = res.headersSent ? res.statusCode : 499
+    const seconds = (now - started) / 1000
+    this.#metrics.requests.record(status, seconds, res.byPod)
+    if (this.#bytes !== undefined) {
+      const upstreamMs = res.upstreamStart === 0 ? undefined : (res.upstreamEnd === 0 ? now : res.upstreamEnd) - res.upstreamStart
+      this.#exchanged(req, socket, { status, seconds, aborted: !res.writableFinished, user: res.user, origin: res.endpoint, upstreamMs })
+    }
     if (--this.#inFlight === 0 && this.#idle !== undefined) {
       const resolve = this.#idle
       this.#idle = undefined
@@ -371,19 +401,67 @@ export class Gateway {
     }
   }
 
-  /** One request (or upgrade) in podgate_requests_total and the access log. */
-  #record (req: IncomingMessage, status: number, started: number, aborted: boolean): void {
-    const seconds = (performance.now() - started) / 1000
-    this.#metrics.requests.record(status, seconds)
-    if (this.#accessLog) {
-      const url = req.url ?? ''
-      const query = url.indexOf('?')
-      // The query string is left out: some apps carry tokens in it.
-      this.#logger.info({ method: req.method, path: query === -1 ? url : url.slice(0, query), status, ms: Math.round(seconds * 1e6) / 1e3, aborted }, 'request')
+  /** A WebSocket is open: its access-log line is written, and its usage counted, when it ends. */
+  #upgraded (req: IncomingMessage, socket: Duplex, user: string, origin: string | undefined, started: number): void {
+    const usage = this.#usage
+    if (usage !== undefined) {
+      const before = this.#bytes?.before(socket)
+      usage.socketOpened(socket, user, before?.read ?? 0, before?.written ?? 0)
     }
   }
 }
+    if (usage === undefined && !this.#accessLog) return
+    socket.once('close', () => {
+      usage?.socketClosed(socket)
+      if (this.#accessLog) {
+        const seconds = (performance.now() - started) / 1000
+        this.#logExchange(req, { status: 101, seconds, aborted: false, user, origin, upstreamMs: undefined }, this.#bytes?.take(socket))
+      }
+    })
 
+
+  /** An exchange that is over: into the usage meter and the access log. */
+  #exchanged (req: IncomingMessage, socket: Duplex, exchange: Exchanged): void {
+    // Taken whoever's it is: the connection's next exchange starts where this one ended.
+    const bytes = this.#bytes?.take(socket)
+    if (this.#usage !== undefined && exchange.user !== undefined) this.#usage.request(exchange.user, bytes?.bytesIn ?? 0, bytes?.bytesOut ?? 0)
+    if (this.#accessLog) this.#logExchange(req, exchange, bytes)
+  }
+
+  /**
+   * One access-log line. The query string is left out (some apps carry tokens in it), and so
+   * is every header: a line names the user, never a credential.
+   */
+  #logExchange (req: IncomingMessage, exchange: Exchanged, bytes: { bytesIn: number, bytesOut: number } | undefined): void {
+    const url = req.url ?? ''
+    const query = url.indexOf('?')
+    const { status, seconds, aborted, user, origin, upstreamMs } = exchange
+    this.#logger.info({
+      user,
+      method: req.method,
+      path: query === -1 ? url : url.slice(0, query),
+      status,
+      ms: Math.round(seconds * 1e6) / 1e3,
+      upstreamMs: upstreamMs === undefined ? undefined : Math.round(upstreamMs * 1e3) / 1e3,
+      endpoint: origin === undefined ? undefined : endpointAddress(origin),
+      bytesIn: bytes?.bytesIn,
+      bytesOut: bytes?.bytesOut,
+      aborted,
+    }, 'request')
+  }
+}
+
+/** How an exchange ended, for the access log and the usage meter. */
+interface Exchanged {
+  readonly status: number
+  /** Until the response ended (a WebSocket: until it closed). */
+  readonly seconds: number
+  readonly aborted: boolean
+  readonly user: string | undefined
+  /** The endpoint last asked (its origin); undefined when no pod was. */
+  readonly origin: string | undefined
+  /** From the first dispatch to the pod until its answer ended or failed. */
+  readonly upstreamMs: number | undefined
 function bytesRead (socket: Duplex): number {
   return (socket as Duplex & { bytesRead?: number }).bytesRead ?? 0
 }

@@ -8,6 +8,7 @@ import type { GatewayConfig } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import { BadRequestError } from '../errors.ts'
 import type { Gateway } from './gateway.ts'
+import { GatewayResponse } from './response.ts'
 import { rejectUpgrade } from './upgrade.ts'
 
 /**
@@ -31,6 +32,8 @@ export interface GatewayServer {
 
 export function createGatewayServer (gateway: Gateway, metrics: Metrics, limits: ServerLimits): GatewayServer {
   const server = createServer({
+    // Carries what the request path learns to the end of the request, on the object node allocates anyway.
+    ServerResponse: GatewayResponse,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     maxHeaderSize: MAX_HEADER_BYTES,
     // Uploads to a user's pod may legitimately stream for hours: no limit on the whole

@@ -41,8 +41,11 @@ function closeAfterWrite (socket: Duplex): void {
   socket.end()
 }
 
-/** Status of an upgrade's answer, reported once: 101, the pod's other status, or podgate's error. */
-export type UpgradeAnswered = (status: number) => void
+/**
+ * Status of an upgrade's answer, reported once: 101, the pod's other status, or podgate's
+ * error; `origin` is the endpoint's when the pod answered.
+ */
+export type UpgradeAnswered = (status: number, origin?: string) => void
 
 export function forwardUpgrade (req: IncomingMessage, socket: Duplex, head: Buffer, endpoints: readonly Endpoint[], headers: string[], target: UpgradeTarget, answered: UpgradeAnswered = () => {}): void {
   // Ejected endpoints are skipped, but never probed with an upgrade, whose outcome is not reported.
@@ -60,7 +63,7 @@ export function forwardUpgrade (req: IncomingMessage, socket: Duplex, head: Buff
     headers,
     upgrade,
     headersTimeout: target.headersTimeoutMs,
-  }, new UpgradeExchange(socket, head, upgrade, target, answered))
+  }, new UpgradeExchange(socket, head, upgrade, endpoint.origin, target, answered))
 }
 
 const CLIENT_GONE = new UpstreamError('aborted', 'client closed the connection')
@@ -69,6 +72,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
   readonly #client: Duplex
   readonly #head: Buffer
   readonly #upgrade: string
+  readonly #origin: string
   readonly #target: UpgradeTarget
   readonly #answered: UpgradeAnswered
   #started = false
@@ -82,10 +86,11 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     this.#controller?.abort(CLIENT_GONE)
   }
 
-  constructor (client: Duplex, head: Buffer, upgrade: string, target: UpgradeTarget, answered: UpgradeAnswered) {
+  constructor (client: Duplex, head: Buffer, upgrade: string, origin: string, target: UpgradeTarget, answered: UpgradeAnswered) {
     this.#client = client
     this.#head = head
     this.#upgrade = upgrade
+    this.#origin = origin
     this.#target = target
     this.#answered = answered
     client.once('close', this.#onClientClose)
@@ -111,7 +116,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
       return
     }
     client.write(statusLine(statusCode) + `connection: Upgrade\r\nupgrade: ${this.#upgrade}\r\n` + headerLines(downstreamHeaders(headers)) + '\r\n')
-    this.#answered(statusCode)
+    this.#answered(statusCode, this.#origin)
     if (this.#head.length > 0) upstream.write(this.#head)
     this.#target.onOpen?.()
     let closed = false
@@ -140,7 +145,7 @@ class UpgradeExchange implements Dispatcher.DispatchHandler {
     const out = downstreamHeaders(headers)
     delete out['content-length']
     this.#client.write(statusLine(statusCode) + 'connection: close\r\ntransfer-encoding: chunked\r\n' + headerLines(out) + '\r\n')
-    this.#answered(statusCode)
+    this.#answered(statusCode, this.#origin)
   }
 
   onResponseData (_controller: Dispatcher.DispatchController, chunk: Buffer): void {

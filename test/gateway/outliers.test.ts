@@ -8,6 +8,7 @@ import { endpoint, type Endpoint } from '../../src/discovery/source.ts'
 import { forward, type ForwardTarget } from '../../src/gateway/forward.ts'
 import { EndpointOutliers } from '../../src/gateway/outliers.ts'
 import { EndpointPools } from '../../src/gateway/pools.ts'
+import { GatewayResponse } from '../../src/gateway/response.ts'
 import { LocalEndpointSource } from '../../src/local/endpoint-source.ts'
 import { Metrics } from '../../src/metrics.ts'
 import { ManualClock } from '../support/manual-clock.ts'
@@ -59,7 +60,7 @@ async function gateway (t: Teardown, endpoints: readonly Endpoint[]): Promise<{ 
   const pools = new EndpointPools(source, { connectTimeoutMs: 1000, headersTimeoutMs: 5000, bodyTimeoutMs: 5000, registry: metrics.registry, clock })
   t.teardown(() => pools.destroy())
   const target: ForwardTarget = { pools, metrics, headersTimeoutMs: 5000, bodyTimeoutMs: 5000, turn: 0 }
-  const server = createServer((req, res) => { forward(req, res, source.snapshot.get('alice') ?? [], ['x-user-id', 'alice'], target) })
+  const server = createServer({ ServerResponse: GatewayResponse }, (req, res) => { forward(req, res, source.snapshot.get('alice') ?? [], ['x-user-id', 'alice'], target) })
   const port = await listen(t, server)
   return { url: `http://127.0.0.1:${port}/`, clock, metrics, source, pools }
 }
