@@ -3,6 +3,7 @@
 import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { TokenVerifier } from './auth/identity.ts'
+import { registerIdentityKeys } from './auth/identity-jwks.ts'
 import type { Config } from './config.ts'
 import type { EndpointSource } from './discovery/source.ts'
 import type { AdminApp } from './gateway/admin.ts'
@@ -89,6 +90,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
         return undefined
       },
     }, metrics, logger)
+    registerIdentityKeys(admin, config.gateway.identity)
     await options.adminRoutes?.(admin)
   }
   const server = createGatewayServer(gateway, metrics, config.gateway)

@@ -10,6 +10,7 @@ import {
 import { DNS_LABEL, DNS_SUBDOMAIN } from './kube/labels.ts'
 import { checkOidcConfig, readOidcConfig, type OidcConfig } from './auth/oidc-config.ts'
 import { readRateLimit, type RateLimitConfig } from './gateway/rate-limit-config.ts'
+import { readIdentity, type IdentityConfig } from './auth/identity-config.ts'
 
 export const DEFAULT_PORT = 8080
 export const DEFAULT_ADMIN_PORT = 9090
@@ -104,6 +105,8 @@ export interface GatewayConfig {
   /** PODGATE_USAGE_INTERVAL: one usage line per active user per interval; 0: off. */
   readonly usageIntervalMs: number
   readonly rateLimit?: RateLimitConfig | undefined
+  /** The signed identity header pods can verify (PODGATE_IDENTITY_KEY); undefined: off. */
+  readonly identity?: IdentityConfig | undefined
 }
 
 export interface Config {
@@ -160,13 +163,14 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     bodyTimeoutMs: read.duration('PODGATE_BODY_TIMEOUT', DEFAULT_BODY_TIMEOUT_MS),
     startTimeoutMs: read.duration('PODGATE_START_TIMEOUT', DEFAULT_START_TIMEOUT_MS),
   }
+  const userHeader = read.string('PODGATE_USER_HEADER', DEFAULT_USER_HEADER, /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/).toLowerCase()
   const gateway: GatewayConfig = {
     ...upstream,
     ...readClientTimeouts(read, upstream),
     host: read.string('PODGATE_HOST', DEFAULT_HOST, /^[0-9A-Za-z.:[\]-]+$/),
     port: read.integer('PODGATE_PORT', DEFAULT_PORT, 0, 65535),
     adminPort: read.integer('PODGATE_ADMIN_PORT', DEFAULT_ADMIN_PORT, 0, 65535),
-    userHeader: read.string('PODGATE_USER_HEADER', DEFAULT_USER_HEADER, /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/).toLowerCase(),
+    userHeader,
     trustProxy: read.boolean('PODGATE_TRUST_PROXY', false),
     connectTimeoutMs: read.duration('PODGATE_CONNECT_TIMEOUT', DEFAULT_CONNECT_TIMEOUT_MS),
     drainTimeoutMs: read.duration('PODGATE_DRAIN_TIMEOUT', DEFAULT_DRAIN_TIMEOUT_MS),
@@ -177,6 +181,7 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     maxConnections: read.integer('PODGATE_MAX_CONNECTIONS', 0, 0, 10_000_000),
     maxRequestHeaders: read.integer('PODGATE_MAX_REQUEST_HEADERS', DEFAULT_MAX_REQUEST_HEADERS, 16, 1000),
     rateLimit: readRateLimit(read),
+    identity: readIdentity(read, userHeader),
   }
     usageIntervalMs: readUsageInterval(read),
   if (gateway.port !== 0 && gateway.port === gateway.adminPort) {

@@ -6,6 +6,7 @@ import { extractToken } from '../auth/extract.ts'
 import { isReservedPath } from '../auth/oidc-paths.ts'
 import { RESERVED_UPGRADE, reservedRoutes, type ReservedRoutes } from '../auth/oidc-routes.ts'
 import type { Identity, TokenVerifier } from '../auth/identity.ts'
+import { createIdentitySigner } from '../auth/identity-token.ts'
 import type { AuthConfig, GatewayConfig } from '../config.ts'
 import { systemClock, type Clock } from '../clock.ts'
 import type { Endpoint, EndpointSource } from '../discovery/source.ts'
@@ -104,6 +105,7 @@ export class Gateway {
       trustProxy: options.gateway.trustProxy,
       cookieName: options.auth.cookieName,
       forwardCredentials: options.auth.forwardCredentials,
+      identity: createIdentitySigner(options.gateway.identity, options.clock),
     }
     // Without a provisioner: a known user whose pods are not ready waits (503), anyone else is 404.
     this.#onMissing = options.onMissing ?? ((user) => Promise.reject(this.#source.snapshot.has(user)

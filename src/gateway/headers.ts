@@ -2,6 +2,8 @@
 // header is only ever the one podgate sets, and X-Forwarded-* describe the real client.
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import { bearerToken } from '../auth/extract.ts'
+import { DEFAULT_IDENTITY_HEADER } from '../auth/identity-config.ts'
+import type { IdentitySigner } from '../auth/identity-token.ts'
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus ones undici refuses to be given. */
 const HOP_BY_HOP = new Set([
@@ -23,6 +25,8 @@ export interface ForwardingOptions {
   readonly cookieName: string
   /** Pass the bearer Authorization header and the session cookie on unchanged (PODGATE_FORWARD_CREDENTIALS). */
   readonly forwardCredentials: boolean
+  /** Signs the identity header pods can verify (PODGATE_IDENTITY_KEY); off: only inbound copies of its default name are dropped. */
+  readonly identity?: IdentitySigner | undefined
 }
 
 /**
@@ -40,13 +44,16 @@ export function upstreamHeaders (req: IncomingMessage, user: string, options: Fo
   const trustProxy = options.trustProxy
   const userHeader = options.userHeader
   const stripCredentials = !options.forwardCredentials
-  // The identity header's name compared the way a CGI server would see it.
+  // The identity headers' names compared the way a CGI server would see them.
   const userKey = userHeader.includes('_') ? userHeader.replaceAll('_', '-') : userHeader
+  const identity = options.identity
+  const identityKey = identity === undefined ? DEFAULT_IDENTITY_HEADER : identity.header.includes('_') ? identity.header.replaceAll('_', '-') : identity.header
   let forwardedFor: string | undefined
   let forwardedProto: string | undefined
   let forwardedHost: string | undefined
   // Room for podgate's four at the front, filled in once the client's are read.
   const out: string[] = ['x-forwarded-for', '', 'x-forwarded-proto', '', 'x-forwarded-host', '', userHeader, user]
+  if (identity !== undefined) out.push(identity.header, identity.token(user, req.method ?? 'GET', req.url ?? '/'))
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const value = raw[i + 1] as string
@@ -55,11 +62,11 @@ export function upstreamHeaders (req: IncomingMessage, user: string, options: Fo
     if (lower.includes('_')) {
       // Only the exact name is ever believed; a look-alike of a reserved one goes.
       lower = lower.replaceAll('_', '-')
-      if (lower === userKey || FORWARDED.has(lower)) continue
+      if (lower === userKey || lower === identityKey || FORWARDED.has(lower)) continue
       out.push(name, value)
       continue
     }
-    if (lower === userKey) continue
+    if (lower === userKey || lower === identityKey) continue
     if (lower === 'authorization' && stripCredentials && bearerToken(value) !== undefined) continue
     if (lower === 'cookie' && stripCredentials) {
       const rest = withoutCookie(value, options.cookieName)

@@ -3,6 +3,7 @@
 // Its /metrics merges the workers' registries into its own; /readyz waits for the workers.
 import { AggregatorRegistry, type Registry } from 'prom-client'
 import { serverUrl, type PodgateOptions, type RunningPodgate } from '../app.ts'
+import { registerIdentityKeys } from '../auth/identity-jwks.ts'
 import { createAdminServer } from '../gateway/admin.ts'
 import { toListenError } from '../listen.ts'
 import { Metrics } from '../metrics.ts'
@@ -44,6 +45,7 @@ export async function startPrimary (options: PrimaryOptions): Promise<RunningPod
   const admin = createAdminServer({
     notReady: () => supervisor.notReady() ?? (source.isSynced ? undefined : 'endpoint source not synced'),
   }, metrics, logger, collect)
+  registerIdentityKeys(admin, config.gateway.identity)
   await options.adminRoutes?.(admin)
   const { host, adminPort } = config.gateway
   let port: number
