@@ -1,5 +1,6 @@
 // The benchmark's upstream when the built-in backend (src/local/backend.ts) is not there:
 // the same routes and start-up line, and nothing else, so it costs as little as possible.
+// It also stands in for an OpenTelemetry collector (POST /v1/traces → 200) for the tracing row.
 // Usage: node bench/fixed-responder.ts [--port N]; prints {"listening":{"address":...,"port":N}}
 import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -38,6 +39,12 @@ function handle (request: IncomingMessage, response: ServerResponse): void {
       response.end()
     }
     writeMore()
+    return
+  }
+  if (request.method === 'POST' && url.pathname === '/v1/traces') {
+    // An OTLP/HTTP collector that keeps nothing: podgate's span export costs what it would against a real one.
+    request.resume()
+    request.once('end', () => { response.writeHead(200, { 'content-type': 'application/json', 'content-length': 2 }).end('{}') })
     return
   }
   if (request.method === 'GET') {

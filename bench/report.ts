@@ -5,7 +5,7 @@ import { formatBytes } from './goals.ts'
 import type { GoalResult } from './goals.ts'
 import type { Machine } from './machine.ts'
 import type { PathResult } from './measure.ts'
-import { USERS_PATH_PREFIX, WORKERS_PATH_PREFIX } from './paths/index.ts'
+import { FEATURES_PATH_PREFIX, FEATURE_ROWS, USERS_PATH_PREFIX, WORKERS_PATH_PREFIX } from './paths/index.ts'
 import type { BenchSettings } from './settings.ts'
 import { summarize, type Summary } from './stats.ts'
 
@@ -79,6 +79,7 @@ export function toMarkdown (report: BenchReport): string {
     ...authServiceSection(ok),
     ...usersSection(ok),
     ...workersSection(ok),
+    ...featuresSection(ok),
     ...webSocketSection(ok),
     ...streamSection(ok),
     '## Goals',
@@ -193,6 +194,34 @@ function workersSection (ok: readonly PathResult[]): string[] {
       `${path.throughput!.cpuUsPerRequest === null ? '—' : `${path.throughput!.cpuUsPerRequest.median.toFixed(1)} µs`} | ${mib(path.idleRssKb ?? null)} | ${mib(path.throughput!.rssKb)} |`),
     '',
     ...(one !== undefined && two !== undefined ? [`Two workers vs one: ${(two / one).toFixed(2)}× the requests per second.`, ''] : []),
+  ]
+}
+
+/** What each request-path feature costs: its row against podgate-hs256 (the defaults) in the same run. */
+function featuresSection (ok: readonly PathResult[]): string[] {
+  const base = ok.find((path) => path.id === 'podgate-hs256')?.throughput
+  const rows = FEATURE_ROWS.flatMap((row) => {
+    const t = ok.find((path) => path.id === `${FEATURES_PATH_PREFIX}${row.name}`)?.throughput
+    return t === undefined ? [] : [{ row, t }]
+  })
+  if (base === undefined || rows.length === 0) return []
+  const cpu = (t: typeof base): string => t.cpuUsPerRequest === null ? '—' : `${t.cpuUsPerRequest.median.toFixed(1)} µs (${t.cpuUsPerRequest.min.toFixed(1)}–${t.cpuUsPerRequest.max.toFixed(1)})`
+  const against = (t: typeof base): string => {
+    if (t.cpuUsPerRequest === null || base.cpuUsPerRequest === null) return '—'
+    const extra = t.cpuUsPerRequest.median - base.cpuUsPerRequest.median
+    return `${extra >= 0 ? '+' : '−'}${Math.abs(extra).toFixed(1)} µs (${extra >= 0 ? '+' : '−'}${Math.abs(extra / base.cpuUsPerRequest.median * 100).toFixed(0)}%)`
+  }
+  return [
+    '## Request-path features: cost per request',
+    '',
+    'Each row is the defaults row (podgate, HS256, token cache on) with the features named turned on, in the same run, one token, one user; ' +
+      'the difference in proxy CPU per request is what they cost. Differences smaller than the spread of the runs (in brackets) are noise.',
+    '',
+    '| features | req/s | proxy CPU per request | against the defaults |',
+    '|---|---|---|---|',
+    `| defaults | ${count(base.rps)} | ${cpu(base)} | — |`,
+    ...rows.map(({ row, t }) => `| ${row.title} | ${count(t.rps)} | ${cpu(t)} | ${against(t)} |`),
+    '',
   ]
 }
 

@@ -4,11 +4,23 @@ import { chpPath } from './chp.ts'
 import { directPath } from './direct.ts'
 import { minimalPath } from './minimal.ts'
 import { nginxPath } from './nginx.ts'
-import { podgatePath } from './podgate.ts'
+import { podgatePath, type Feature } from './podgate.ts'
 import type { BenchPath } from './types.ts'
 
 export const USERS_PATH_PREFIX = 'podgate-users-'
 export const WORKERS_PATH_PREFIX = 'podgate-workers-'
+export const FEATURES_PATH_PREFIX = 'podgate-feature-'
+
+/** The cost-per-feature rows: podgate-hs256 plus one feature each, all of them, and none of them. */
+export const FEATURE_ROWS: ReadonlyArray<{ readonly name: string, readonly title: string, readonly features: readonly Feature[] }> = [
+  { name: 'none', title: 'per-user limits, identity, usage, access log and trace context all off', features: ['trace-off'] },
+  { name: 'limits', title: 'per-user rate and concurrency limits (never reached)', features: ['limits'] },
+  { name: 'identity', title: 'signed identity header (Ed25519)', features: ['identity'] },
+  { name: 'usage', title: 'usage lines (PODGATE_USAGE_INTERVAL=60s)', features: ['usage'] },
+  { name: 'access-log', title: 'access log on', features: ['access-log'] },
+  { name: 'tracing', title: 'spans exported over OTLP/HTTP', features: ['tracing'] },
+  { name: 'all', title: 'limits, identity, usage and span export together', features: ['limits', 'identity', 'usage', 'tracing'] },
+]
 
 export function benchPaths (settings: BenchSettings): BenchPath[] {
   const podgate = { alg: 'HS256', tokenCache: true, users: 1, tokens: 1, workers: 1, pinned: true } as const
@@ -31,6 +43,13 @@ export function benchPaths (settings: BenchSettings): BenchPath[] {
       title: `podgate, ${users.toLocaleString('en-US')} user${users === 1 ? '' : 's'} routable, 16 tokens`,
       users,
       tokens: 16,
+      measures: ['throughput'],
+    })),
+    ...FEATURE_ROWS.map((row) => podgatePath({
+      ...podgate,
+      id: `${FEATURES_PATH_PREFIX}${row.name}`,
+      title: `podgate, HS256, token cache on, ${row.title}`,
+      features: row.features,
       measures: ['throughput'],
     })),
     // Worker scaling: the proxy may use every CPU (the load generator still has its own), so

@@ -1,13 +1,14 @@
 // podgate itself, started as `node src/main.ts serve` with a static route file
 // (PODGATE_LOCAL_ROUTES) instead of Kubernetes, so any machine can run it.
-import { existsSync } from 'node:fs'
+import { generateKeyPairSync } from 'node:crypto'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { startAuthService } from '../auth-service.ts'
 import type { RunningAuthService } from '../auth-service.ts'
 import { freePort, waitUntilReady } from '../http-probe.ts'
 import { spreadSample, userIds, writeRouteFile } from '../route-file.ts'
 import { bearer, es256Key, hs256Key, opaqueToken } from '../tokens.ts'
-import type { BenchPath, Measure } from './types.ts'
+import type { BenchPath, Measure, PathContext } from './types.ts'
 
 export interface PodgateVariant {
   readonly id: string
@@ -28,7 +29,16 @@ export interface PodgateVariant {
    * instead of JWTs; the service runs on nginx, so the path needs it installed.
    */
   readonly authUrl?: boolean
+  /** Request-path features turned on beyond the defaults (the cost-per-feature rows). */
+  readonly features?: readonly Feature[]
 }
+
+/**
+ * What a feature row sets: per-user limits high enough never to refuse, a signed identity
+ * header (Ed25519), usage lines, the access log, span export to an OTLP sink, or the trace
+ * context turned off (with the other features off too: podgate with nothing of them).
+ */
+export type Feature = 'limits' | 'identity' | 'usage' | 'access-log' | 'tracing' | 'trace-off'
 
 const START_TIMEOUT_MS = 30_000
 /**
@@ -69,7 +79,7 @@ export function podgatePath (variant: PodgateVariant): BenchPath {
       }
       const [port, adminPort] = [await freePort(), await freePort()]
       const env: NodeJS.ProcessEnv = {
-        ...withoutPodgateVariables(process.env),
+        ...withoutOwnVariables(process.env),
         PODGATE_HOST: '127.0.0.1',
         PODGATE_PORT: String(port),
         PODGATE_ADMIN_PORT: String(adminPort),
@@ -80,6 +90,7 @@ export function podgatePath (variant: PodgateVariant): BenchPath {
         PODGATE_WORKERS: String(variant.workers),
         ...(variant.tokenCache ? {} : { PODGATE_TOKEN_CACHE_SIZE: '0' }),
         ...(authService === undefined ? {} : { PODGATE_AUTH_URL: authService.url, PODGATE_AUTH_URL_TTL: AUTH_URL_TTL }),
+        ...await featureVariables(variant, context),
       }
       const cpus = variant.pinned ? context.cpus.proxy : undefined
       const proxy = context.processes.spawn(variant.id, process.execPath, [join(context.repoDir, 'src', 'main.ts'), 'serve'], { cpus, env, cwd: context.repoDir })
@@ -89,7 +100,42 @@ export function podgatePath (variant: PodgateVariant): BenchPath {
   }
 }
 
-/** The benchmark sets every podgate variable itself; none leak in from the caller's shell. */
-function withoutPodgateVariables (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  return Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('PODGATE_')))
+/** The benchmark sets every podgate and OpenTelemetry variable itself; none leak in from the caller's shell. */
+function withoutOwnVariables (env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !name.startsWith('PODGATE_') && !name.startsWith('OTEL_')))
+}
+
+async function featureVariables (variant: PodgateVariant, context: PathContext): Promise<NodeJS.ProcessEnv> {
+  const env: NodeJS.ProcessEnv = {}
+  for (const feature of variant.features ?? []) {
+    switch (feature) {
+      case 'limits':
+        Object.assign(env, { PODGATE_RATE_LIMIT: '1000000/s', PODGATE_MAX_CONCURRENT_PER_USER: '100000' })
+        break
+      case 'identity': {
+        const file = join(context.workDir, `identity-${variant.id}.pem`)
+        writeFileSync(file, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 })
+        env.PODGATE_IDENTITY_KEY = file
+        break
+      }
+      case 'usage':
+        env.PODGATE_USAGE_INTERVAL = '60s'
+        break
+      case 'access-log':
+        env.PODGATE_ACCESS_LOG = 'true'
+        break
+      case 'tracing': {
+        // A second fixed responder as the collector (POST /v1/traces → 200), on the upstream's CPUs.
+        const sink = context.processes.spawn(`otlp-sink-${variant.id}`, process.execPath, [join(context.benchDir, 'fixed-responder.ts'), '--port', '0'], { cwd: context.repoDir })
+        const listening = await sink.jsonLine<{ port?: unknown }>('listening', START_TIMEOUT_MS)
+        if (typeof listening.port !== 'number') throw new Error(`the OTLP sink printed no port: ${JSON.stringify(listening)}`)
+        env.OTEL_EXPORTER_OTLP_ENDPOINT = `http://127.0.0.1:${listening.port}`
+        break
+      }
+      case 'trace-off':
+        env.PODGATE_TRACE_CONTEXT = 'off'
+        break
+    }
+  }
+  return env
 }

@@ -52,3 +52,17 @@ void t.test('the auth-url paths get their own table with the auth service\'s cal
   t.notMatch(toMarkdown(report([path('direct', [40_000])])), 'Opaque tokens', 'no section without the paths')
   t.end()
 })
+
+void t.test('the feature rows are priced against the defaults row of the same run', (t) => {
+  const withCpu = (id: string, cpu: number): PathResult => {
+    const base = path(id, [20_000])
+    return { ...base, throughput: { ...base.throughput!, cpuUsPerRequest: summarize([cpu, cpu + 2]) } }
+  }
+  const markdown = toMarkdown(report([withCpu('podgate-hs256', 40), withCpu('podgate-feature-none', 39), withCpu('podgate-feature-identity', 45)]))
+  t.match(markdown, '## Request-path features: cost per request')
+  t.match(markdown, '| defaults | 20.0k | 41.0 µs (40.0–42.0) | — |')
+  t.match(markdown, '| per-user limits, identity, usage, access log and trace context all off | 20.0k | 40.0 µs (39.0–41.0) | −1.0 µs (−2%) |')
+  t.match(markdown, '| signed identity header (Ed25519) | 20.0k | 46.0 µs (45.0–47.0) | +5.0 µs (+12%) |')
+  t.notMatch(toMarkdown(report([withCpu('podgate-hs256', 40)])), 'Request-path features', 'no section without feature rows')
+  t.end()
+})
