@@ -57,6 +57,7 @@ export async function runServe (config: Config, logger: Logger): Promise<Running
     workloads: provisioner.workloads,
     source,
     logger,
+    metrics,
     adminToken: config.adminToken,
     profiles: provisioner.profiles.names,
     namespaces,

@@ -74,6 +74,8 @@ export function startKubernetesProvisioner (options: KubernetesProvisionerOption
     retryIntervalMs: options.retryIntervalMs,
     renewDeadlineMs: options.renewDeadlineMs,
   })
+  // Every replica's cache holds every workload: only the leader's count is published.
+  metrics.publishWorkloads(() => elector.isLeader ? cache.workloads() : [])
   const reconcilerOptions: ReconcilerOptions = {
     kubeConfig, namespaces, gatewayNamespace: namespace, profiles, cache, logger, metrics: new ReconcilerMetrics(metrics), requestTimeoutMs, watchdogMs, random, clock,
     gatewayPodSelector: options.gatewayPodSelector,

@@ -91,7 +91,7 @@ export async function runDemo (options: DemoOptions): Promise<RunningDemo> {
   followRevocations(workloads, revocations)
   const adminToken = config.adminToken ?? randomBytes(24).toString('base64url')
   const hooks = createProvisionerHooks({
-    config, workloads, source, logger, adminToken, spawner: options.spawner, cullIntervalMs: options.cullIntervalMs,
+    config, workloads, source, logger, metrics, adminToken, spawner: options.spawner, cullIntervalMs: options.cullIntervalMs,
   })
   const stopProvisioner = async (): Promise<void> => {
     await hooks.close()

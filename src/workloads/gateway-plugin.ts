@@ -6,6 +6,7 @@ import type { Config } from '../config.ts'
 import type { EndpointSource } from '../discovery/source.ts'
 import type { ServedNamespaces } from '../kube/namespaces.ts'
 import { componentLogger, type Logger } from '../log.ts'
+import type { Metrics } from '../metrics.ts'
 import { ActivityRecorder } from './activity.ts'
 import { registerAdminApi } from './admin-api.ts'
 import { Culler } from './culler.ts'
@@ -17,6 +18,8 @@ export interface ProvisionerHooksOptions {
   readonly workloads: Workloads
   readonly source: EndpointSource
   readonly logger: Logger
+  /** Where spawn on demand is counted: the registry of the process that runs these hooks. */
+  readonly metrics: Metrics
   /** Bearer token of the admin API; undefined disables it. */
   readonly adminToken: string | undefined
   /** Profile names the admin API accepts; any when undefined. */
@@ -51,6 +54,7 @@ export function createProvisionerHooks (options: ProvisionerHooksOptions): Provi
     startTimeoutMs: config.gateway.startTimeoutMs,
     logger: componentLogger(logger, 'spawner'),
     onActivity: recorder.record,
+    metrics: options.metrics,
   })
   return {
     gateway: {

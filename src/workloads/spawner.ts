@@ -9,6 +9,8 @@ import type { MissingWorkload } from '../gateway/gateway.ts'
 import { prefersHtml } from '../gateway/navigation.ts'
 import { startingPage } from '../gateway/pages.ts'
 import { FailureStreaks, type Logger } from '../log.ts'
+import type { Metrics } from '../metrics.ts'
+import { SpawnTracker } from './spawn-tracker.ts'
 import type { Workload, Workloads } from './workloads.ts'
 
 export const DEFAULT_STATUS_CHECK_MS = 2_000
@@ -34,6 +36,8 @@ export interface SpawnerOptions {
    * used then, however long its start took, so idle culling does not take it at once.
    */
   readonly onActivity?: (user: string) => void
+  /** Where spawns, starting pages and start timeouts are counted (podgate_spawns_total, …). */
+  readonly metrics?: Metrics
 }
 
 /** One user's wait, shared by every request for that user. */
@@ -73,6 +77,8 @@ export function createSpawner (options: SpawnerOptions): Spawner {
   const watches = new Map<string, Watch>()
   // Creating or waking is shared too, so a wait that ends and restarts never issues a second one.
   const ensuring = new Map<string, Promise<void>>()
+  const { metrics } = options
+  const spawns = metrics === undefined ? undefined : new SpawnTracker({ metrics, source, workloads, clock, timeoutMs: startTimeoutMs, watched: (user) => watches.has(user) })
 
   /** Makes the workload exist (a new one in `namespace`, else the default) and not be suspended; rejects when it cannot run. */
   const ensure = (user: string, namespace: string | undefined): Promise<void> => {
@@ -100,19 +106,28 @@ export function createSpawner (options: SpawnerOptions): Spawner {
     }
     if (workload === undefined) {
       if (!options.spawnOnDemand) throw new WorkloadNotFoundError('no workload for this user')
+      const at = spawns?.attempt('create') ?? 0
       try {
         const { created, workload: spawned } = await workloads.put(user, {}, namespace)
         logger.info({ user, namespace: spawned.namespace, created }, 'spawning a workload on first request')
       } catch (err) {
         // A token may name a user no workload can be made for (a 59–63 character id).
-        if (err instanceof BadRequestError) throw new WorkloadNotFoundError(`no workload can be created for this user (${err.message})`, { cause: err })
+        const invalid = err instanceof BadRequestError
+        spawns?.refused(invalid ? 'invalid_user' : 'api')
+        if (invalid) throw new WorkloadNotFoundError(`no workload can be created for this user (${err.message})`, { cause: err })
         throw err
       }
+      spawns?.started(user, at)
       return
     }
     if (workload.suspended) {
       logger.info({ user }, 'waking a suspended workload')
-      await workloads.setSuspended(user, false)
+      const at = spawns?.attempt('wake') ?? 0
+      await workloads.setSuspended(user, false).catch((err: unknown) => {
+        spawns?.refused('api')
+        throw err
+      })
+      spawns?.started(user, at)
       return
     }
     const failure = failureOf(workload)
@@ -138,10 +153,12 @@ export function createSpawner (options: SpawnerOptions): Spawner {
         for (const unsubscribe of unsubscribes) unsubscribe()
         clock.clearTimeout(statusTimer)
         statusChecks.forget(user)
+        spawns?.unwatched(user)
       },
     }
     const succeed = (endpoints: readonly Endpoint[]): void => {
       if (current.settled) return
+      spawns?.ready(user)
       current.stop()
       logger.info({ user, ms: clock.now() - started }, 'workload ready')
       options.onActivity?.(user)
@@ -154,6 +171,7 @@ export function createSpawner (options: SpawnerOptions): Spawner {
       reject(err)
     }
     const judge = (workload: Workload | undefined): void => {
+      spawns?.observe(user, workload)
       if (workload === undefined) {
         fail(new WorkloadNotFoundError('the workload was deleted while starting'))
         return
@@ -220,6 +238,8 @@ export function createSpawner (options: SpawnerOptions): Spawner {
       const timer = schedule(() => {
         if (done) return
         leave()
+        if (browser) metrics?.startingPages.inc()
+        else metrics?.startTimeouts.inc()
         reject(browser
           ? new NotReadyError('the workspace is starting', PAGE_REFRESH_S, { page: startingPage({ user, refreshSeconds: PAGE_REFRESH_S }) })
           : new NotReadyError(`the workload is not ready after ${timeoutText}`, retryAfter))

@@ -230,9 +230,9 @@ void t.test('upgrades get the same status, Retry-After and challenge as JSON, an
   t.equal(upgraded, 101)
 
   const metrics = await (await request(`${gw.adminUrl}/metrics`)).body.text()
-  t.match(metrics, /podgate_requests_total\{class="1xx"\} 1\n/, 'the upgrade that went through: 101')
-  t.match(metrics, /podgate_requests_total\{class="4xx"\} 2\n/, 'the two refused')
-  t.match(metrics, /podgate_requests_total\{class="5xx"\} 2\n/, 'the two that could not be served')
+  t.match(metrics, /podgate_requests_total\{class="1xx",source="pod"\} 1\n/, 'the upgrade that went through: 101')
+  t.match(metrics, /podgate_requests_total\{class="4xx",source="podgate"\} 2\n/, 'the two refused')
+  t.match(metrics, /podgate_requests_total\{class="5xx",source="podgate"\} 2\n/, 'the two that could not be served')
   t.match(metrics, /podgate_request_duration_seconds_count\{class="1xx"\} 1\n/)
   const logged = lines.split('\n').filter((line) => line.includes('"msg":"request"')).map((line) => JSON.parse(line) as { method: string, path: string, status: number, aborted: boolean })
   t.same(logged.map((l) => [l.method, l.path, l.status, l.aborted]), [['GET', '/ws', 401, false], ['GET', '/ws', 401, false], ['GET', '/ws', 503, false], ['GET', '/ws', 503, false], ['GET', '/ws', 101, false]], 'one access-log line each')

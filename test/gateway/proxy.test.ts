@@ -124,11 +124,11 @@ void t.test('errors are the contract statuses, as JSON', async (t) => {
   t.match(await down.body.json(), { error: 'PODGATE_UPSTREAM' })
 
   const metrics = await (await request(`${gw.adminUrl}/metrics`, { dispatcher })).body.text()
-  t.match(metrics, /podgate_requests_total\{class="4xx"\} 3/)
-  t.match(metrics, /podgate_requests_total\{class="5xx"\} 2/)
+  t.match(metrics, /podgate_requests_total\{class="4xx",source="podgate"\} 3/)
+  t.match(metrics, /podgate_requests_total\{class="5xx",source="podgate"\} 2/)
   t.match(metrics, /podgate_auth_failures_total\{reason="missing"\} 1/)
   t.match(metrics, /podgate_upstream_errors_total\{kind="connect"\} 1/)
-  t.notMatch(metrics, /nobody|starting|down"/, 'no user id in any label')
+  t.notMatch(metrics, /="(?:nobody|starting|down)"/, 'no user id in any label')
 })
 
 void t.test('requests spread across ready endpoints; a refused connection is retried on another', async (t) => {

@@ -82,7 +82,7 @@ void t.test('with PODGATE_TENANT_CLAIM, a token reaches its user only from the n
   t.equal(backend.seen(), 2)
 
   const requests = await gw.metrics.registry.getSingleMetricAsString('podgate_requests_total')
-  t.match(requests, /podgate_requests_total\{class="4xx"\} 3/, 'the 403 and the 401s count as 4xx')
+  t.match(requests, /podgate_requests_total\{class="4xx",source="podgate"\} 3/, 'the 403 and the 401s count as 4xx')
 })
 
 void t.test('a WebSocket upgrade for another tenant is 403 and never reaches the pod', async (t) => {

@@ -80,7 +80,7 @@ void t.test('podgate demo: each token reaches its own backend; SIGTERM exits 0 a
   t.equal(await echo.text(), 'hello through podgate')
 
   const metrics = await fetch(`${demo.adminUrl}/metrics`)
-  t.match(await metrics.text(), /^podgate_requests_total\{class="2xx"\} [1-9]/m)
+  t.match(await metrics.text(), /^podgate_requests_total\{class="2xx",source="pod"\} [1-9]/m)
   t.match(demo.output, /npm run podgate -- token alice/)
 
   const exited = once(demo.child, 'exit') as Promise<[number | null, string | null]>

@@ -81,7 +81,7 @@ void t.test('two workers share the port: both serve, 503/404/401 as in one proce
   const [echo] = await new Promise<[Buffer]>((resolve) => { socket.once('message', (data: Buffer) => { resolve([data]) }) })
   t.equal(String(echo), 'ping through a worker')
   t.equal(await metric(serve, 'podgate_open_websockets'), 1)
-  t.equal(await metric(serve, 'podgate_requests_total{class="2xx"}'), 40)
+  t.equal(await metric(serve, 'podgate_requests_total{class="2xx",source="pod"}'), 40)
 })
 
 void t.test('a killed worker is replaced and counted; SIGTERM stops the primary and every worker', async (t) => {
@@ -135,7 +135,7 @@ void t.test('a second podgate serve on the port of a running one fails; the firs
   t.same(holders, workerPids(first).sort((a, b) => a - b), 'it names the first podgate\'s workers as the holders')
   t.notOk(second.leftBehind)
   for (let i = 0; i < 40; i++) t.equal(await status(`${first.gatewayUrl}/fixed`, token), 200)
-  t.equal(await metric(first, 'podgate_requests_total{class="2xx"}'), 40, 'every request reached the first podgate')
+  t.equal(await metric(first, 'podgate_requests_total{class="2xx",source="pod"}'), 40, 'every request reached the first podgate')
 })
 
 function isZombie (pid: number): boolean {
