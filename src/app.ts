@@ -10,6 +10,7 @@ import type { AdminApp } from './gateway/admin.ts'
 import type { Clock } from './clock.ts'
 import { Gateway, type ActivityListener, type MissingWorkload } from './gateway/gateway.ts'
 import { EndpointPools } from './gateway/pools.ts'
+import { gatewayLimits } from './gateway/profile-limits.ts'
 import { createGatewayServer } from './gateway/server.ts'
 import { toListenError } from './listen.ts'
 import type { ServedNamespaces } from './kube/namespaces.ts'
@@ -60,7 +61,8 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
   const pools = new EndpointPools(source, { ...config.gateway, registry: metrics.registry, clock: options.clock })
   const gateway = new Gateway({
     auth: config.auth,
-    gateway: config.gateway,
+    // The global limits with the overrides of PODGATE_PROFILES' profiles.
+    gateway: { ...config.gateway, rateLimit: await gatewayLimits(config) },
     source,
     verifier,
     pools,

@@ -1,10 +1,12 @@
 // Profiles: the named templates a UserWorkload is built from (image, port, command, env,
-// resources, an optional volume), read once at start-up from the PODGATE_PROFILES YAML file.
+// resources, an optional volume, and the per-user limits the gateway holds its users to), read
+// once at start-up from the PODGATE_PROFILES YAML file.
 // Validation is strict: an unknown field or a bad value stops start-up with a ConfigError
 // naming the field path, because a typo here would otherwise surface as a broken pod later.
 import { readFileSync } from 'node:fs'
 import { parseDocument } from 'yaml'
 import { ConfigError } from '../errors.ts'
+import { defaultBurst, MAX_BURST, MAX_CONCURRENT, parseRate, RATE_EXAMPLES, type ProfileLimits } from '../gateway/rate-limit-config.ts'
 import { DNS_SUBDOMAIN, isDnsLabel } from '../kube/labels.ts'
 
 export const PROFILES_VARIABLE = 'PODGATE_PROFILES'
@@ -52,6 +54,8 @@ export interface Profile {
   /** HTTP path of the readiness probe; a TCP probe on the port when absent. */
   readonly readinessPath?: string
   readonly storage?: StorageProfile
+  /** rateLimit, rateBurst, maxConcurrentPerUser: what the gateway applies to this profile's users instead of the global limits. */
+  readonly limits?: ProfileLimits
 }
 
 export interface Profiles {
@@ -81,10 +85,13 @@ const RESOURCE_NAME = /^([a-z0-9]([-a-z0-9.]*[a-z0-9])?\/)?[A-Za-z0-9]([-A-Za-z0
 const QUANTITY = /^\+?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?$/
 const IMAGE = /^[^\s]{1,4096}$/
 
-const PROFILE_FIELDS = ['image', 'imagePullPolicy', 'port', 'command', 'args', 'env', 'resources', 'readinessPath', 'storage', 'default'] as const
+const PROFILE_FIELDS = ['image', 'imagePullPolicy', 'port', 'command', 'args', 'env', 'resources', 'readinessPath', 'storage', 'rateLimit', 'rateBurst', 'maxConcurrentPerUser', 'default'] as const
 const LIST_PROFILE_FIELDS = ['name', ...PROFILE_FIELDS] as const
 const STORAGE_FIELDS = ['size', 'storageClassName', 'keepOnDelete', 'mountPath', 'fsGroup'] as const
-const FIELD_HINTS: Record<string, string> = { volume: 'storage', containerPort: 'port', ports: 'port', readinessProbe: 'readinessPath' }
+const FIELD_HINTS: Record<string, string> = {
+  volume: 'storage', containerPort: 'port', ports: 'port', readinessProbe: 'readinessPath',
+  rate: 'rateLimit', burst: 'rateBurst', maxConcurrent: 'maxConcurrentPerUser',
+}
 
 class ProfileSet implements Profiles {
   readonly default: Profile
@@ -195,6 +202,7 @@ function readProfile (mapping: Record<string, unknown>, name: string, path: stri
   const args = stringList(mapping.args, `${path}.args`, fail)
   const resources = mapping.resources === undefined ? undefined : readResources(mapping.resources, `${path}.resources`, fail)
   const storage = mapping.storage === undefined ? undefined : readStorage(mapping.storage, `${path}.storage`, fail)
+  const limits = readLimits(mapping, path, fail)
   return Object.freeze({
     name,
     image: image,
@@ -206,7 +214,39 @@ function readProfile (mapping: Record<string, unknown>, name: string, path: stri
     ...(resources === undefined ? {} : { resources }),
     ...(readinessPath === undefined ? {} : { readinessPath: readinessPath }),
     ...(storage === undefined ? {} : { storage }),
+    ...(limits === undefined ? {} : { limits }),
   })
+}
+
+/** rateLimit (`50/s`, or `off`), rateBurst (only beside rateLimit) and maxConcurrentPerUser (`0`: no cap). */
+function readLimits (mapping: Record<string, unknown>, path: string, fail: Fail): ProfileLimits | undefined {
+  const { rateLimit, rateBurst, maxConcurrentPerUser } = mapping
+  if (rateLimit === undefined && rateBurst === undefined && maxConcurrentPerUser === undefined) return undefined
+  let rate: ProfileLimits['rate']
+  // Helm reads values as YAML 1.1, where a bare off is false.
+  if (rateLimit === 'off' || rateLimit === false) {
+    if (rateBurst !== undefined) fail(`${path}.rateBurst`, 'has no effect with rateLimit: off')
+    rate = null
+  } else if (rateLimit !== undefined) {
+    const perSecond = typeof rateLimit === 'string' ? parseRate(rateLimit) : undefined
+    if (perSecond === undefined) fail(`${path}.rateLimit`, `expected ${RATE_EXAMPLES}, or off, got ${describe(rateLimit)}`)
+    const burst = rateBurst ?? defaultBurst(perSecond)
+    if (!isIntegerIn(burst, 1, MAX_BURST)) fail(`${path}.rateBurst`, `expected an integer from 1 to ${MAX_BURST}, got ${describe(burst)}`)
+    rate = Object.freeze({ perSecond, burst })
+  } else if (rateBurst !== undefined) {
+    fail(`${path}.rateBurst`, 'has no effect without rateLimit in the same profile')
+  }
+  if (maxConcurrentPerUser !== undefined && !isIntegerIn(maxConcurrentPerUser, 0, MAX_CONCURRENT)) {
+    fail(`${path}.maxConcurrentPerUser`, `expected an integer from 0 (no cap) to ${MAX_CONCURRENT}, got ${describe(maxConcurrentPerUser)}`)
+  }
+  return Object.freeze({
+    ...(rate === undefined ? {} : { rate }),
+    ...(maxConcurrentPerUser === undefined ? {} : { maxConcurrent: maxConcurrentPerUser }),
+  })
+}
+
+function isIntegerIn (value: unknown, min: number, max: number): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max
 }
 
 function checkFields (mapping: Record<string, unknown>, path: string, fields: readonly string[], fail: Fail): void {

@@ -5,7 +5,7 @@
 // the user's pods) and an ownerReference to the UserWorkload, except a PVC kept on delete.
 import type { V1Deployment, V1EnvVar, V1NetworkPolicy, V1NetworkPolicyIngressRule, V1OwnerReference, V1PersistentVolumeClaim, V1Probe, V1Service } from '@kubernetes/client-node'
 import { DEFAULT_GATEWAY_POD_SELECTOR } from '../config.ts'
-import { HTTP_PORT_NAME, MANAGED_BY, MANAGED_BY_LABEL, USER_LABEL, workloadName } from '../kube/labels.ts'
+import { HTTP_PORT_NAME, MANAGED_BY, MANAGED_BY_LABEL, PROFILE_LABEL, USER_LABEL, workloadName } from '../kube/labels.ts'
 import { WORKLOAD_GROUP, WORKLOAD_KIND, WORKLOAD_VERSION } from '../workloads/workloads.ts'
 // User ids are checked by userIdProblem (kube/labels.ts): at most 58 characters, so user-<id> fits 63.
 import type { Profile } from './profiles.ts'
@@ -14,7 +14,8 @@ export const NAME_LABEL = 'app.kubernetes.io/name'
 export const WORKLOAD_APP_NAME = 'podgate-workload'
 /** On a PVC kept when its user is deleted: never garbage-collected, never swept. */
 export const KEEP_ANNOTATION = 'podgate.dev/keep'
-export const PROFILE_ANNOTATION = 'podgate.dev/profile'
+/** On the Deployment and its pods; the Service carries the same key as a label (PROFILE_LABEL). */
+export const PROFILE_ANNOTATION = PROFILE_LABEL
 export const CONTAINER_NAME = 'workload'
 export const DATA_VOLUME_NAME = 'data'
 
@@ -142,8 +143,9 @@ export function serviceFor (input: WorkloadTemplateInput, options: TemplateOptio
   return {
     apiVersion: 'v1',
     kind: 'Service',
-    // These labels are copied onto the Service's EndpointSlices, which the gateway selects by them.
-    metadata: { name: workloadName(user), namespace: options.namespace, labels: childLabels(user), ownerReferences: [ownerReference(input.owner)] },
+    // These labels are copied onto the Service's EndpointSlices (and updated there when they change):
+    // the gateway selects slices by them and applies the profile's limits.
+    metadata: { name: workloadName(user), namespace: options.namespace, labels: { ...childLabels(user), [PROFILE_LABEL]: profile.name }, ownerReferences: [ownerReference(input.owner)] },
     spec: {
       type: 'ClusterIP',
       selector: podSelector(user),

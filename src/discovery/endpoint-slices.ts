@@ -1,9 +1,10 @@
 // EndpointSlices → user → ready endpoints, with no I/O: what a slice routes to, and an index
 // that turns slice changes into the next immutable snapshot touching only changed users. A
 // user id is unique across namespaces: when slices for one user appear in several, only one
-// namespace is routed (see `pickNamespace`).
+// namespace is routed (see `pickNamespace`). The index also keeps each user's profile, from the
+// label the slices inherit from the Service.
 import { isIP } from 'node:net'
-import { HTTP_PORT_NAME, USER_LABEL } from '../kube/labels.ts'
+import { HTTP_PORT_NAME, PROFILE_LABEL, USER_LABEL } from '../kube/labels.ts'
 import { endpoint, type Endpoint, type EndpointSnapshot } from './source.ts'
 
 /** Set by the EndpointSlice controller (podgate's own labels are inherited from the Service). */
@@ -30,6 +31,8 @@ export interface EndpointSliceLike {
 export interface SliceRoute {
   readonly user: string
   readonly service: string | undefined
+  /** The workload's profile (the Service's label, copied by the EndpointSlice controller). */
+  readonly profile: string | undefined
   /** Ready endpoints on the slice's HTTP port; may be empty. */
   readonly endpoints: readonly Endpoint[]
 }
@@ -75,8 +78,9 @@ export function readSlice (slice: EndpointSliceLike): SliceReading {
       else endpoints.push(endpoint(address, port))
     }
   }
-  const service = slice.metadata?.labels?.[SERVICE_NAME_LABEL]
-  return { user, route: { user, service, endpoints }, problem: invalid > 0 ? `${invalid} address(es) are not IP addresses` : undefined }
+  const labels = slice.metadata?.labels
+  const route = { user, service: labels?.[SERVICE_NAME_LABEL], profile: labels?.[PROFILE_LABEL] || undefined, endpoints }
+  return { user, route, problem: invalid > 0 ? `${invalid} address(es) are not IP addresses` : undefined }
 }
 
 interface IndexedSlice {
@@ -85,6 +89,7 @@ interface IndexedSlice {
   /** Milliseconds since the epoch; +Infinity when unknown (counts as the newest). */
   readonly createdAt: number
   readonly resourceVersion: string | undefined
+  readonly profile: string | undefined
   readonly endpoints: readonly Endpoint[]
 }
 
@@ -111,6 +116,18 @@ export function pickNamespace (claims: Iterable<NamespaceClaim>): string | undef
     if (best === undefined || claim.createdAt < best.createdAt || (claim.createdAt === best.createdAt && claim.namespace < best.namespace)) best = claim
   }
   return best?.namespace
+}
+
+/**
+ * The profile a user's routed slices name. They disagree only while the EndpointSlice controller
+ * relabels a Service's slices one by one; then the least name, so every replica picks the same.
+ */
+function profileOf (slices: readonly IndexedSlice[]): string | undefined {
+  let profile: string | undefined
+  for (const slice of slices) {
+    if (slice.profile !== undefined && (profile === undefined || slice.profile < profile)) profile = slice.profile
+  }
+  return profile
 }
 
 /** Merges a user's slices (one Service may have several): unique by origin, in a stable order. */
@@ -145,6 +162,8 @@ export class EndpointIndex {
   readonly #byNamespace = new Map<string, Set<string>>()
   /** The namespace each user in the snapshot is routed from. */
   readonly #routedFrom = new Map<string, string>()
+  /** The profile of each user in the snapshot whose slices name one. */
+  readonly #profiles = new Map<string, string>()
   /** Users with slices in more than one namespace. */
   readonly #conflicted = new Set<string>()
   readonly #dirty = new Set<string>()
@@ -165,6 +184,9 @@ export class EndpointIndex {
   /** The namespace `user` is routed from (as of the last `apply`); undefined when not in the snapshot. */
   namespaceOf (user: string): string | undefined { return this.#routedFrom.get(user) }
 
+  /** The profile of `user`'s workload (as of the last `apply`); undefined when not in the snapshot or unlabelled. */
+  profileOf (user: string): string | undefined { return this.#profiles.get(user) }
+
   upsert (slice: EndpointSliceLike): void {
     const key = sliceKey(slice)
     const existing = this.#slices.get(key)
@@ -178,7 +200,7 @@ export class EndpointIndex {
     }
     if (existing !== undefined && existing.user !== reading.user) this.#removeKey(key)
     const namespace = slice.metadata?.namespace ?? ''
-    this.#slices.set(key, { user: reading.user, namespace, createdAt: createdAt(slice), resourceVersion, endpoints: reading.route?.endpoints ?? [] })
+    this.#slices.set(key, { user: reading.user, namespace, createdAt: createdAt(slice), resourceVersion, profile: reading.route?.profile, endpoints: reading.route?.endpoints ?? [] })
     addTo(this.#byUser, reading.user, key)
     addTo(this.#byNamespace, namespace, key)
     this.#dirty.add(reading.user)
@@ -248,12 +270,19 @@ export class EndpointIndex {
         this.#routedFrom.delete(user)
         this.#conflicted.delete(user)
       }
+      const routed = keys === undefined ? undefined : this.#routedSlices(user, keys)
       // A user whose Service has slices but no ready endpoint stays known, with an empty
       // list: the gateway answers "not ready" (503) instead of "no workload" (404).
-      const merged = keys === undefined ? undefined : mergeEndpoints(this.#routedSlices(user, keys).map((slice) => slice.endpoints))
+      const merged = routed === undefined ? undefined : mergeEndpoints(routed.map((slice) => slice.endpoints))
       const before = previous.get(user)
-      // A user now routed from another namespace changed too (the tenant check reads it), even with the same endpoints.
-      if (merged === undefined ? before !== undefined : !sameEndpoints(before, merged) || this.#routedFrom.get(user) !== routedBefore) changes.push([user, merged])
+      const profileBefore = this.#profiles.get(user)
+      const profile = routed === undefined ? undefined : profileOf(routed)
+      if (profile === undefined) this.#profiles.delete(user)
+      else this.#profiles.set(user, profile)
+      // A user now routed from another namespace (the tenant check reads it), or with another
+      // profile (the limits read it), changed too, even with the same endpoints.
+      const relabelled = this.#routedFrom.get(user) !== routedBefore || profile !== profileBefore
+      if (merged === undefined ? before !== undefined : !sameEndpoints(before, merged) || relabelled) changes.push([user, merged])
     }
     this.#dirty.clear()
     if (changes.length === 0) return previous
@@ -266,7 +295,7 @@ export class EndpointIndex {
     return next
   }
 
-  /** Users whose endpoints, or the namespace they are routed from, the last `apply` changed. */
+  /** Users whose endpoints, the namespace they are routed from, or their profile, the last `apply` changed. */
   get changed (): ReadonlySet<string> { return this.#changed }
 }
 

@@ -163,6 +163,9 @@ export class KubernetesEndpointSource extends SnapshotPublisher implements Endpo
   /** The namespace `user`'s endpoints in the current snapshot come from. Not for the request path. */
   namespaceOf (user: string): string | undefined { return this.#index.namespaceOf(user) }
 
+  /** The profile label of `user`'s slices in the current snapshot (a Map lookup: the limits read it per request). */
+  profileOf (user: string): string | undefined { return this.#index.profileOf(user) }
+
   /** Starts watching; returns at once. Await `synced` for the first complete snapshot. */
   start (): Promise<void> {
     for (const informer of this.#informers) informer.start()

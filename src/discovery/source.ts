@@ -14,7 +14,7 @@ export type EndpointSnapshot = ReadonlyMap<string, readonly Endpoint[]>
 
 export interface EndpointChange {
   readonly snapshot: EndpointSnapshot
-  /** Users whose endpoint list (or the namespace they are routed from) differs from the previous snapshot. */
+  /** Users whose endpoint list (or the namespace they are routed from, or their profile) differs from the previous snapshot. */
   readonly users: ReadonlySet<string>
 }
 
@@ -34,6 +34,11 @@ export interface EndpointSource {
    * undefined for a user, where the source has no namespaces. Changes come with the user's change event.
    */
   namespaceOf?(user: string): string | undefined
+  /**
+   * The profile of `user`'s workload, for per-profile limits; absent, or undefined for a user, where
+   * the source knows no profiles. Changes come with the user's change event.
+   */
+  profileOf?(user: string): string | undefined
   /** Subscribes to snapshot swaps; returns the unsubscribe function. */
   onChange (listener: EndpointListener): () => void
   start (): Promise<void>

@@ -220,7 +220,7 @@ export class Gateway {
       named = user
       if (limiter !== undefined) {
         if (socket.destroyed) return
-        const limited = limiter.admit(user)
+        const limited = limiter.admit(user, this.#source.profileOf?.(user))
         if (limited !== undefined) {
           this.#metrics.rateLimit(limited.limit)
           reject(limited)
@@ -307,7 +307,7 @@ export class Gateway {
     if (limiter !== undefined) {
     res.user = user
       if (res.destroyed) return // the client left while its token was verified: its 'close' has fired
-      const limited = limiter.admit(user)
+      const limited = limiter.admit(user, this.#source.profileOf?.(user))
       if (limited !== undefined) {
         this.#metrics.rateLimit(limited.limit)
         this.#fail(res, limited, user)

@@ -7,6 +7,8 @@ export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by'
 export const MANAGED_BY = 'podgate'
 /** Carries the user id on every child; EndpointSlices inherit it from the Service. */
 export const USER_LABEL = 'podgate.dev/user'
+/** The workload's profile, on its Service: EndpointSlices inherit it, so the gateway learns each user's per-profile limits where it learns their endpoints. */
+export const PROFILE_LABEL = 'podgate.dev/profile'
 /** The container and Service port the gateway routes to. */
 export const HTTP_PORT_NAME = 'http'
 /** Label selector for every object podgate manages (children, their pods, EndpointSlices). */

@@ -1,17 +1,19 @@
 // What the primary and its gateway workers say to each other over the child_process IPC
 // channel (advanced serialization). Routes travel as plain tuples; errors by class name.
 import type { MetricObjectWithValues, MetricValue } from 'prom-client'
-import { endpoint, type Endpoint, type EndpointSnapshot } from '../discovery/source.ts'
+import { endpoint, type Endpoint, type EndpointSnapshot, type EndpointSource } from '../discovery/source.ts'
 import { BadRequestError, DrainingError, ForbiddenError, NotReadyError, PodgateError, WorkloadFailedError, WorkloadNotFoundError } from '../errors.ts'
 
 export type WireEndpoints = ReadonlyArray<readonly [address: string, port: number]>
 /**
- * A user's endpoints, or null when the user left the snapshot, and the namespace the user is
- * routed from when the source has namespaces (left off otherwise).
+ * A user's endpoints, or null when the user left the snapshot; the namespace the user is routed
+ * from when the source has namespaces, and the profile of their workload when it has profiles
+ * (left off, or undefined, otherwise).
  */
-export type WireRoute = readonly [user: string, endpoints: WireEndpoints | null, namespace?: string]
+export type WireRoute = readonly [user: string, endpoints: WireEndpoints | null, namespace?: string | undefined, profile?: string | undefined]
 export type WireRoutes = ReadonlyArray<WireRoute>
-export type NamespaceOf = (user: string) => string | undefined
+/** What a source knows of its users besides their endpoints, relayed with each route. */
+export type RouteLabels = Pick<EndpointSource, 'namespaceOf' | 'profileOf'>
 
 export interface WireError {
   readonly name: string
@@ -71,15 +73,21 @@ export function fromWireEndpoints (list: WireEndpoints): readonly Endpoint[] {
 
 /**
  * The given users' entries of a snapshot (all users when `users` is omitted), each with its
- * namespace when `namespaceOf` knows one.
+ * namespace and profile when `labels` knows them.
  */
-export function toWireRoutes (snapshot: EndpointSnapshot, users: Iterable<string> = snapshot.keys(), namespaceOf?: NamespaceOf): WireRoutes {
+export function toWireRoutes (snapshot: EndpointSnapshot, users: Iterable<string> = snapshot.keys(), labels?: RouteLabels): WireRoutes {
   const routes: WireRoute[] = []
   for (const user of users) {
     const list = snapshot.get(user)
-    const endpoints = list === undefined ? null : toWireEndpoints(list)
-    const namespace = list === undefined ? undefined : namespaceOf?.(user)
-    routes.push(namespace === undefined ? [user, endpoints] : [user, endpoints, namespace])
+    if (list === undefined) {
+      routes.push([user, null])
+      continue
+    }
+    const endpoints = toWireEndpoints(list)
+    const namespace = labels?.namespaceOf?.(user)
+    const profile = labels?.profileOf?.(user)
+    if (profile !== undefined) routes.push([user, endpoints, namespace, profile])
+    else routes.push(namespace === undefined ? [user, endpoints] : [user, endpoints, namespace])
   }
   return routes
 }

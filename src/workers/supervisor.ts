@@ -12,7 +12,7 @@ import { FailureStreaks, type Logger } from '../log.ts'
 import type { Metrics } from '../metrics.ts'
 import type { ServedNamespaces } from '../kube/namespaces.ts'
 import type { RevocationMarks } from '../auth/revocations.ts'
-import { toWireEndpoints, toWireError, toWireRoutes, type FromWorker, type NamespaceOf, type ToWorker, type WorkerMetrics } from './messages.ts'
+import { toWireEndpoints, toWireError, toWireRoutes, type FromWorker, type ToWorker, type WorkerMetrics } from './messages.ts'
 import { PortClaim } from './port-claim.ts'
 
 const here = fileURLToPath(import.meta.url)
@@ -81,16 +81,12 @@ export class WorkerSupervisor {
   #started = false
   #stopping = false
   #unsubscribe: (() => void) | undefined
-  /** The source's namespaces, relayed with each route so workers can check tenants. */
-  readonly #namespaceOf: NamespaceOf | undefined
 
   constructor (options: WorkerSupervisorOptions) {
     if (!Number.isInteger(options.count) || options.count < 2) throw new TypeError(`count: expected an integer ≥ 2, got ${String(options.count)}`)
     this.#options = options
     this.#port = options.port
     this.#logger = options.logger
-    const source = options.source
-    this.#namespaceOf = source.namespaceOf === undefined ? undefined : (user) => source.namespaceOf?.(user)
     this.#restartFailures = new FailureStreaks(this.#logger, { failed: 'gateway worker down; restarting it', recovered: 'gateway worker serving again', level: 'error' })
   }
 
@@ -105,7 +101,7 @@ export class WorkerSupervisor {
     const { source } = this.#options
     this.#claim = await PortClaim.take(this.#options.host, this.#port)
     this.#port = this.#claim.port
-    const unfollowRoutes = source.onChange(({ snapshot, users }) => { this.#broadcast({ type: 'routes', routes: toWireRoutes(snapshot, users, this.#namespaceOf) }) })
+    const unfollowRoutes = source.onChange(({ snapshot, users }) => { this.#broadcast({ type: 'routes', routes: toWireRoutes(snapshot, users, source) }) })
     const unfollowRevocations = this.#options.revocations?.onChange((user, notBeforeS) => { this.#broadcast({ type: 'revoke', user, notBeforeS }) })
     this.#unsubscribe = () => {
       unfollowRoutes()
@@ -199,7 +195,8 @@ export class WorkerSupervisor {
           // The snapshot as of now; every later change follows it on the same channel.
           this.#send(child, {
             type: 'init',
-            routes: toWireRoutes(source.snapshot, undefined, this.#namespaceOf),
+            // With each route, the namespace (workers check tenants) and profile (their limits) of its user.
+            routes: toWireRoutes(source.snapshot, undefined, source),
             synced: source.isSynced,
             missing: onMissing !== undefined,
             ...(spawnNamespaces === undefined ? {} : { spawnNamespaces }),

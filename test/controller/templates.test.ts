@@ -80,12 +80,12 @@ void t.test('Deployment with storage: the volume, a Recreate strategy, fsGroup, 
   t.end()
 })
 
-void t.test('Service: ClusterIP, port http, labelled so its EndpointSlices are found', (t) => {
+void t.test('Service: ClusterIP, port http, labelled so its EndpointSlices are found and carry the profile', (t) => {
   const service = serviceFor(input('plain'), options)
   t.same(service, {
     apiVersion: 'v1',
     kind: 'Service',
-    metadata: { name: 'user-alice', namespace: 'apps', labels: LABELS, ownerReferences: [OWNER_REF] },
+    metadata: { name: 'user-alice', namespace: 'apps', labels: { ...LABELS, 'podgate.dev/profile': 'plain' }, ownerReferences: [OWNER_REF] },
     spec: { type: 'ClusterIP', selector: SELECTOR, ports: [{ name: 'http', port: 9000, targetPort: 'http', protocol: 'TCP' }] },
   })
   t.end()

@@ -84,9 +84,9 @@ void t.test('routes carry the namespace each user is routed from, and a relayed 
   const namespaces = new Map([['alice', 'team-a'], ['bob', 'team-b'], ['carol', 'team-a']])
   const asked: string[] = []
   const namespaceOf = (user: string): string | undefined => { asked.push(user); return namespaces.get(user) }
-  t.same(toWireRoutes(full, ['alice'], namespaceOf), [['alice', [['10.0.0.1', 8080]], 'team-a']])
+  t.same(toWireRoutes(full, ['alice'], { namespaceOf }), [['alice', [['10.0.0.1', 8080]], 'team-a']])
   t.same(toWireRoutes(full, ['alice']), [['alice', [['10.0.0.1', 8080]]]], 'no namespaces: the entry is as before')
-  const source = new RelayedSource(structuredClone(toWireRoutes(full, undefined, namespaceOf)), true)
+  const source = new RelayedSource(structuredClone(toWireRoutes(full, undefined, { namespaceOf })), true)
   t.equal(source.namespaceOf('alice'), 'team-a')
   t.equal(source.namespaceOf('bob'), 'team-b')
 
@@ -97,7 +97,7 @@ void t.test('routes carry the namespace each user is routed from, and a relayed 
   namespaces.set('bob', 'team-c')
   const changes: string[][] = []
   source.onChange(({ users }) => { changes.push([...users]) })
-  source.apply(structuredClone(toWireRoutes(next, ['alice', 'bob'], namespaceOf)))
+  source.apply(structuredClone(toWireRoutes(next, ['alice', 'bob'], { namespaceOf })))
   t.same(asked, ['bob'], 'only the changed users still routed are looked up')
   t.same(changes, [['alice', 'bob']])
   t.equal(source.namespaceOf('alice'), undefined, 'a user who left has no namespace')
