@@ -1,6 +1,8 @@
 // Outlier ejection per endpoint: consecutive connect failures or 5xx answers take an endpoint
 // out of rotation for a backoff that doubles with each ejection; then one probe request is let
 // through (half-open), whose success readmits it. A user's last endpoint in rotation stays in.
+// A probe whose outcome never comes (the client left, the answer timed out) holds the half-open
+// slot only as long as the ejection lasted, then the next request probes.
 import { Counter, Gauge, Registry } from 'prom-client'
 import { systemClock, type Clock } from '../clock.ts'
 import type { Endpoint } from '../discovery/source.ts'
@@ -25,6 +27,8 @@ interface OutlierState {
   ejections: number
   /** Epoch ms the ejection ends; 0 while in rotation. */
   until: number
+  /** The current ejection's length. */
+  backoffMs: number
   /** Epoch ms a probe handed out stops holding the half-open slot (a probe that never reports). */
   probeUntil: number
 }
@@ -70,7 +74,8 @@ export class EndpointOutliers {
       if (state === undefined || state.until === 0) return index
       if (now === 0) now = this.#clock.now()
       if (probe && state.until <= now && state.probeUntil <= now) {
-        state.probeUntil = now + this.#maxMs
+        // Not the longest backoff: an endpoint out for 1 s is not kept out 30 s because one client hung up.
+        state.probeUntil = now + state.backoffMs
         return index
       }
     }
@@ -90,7 +95,7 @@ export class EndpointOutliers {
   failed (origin: string, reason: EjectionReason, endpoints: readonly Endpoint[]): void {
     let state = this.#states.get(origin)
     if (state === undefined) {
-      state = { failures: 0, ejections: 0, until: 0, probeUntil: 0 }
+      state = { failures: 0, ejections: 0, until: 0, backoffMs: 0, probeUntil: 0 }
       this.#states.set(origin, state)
     }
     state.failures++
@@ -114,7 +119,8 @@ export class EndpointOutliers {
   }
 
   #eject (state: OutlierState, reason: EjectionReason, now: number): void {
-    state.until = now + Math.min(this.#baseMs * 2 ** state.ejections, this.#maxMs)
+    state.backoffMs = Math.min(this.#baseMs * 2 ** state.ejections, this.#maxMs)
+    state.until = now + state.backoffMs
     state.probeUntil = 0
     state.ejections++
     this.#ejections.inc({ reason })
