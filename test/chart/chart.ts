@@ -2,7 +2,7 @@
 // what it renders. Values go through files in a per-test temporary directory.
 import { execFile } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -125,6 +125,19 @@ export class Helm {
     const result = await this.template(values, extra)
     if (result.code !== 0) throw new Error(`helm template failed: ${result.stderr}`)
     return parseManifests(result.stdout)
+  }
+
+  /** NOTES.txt as an install would print it: only a real install renders it, so it is rendered as a template of a copy of the chart. */
+  async notes (values: unknown): Promise<string> {
+    const chart = join(this.#dir, `notes-chart-${Math.random().toString(36).slice(2)}`)
+    await cp(CHART_DIR, chart, { recursive: true })
+    await writeFile(join(chart, 'notes-source.txt'), await readFile(join(CHART_DIR, 'templates', 'NOTES.txt')))
+    await writeFile(join(chart, 'templates', 'notes-check.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-check\ndata:\n  notes: {{ tpl (.Files.Get "notes-source.txt") . | quote }}\n')
+    const rendered = await this.template(values, ['--show-only', 'templates/notes-check.yaml'], chart)
+    if (rendered.code !== 0) throw new Error(rendered.stderr)
+    const [configMap] = parseManifests(rendered.stdout) as unknown as [{ data: { notes: string } }]
+    return configMap.data.notes
   }
 
   async lint (values: unknown = {}): Promise<Run> {

@@ -2,10 +2,8 @@
 // schema violations fail `helm lint` too (lint deliberately ignores a template's `fail`).
 // NOTES.txt tells a new user how to reach their first workload.
 import t from 'tap'
-import { cp, readFile, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { DEFAULT_COOKIE_NAME } from '../../src/config.ts'
-import { CHART_DIR, FULLNAME, Helm, installHelm, NAMESPACE, parseManifests } from './chart.ts'
+import { FULLNAME, Helm, installHelm, NAMESPACE } from './chart.ts'
 
 let helm: Helm
 
@@ -61,21 +59,8 @@ void t.test('the same values without the mistake render', async (t) => {
   }
 })
 
-/** NOTES.txt is only rendered by a real install; render it as a template of a copy of the chart. */
-async function renderNotes (values: unknown): Promise<string> {
-  const chart = join(helm.workDir, `notes-chart-${Math.random().toString(36).slice(2)}`)
-  await cp(CHART_DIR, chart, { recursive: true })
-  await writeFile(join(chart, 'notes-source.txt'), await readFile(join(CHART_DIR, 'templates', 'NOTES.txt')))
-  await writeFile(join(chart, 'templates', 'notes-check.yaml'),
-    'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-check\ndata:\n  notes: {{ tpl (.Files.Get "notes-source.txt") . | quote }}\n')
-  const rendered = await helm.template(values, ['--show-only', 'templates/notes-check.yaml'], chart)
-  if (rendered.code !== 0) throw new Error(rendered.stderr)
-  const [configMap] = parseManifests(rendered.stdout) as unknown as [{ data: { notes: string } }]
-  return configMap.data.notes
-}
-
 void t.test('NOTES.txt: mint a token and reach the first workload', async (t) => {
-  const notes = await renderNotes({})
+  const notes = await helm.notes({})
   t.match(notes, `kubectl -n ${NAMESPACE} exec deploy/${FULLNAME} -- node dist/main.js token alice`)
   t.match(notes, `get secret ${FULLNAME} -o jsonpath='{.data.admin-token}'`)
   t.match(notes, 'curl -X PUT -H "Authorization: Bearer $ADMIN_TOKEN" http://127.0.0.1:9090/api/users/alice')
@@ -88,14 +73,14 @@ void t.test('NOTES.txt: mint a token and reach the first workload', async (t) =>
 })
 
 void t.test('NOTES.txt names the cookie auth.cookieName sets', async (t) => {
-  const notes = await renderNotes({ auth: { cookieName: 'pg_token' } })
+  const notes = await helm.notes({ auth: { cookieName: 'pg_token' } })
   t.match(notes, 'curl --cookie "pg_token=$TOKEN"')
   t.match(notes, 'the "pg_token" cookie never')
   t.notMatch(notes, `"${DEFAULT_COOKIE_NAME}"`)
 })
 
 void t.test('NOTES.txt follows the values: JWKS, existingSecret, ingress', async (t) => {
-  const notes = await renderNotes({
+  const notes = await helm.notes({
     auth: { jwksUrl: 'https://idp.example.com/certs', userClaim: 'preferred_username' },
     existingSecret: { name: 'podgate-keys', adminTokenKey: 'admin' },
     ingress: { enabled: true, hosts: [{ host: 'apps.example.com', paths: [{ path: '/', pathType: 'Prefix' }] }], tls: [{ secretName: 'tls', hosts: ['apps.example.com'] }] },
@@ -108,12 +93,12 @@ void t.test('NOTES.txt follows the values: JWKS, existingSecret, ingress', async
 })
 
 void t.test('NOTES.txt for a routing-only gateway: no admin API, the namespaces it routes from', async (t) => {
-  const notes = await renderNotes({ config: { provisioner: false, namespaces: ['team-a', 'team-b'] } })
+  const notes = await helm.notes({ config: { provisioner: false, namespaces: ['team-a', 'team-b'] } })
   t.match(notes, 'routing-only gateway (config.provisioner: false): no admin API, no UserWorkloads')
   t.match(notes, 'in: team-a,team-b.')
   t.notMatch(notes, '/api/users', 'no admin API call')
   t.notMatch(notes, 'Spawn on demand')
   t.match(notes, 'curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/', 'requests go through it as before')
   t.notMatch(notes, /\{\{|<no value>/)
-  t.match(await renderNotes({ config: { provisioner: false } }), `in: ${NAMESPACE}.`, 'the release namespace when none is listed')
+  t.match(await helm.notes({ config: { provisioner: false } }), `in: ${NAMESPACE}.`, 'the release namespace when none is listed')
 })

@@ -220,3 +220,31 @@ config.namespaces checked as podgate checks PODGATE_NAMESPACES (src/config.ts re
 {{- randAlphaNum 48 -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Where the identity Secret's keys are mounted; not under /etc/podgate, the profiles' ConfigMap. */}}
+{{- define "podgate.identityDir" -}}
+/etc/podgate-identity
+{{- end -}}
+
+{{/* identity.key, once identity.existingSecret is known to name the Secret that holds it. */}}
+{{- define "podgate.identitySecretKey" -}}
+{{- if not .Values.identity.existingSecret -}}
+{{- fail "identity.enabled needs identity.existingSecret: the name of a Secret holding the signing key, e.g. openssl genpkey -algorithm ed25519 -out identity.pem && kubectl create secret generic podgate-identity --from-file=identity.pem" -}}
+{{- end -}}
+{{- .Values.identity.key -}}
+{{- end -}}
+
+{{/* PODGATE_IDENTITY_PUBLISHED_KEYS: the mounted paths of identity.publishedKeys, comma-separated. */}}
+{{- define "podgate.identityPublishedPaths" -}}
+{{- $dir := include "podgate.identityDir" . -}}
+{{- $paths := list -}}
+{{- range .Values.identity.publishedKeys -}}
+{{- $paths = append $paths (printf "%s/%s" $dir .) -}}
+{{- end -}}
+{{- join "," $paths -}}
+{{- end -}}
+
+{{/* Where users' pods fetch the identity keys in the cluster: the admin port of podgate's Service. */}}
+{{- define "podgate.identityJwksUrl" -}}
+{{- printf "http://%s.%s.svc:%d/.well-known/jwks.json" (include "podgate.fullname" .) .Release.Namespace (int .Values.service.adminPort) -}}
+{{- end -}}
