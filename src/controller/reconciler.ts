@@ -43,6 +43,9 @@ export class ReconcilerMetrics {
     new Gauge({ name: 'podgate_reconcile_queue_depth', help: 'UserWorkloads waiting to be reconciled', registers, collect () { this.set(depth()) } })
     for (const result of ['success', 'error']) this.reconciles.inc({ result }, 0)
     for (const { kind } of CHILD_KINDS) this.swept.inc({ kind }, 0)
+    // The writes children.ts makes: apply for every kind, patch for the kept one (PVC), delete for the others.
+    for (const { kind, keptOnDelete } of CHILD_KINDS) for (const verb of ['apply', keptOnDelete ? 'patch' : 'delete']) this.writes.inc({ kind, verb }, 0)
+    this.writes.inc({ kind: 'UserWorkload', verb: 'status' }, 0)
   }
 }
 
