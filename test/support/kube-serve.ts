@@ -16,18 +16,25 @@ export interface KubeServe {
   readonly serve: ServeProcess
   readonly kube: FakeKubeServer
   /** GET /metrics on the admin port, parsed. */
-  scrape (): Promise<Exposition>
+  readonly scrape: () => Promise<Exposition>
   /** The same, as text. */
-  scrapeText (): Promise<string>
+  readonly scrapeText: () => Promise<string>
 }
 
 /** How many scrapes to wait for the Lease, 50 ms apart: the first attempt takes a free Lease at once. */
 const LEADER_SCRAPES = 200
 
-/** Starts the fake API server and `podgate serve` on it, and waits until that replica leads. */
-export async function startKubeServe (t: Teardown, env: Record<string, string> = {}): Promise<KubeServe> {
-  const kube = await FakeKubeServer.start({ bookmarkIntervalMs: 200 })
-  t.teardown(() => kube.stop())
+export interface KubeServeOptions {
+  /** Another replica on this API server; a new fake API server when undefined. */
+  readonly kube?: FakeKubeServer
+  /** Wait until this replica holds the Lease (default true; false for a second replica). */
+  readonly lead?: boolean
+}
+
+/** Starts `podgate serve` on the fake API server (a new one unless given), by default waiting until it leads. */
+export async function startKubeServe (t: Teardown, env: Record<string, string> = {}, options: KubeServeOptions = {}): Promise<KubeServe> {
+  const kube = options.kube ?? await FakeKubeServer.start({ bookmarkIntervalMs: 200 })
+  if (options.kube === undefined) t.teardown(() => kube.stop())
   const dir = await mkdtemp(join(tmpdir(), 'podgate-kube-serve-'))
   t.teardown(() => rm(dir, { recursive: true, force: true }))
   const kubeconfig = join(dir, 'kubeconfig')
@@ -41,7 +48,7 @@ export async function startKubeServe (t: Teardown, env: Record<string, string> =
   t.teardown(() => serve.stop())
   const scrapeText = async (): Promise<string> => await (await request(`${serve.adminUrl}/metrics`)).body.text()
   const scrape = async (): Promise<Exposition> => parseExposition(await scrapeText())
-  for (let i = 0; valueOf(await scrape(), 'podgate_leader') !== 1; i++) {
+  for (let i = 0; options.lead !== false && valueOf(await scrape(), 'podgate_leader') !== 1; i++) {
     if (i === LEADER_SCRAPES) throw new Error('podgate serve did not take the Lease on the fake API server')
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
