@@ -13,6 +13,7 @@ import WebSocket from 'ws'
 import { startKubernetesProvisioner } from '../../src/controller/provisioner.ts'
 import { parseProfiles } from '../../src/controller/profiles.ts'
 import { loadConfig } from '../../src/config.ts'
+import { EndpointIndex } from '../../src/discovery/endpoint-slices.ts'
 import { endpoint, type Endpoint } from '../../src/discovery/source.ts'
 import { gatewayLimits, withProfileLimits } from '../../src/gateway/profile-limits.ts'
 import { createBackend } from '../../src/local/backend.ts'
@@ -21,6 +22,7 @@ import { Metrics } from '../../src/metrics.ts'
 import { RelayedSource } from '../../src/workers/relayed-source.ts'
 import { toWireRoutes } from '../../src/workers/messages.ts'
 import { FakeKubeServer } from '../support/fake-kube.ts'
+import { sliceFor } from '../support/fake-kube-slices.ts'
 import { startKubernetesSource, waitForSnapshot } from '../support/fake-kube-source.ts'
 import { startTestGateway, type TestGateway } from '../support/gateway.ts'
 import { kubeConfigFor } from '../support/kubeconfig.ts'
@@ -151,6 +153,34 @@ void t.test('a profile\'s concurrency cap holds its users\' WebSockets; others h
   // Bob moves to a profile without a cap: the relay carries the change.
   source.apply(structuredClone(toWireRoutes(snapshot, ['bob'], { profileOf: () => 'standard' })))
   t.equal((await status(relayed, bob)).status, 200, 'no cap for bob once his profile has none')
+})
+
+void t.test('the endpoint index: a user\'s profile from the slices\' label, a relabel is a change', (t) => {
+  const index = new EndpointIndex()
+  const slice = (name: string, profile: string | undefined, resourceVersion: string): ReturnType<typeof sliceFor> => {
+    const object = sliceFor('alice', ['10.0.0.1'], { name, labels: { 'podgate.dev/profile': profile } })
+    object.metadata = { ...object.metadata, resourceVersion }
+    return object
+  }
+  index.upsert(slice('user-alice-a', 'small', '1'))
+  const first = index.apply(new Map())
+  t.equal(index.profileOf('alice'), 'small')
+  index.upsert(slice('user-alice-a', 'large', '2'))
+  const second = index.apply(first)
+  t.not(second, first, 'the same endpoints with another profile: a new snapshot')
+  t.same([...index.changed], ['alice'], 'alice changed')
+  t.equal(index.profileOf('alice'), 'large')
+  index.upsert(slice('user-alice-b', 'batch', '3'))
+  index.apply(second)
+  t.equal(index.profileOf('alice'), 'batch', 'slices that disagree (mid-relabel): the least name, the same on every replica')
+  index.remove(slice('user-alice-b', 'batch', '3'))
+  index.upsert(slice('user-alice-a', undefined, '4'))
+  index.apply(second)
+  t.equal(index.profileOf('alice'), undefined, 'an unlabelled Service: no profile, the global limits')
+  index.remove(slice('user-alice-a', undefined, '4'))
+  index.apply(second)
+  t.equal(index.profileOf('alice'), undefined, 'gone from the snapshot: forgotten')
+  t.end()
 })
 
 void t.test('the global limits with each profile\'s own in their place', (t) => {
