@@ -18,6 +18,7 @@ import type { RevocationMarks } from './auth/revocations.ts'
 import type { Logger } from './log.ts'
 import { startBufferGovernor } from './memory.ts'
 import { Metrics } from './metrics.ts'
+import { loadTracer } from './tracing/tracer.ts'
 
 export interface PodgateOptions {
   readonly config: Config
@@ -59,6 +60,8 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
   const { config, source, verifier, logger } = options
   const metrics = options.metrics ?? new Metrics()
   const pools = new EndpointPools(source, { ...config.gateway, registry: metrics.registry, clock: options.clock })
+  // Each gateway process (a worker too) exports its own spans; the SDK is loaded only for that.
+  const tracer = await loadTracer(config.gateway.tracing, logger)
   const gateway = new Gateway({
     auth: config.auth,
     // The global limits with the overrides of PODGATE_PROFILES' profiles.
@@ -73,6 +76,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     onActivity: options.onActivity,
     activityIntervalMs: options.activityIntervalMs,
     clock: options.clock,
+    tracer,
   })
   const unfollowSource = metrics.follow(source)
   const unfollowRevocations = options.revocations?.enforce(verifier)
@@ -118,6 +122,7 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
     await pools.close()
     await source.close()
     verifier.close()
+    await tracer?.shutdown()
     throw err
   }
 
@@ -138,6 +143,8 @@ export async function startPodgate (options: PodgateOptions): Promise<RunningPod
       gateway.closeUpgraded()
       server.server.closeAllConnections()
       await (timedOut ? pools.destroy() : pools.close())
+      // Every request has ended, and so has its span: the last ones are exported before the exit.
+      await tracer?.shutdown()
     })()
     return drained
   }

@@ -11,6 +11,7 @@ import { DNS_LABEL, DNS_SUBDOMAIN } from './kube/labels.ts'
 import { checkOidcConfig, readOidcConfig, type OidcConfig } from './auth/oidc-config.ts'
 import { readRateLimit, type RateLimitConfig } from './gateway/rate-limit-config.ts'
 import { readIdentity, type IdentityConfig } from './auth/identity-config.ts'
+import { readTracing, type TracingConfig } from './tracing/config.ts'
 
 export const DEFAULT_PORT = 8080
 export const DEFAULT_ADMIN_PORT = 9090
@@ -101,12 +102,14 @@ export interface GatewayConfig {
   /** Browser navigations without a valid token are redirected here; undefined: they get a 401 page. */
   readonly signIn: SignInConfig | undefined
   readonly accessLog: boolean
-  /** Per-user limits in each process (PODGATE_RATE_LIMIT, PODGATE_MAX_CONCURRENT_PER_USER); undefined: off. */
   /** PODGATE_USAGE_INTERVAL: one usage line per active user per interval; 0: off. */
   readonly usageIntervalMs: number
+  /** Per-user limits in each process (PODGATE_RATE_LIMIT, PODGATE_MAX_CONCURRENT_PER_USER); undefined: off. */
   readonly rateLimit?: RateLimitConfig | undefined
   /** The signed identity header pods can verify (PODGATE_IDENTITY_KEY); undefined: off. */
   readonly identity?: IdentityConfig | undefined
+  /** PODGATE_TRACE_CONTEXT and the OTEL_* export settings; undefined: the defaults (continue, no export). */
+  readonly tracing?: TracingConfig | undefined
 }
 
 export interface Config {
@@ -178,12 +181,13 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     browserGraceMs: readBrowserGrace(read, upstream.startTimeoutMs),
     signIn: readSignIn(read),
     accessLog: read.boolean('PODGATE_ACCESS_LOG', true),
+    usageIntervalMs: readUsageInterval(read),
     maxConnections: read.integer('PODGATE_MAX_CONNECTIONS', 0, 0, 10_000_000),
     maxRequestHeaders: read.integer('PODGATE_MAX_REQUEST_HEADERS', DEFAULT_MAX_REQUEST_HEADERS, 16, 1000),
     rateLimit: readRateLimit(read),
     identity: readIdentity(read, userHeader),
+    tracing: readTracing(read),
   }
-    usageIntervalMs: readUsageInterval(read),
   if (gateway.port !== 0 && gateway.port === gateway.adminPort) {
     throw new ConfigError('PODGATE_ADMIN_PORT', `must differ from PODGATE_PORT (${gateway.port})`)
   }

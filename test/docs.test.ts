@@ -204,9 +204,12 @@ void t.test('the guides say how to set another cookie name', (t) => {
 
 // ---- PODGATE_* variables ----
 
+/** loadConfig and the modules it reads variables with (test/chart/render.test.ts lists the same). */
+const CONFIG_MODULES = ['src/config.ts', 'src/auth/credential-config.ts', 'src/auth/oidc-config.ts', 'src/gateway/rate-limit-config.ts', 'src/auth/identity-config.ts', 'src/tracing/config.ts']
+
 /** Variables podgate reads, the README's tables, and error codes (which share the prefix). */
 async function knownNames (): Promise<Set<string>> {
-  const config = await readFile(join(REPO_DIR, 'src/config.ts'), 'utf8')
+  const config = (await Promise.all(CONFIG_MODULES.map((file) => readFile(join(REPO_DIR, file), 'utf8')))).join('\n')
   const readme = await readFile(join(REPO_DIR, 'README.md'), 'utf8')
   const errors = await readFile(join(REPO_DIR, 'src/errors.ts'), 'utf8')
   return new Set([

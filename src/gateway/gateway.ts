@@ -14,15 +14,17 @@ import { AuthError, DrainingError, ForbiddenError, NotReadyError, PodgateError, 
 import type { Logger } from '../log.ts'
 import { isServed, type ServedNamespaces } from '../kube/namespaces.ts'
 import type { Metrics } from '../metrics.ts'
+import { TraceContextPropagator } from '../tracing/context.ts'
+import type { GatewayTracer, RequestSpans } from '../tracing/tracer.ts'
 import { forward, type ForwardTarget } from './forward.ts'
 import { upstreamHeaders, type ForwardingOptions } from './headers.ts'
 import type { EndpointPools } from './pools.ts'
 import { createRateLimiter, type UserRateLimiter } from './rate-limit.ts'
 import { checkRequest } from './request-check.ts'
 import { sendError, type ErrorContext } from './respond.ts'
-import { forwardUpgrade, rejectUpgrade, type UpgradeTarget } from './upgrade.ts'
 import { endpointAddress, type GatewayResponse } from './response.ts'
 import { ExchangeBytes, UsageMeter } from './usage.ts'
+import { forwardUpgrade, rejectUpgrade, type UpgradeTarget } from './upgrade.ts'
 
 /**
  * What to do for a verified user with no ready endpoint. The default answers 404; the
@@ -50,6 +52,8 @@ export interface GatewayOptions {
   readonly activityIntervalMs?: number
   /** What per-user rate limits refill and usage intervals run on (default: the system clock). */
   readonly clock?: Clock | undefined
+  /** Exports a SERVER and a CLIENT span per request (loadTracer); undefined: podgate has no spans. */
+  readonly tracer?: GatewayTracer | undefined
 }
 
 const MISSING = new AuthError('missing', 'no token: send a bearer token or the session cookie')
@@ -81,11 +85,15 @@ export class Gateway {
   readonly #reserved: ReservedRoutes
   /** Per-user limits; undefined (nothing allocated, nothing checked) unless configured. */
   readonly #limiter: UserRateLimiter | undefined
-  #inFlight = 0
   /** The billing view (PODGATE_USAGE_INTERVAL); undefined when off. */
   readonly #usage: UsageMeter | undefined
   /** Bytes per exchange, read from the connection's counters; undefined when neither the access log nor usage wants them. */
   readonly #bytes: ExchangeBytes | undefined
+  /** Spans per request; undefined unless exported. */
+  readonly #tracer: GatewayTracer | undefined
+  /** Trace context for the pod without spans of podgate's own; undefined when exporting or PODGATE_TRACE_CONTEXT=off. */
+  readonly #propagator: TraceContextPropagator | undefined
+  #inFlight = 0
   #draining = false
   #idle: (() => void) | undefined
   /** Upgraded connections: whose they are, and how many bytes the client had sent at the last look. */
@@ -118,11 +126,14 @@ export class Gateway {
     this.#spawns = options.onMissing !== undefined
     this.#reserved = reservedRoutes(options)
     this.#limiter = createRateLimiter(options.gateway.rateLimit, options.clock)
-    if (options.onActivity !== undefined) {
-      // One timer for all sockets, reading the byte counts the sockets keep anyway: no cost per frame.
     const usageIntervalMs = options.gateway.usageIntervalMs
     this.#usage = usageIntervalMs > 0 ? new UsageMeter(usageIntervalMs, options.logger, options.clock ?? systemClock) : undefined
     this.#bytes = this.#accessLog || this.#usage !== undefined ? new ExchangeBytes() : undefined
+    this.#tracer = options.tracer
+    const traceContext = options.gateway.tracing?.context ?? 'continue'
+    this.#propagator = options.tracer === undefined && traceContext !== 'off' ? new TraceContextPropagator(traceContext) : undefined
+    if (options.onActivity !== undefined) {
+      // One timer for all sockets, reading the byte counts the sockets keep anyway: no cost per frame.
       this.#activityTimer = setInterval(() => { this.#reportSocketActivity() }, options.activityIntervalMs ?? 30_000)
       this.#activityTimer.unref()
     }
@@ -151,7 +162,8 @@ export class Gateway {
     this.#inFlight++
     // Node detaches the socket from the request once the response is done: held here for the byte counts.
     const socket = req.socket
-    res.once('close', () => { this.#finished(req, res, socket, started) })
+    const spans = this.#tracer?.begin(req, started)
+    res.once('close', () => { this.#finished(req, res, socket, started, spans) })
     if (this.#draining || expectsContinue) res.setHeader('connection', 'close')
     const refused = this.#refusal(req)
     if (refused !== undefined) {
@@ -165,11 +177,11 @@ export class Gateway {
     }
     const identity = this.#identify(req)
     if (identity instanceof Promise) {
-      identity.then((id) => { this.#route(req, res, id, expectsContinue) }, (err: unknown) => { this.#fail(res, err, undefined) })
+      identity.then((id) => { this.#route(req, res, id, expectsContinue, spans) }, (err: unknown) => { this.#fail(res, err, undefined) })
     } else if (identity instanceof AuthError) {
       this.#fail(res, identity, undefined)
     } else {
-      this.#route(req, res, identity, expectsContinue)
+      this.#route(req, res, identity, expectsContinue, spans)
     }
   }
 
@@ -181,11 +193,14 @@ export class Gateway {
     const started = performance.now()
     let counted = false
     let named: string | undefined
+    const spans = this.#tracer?.begin(req, started)
     // `origin`: the endpoint whose answer it is, when the pod answered (101 or another status).
     const answered = (status: number, origin?: string): void => {
       if (counted) return
       counted = true
-      const seconds = (performance.now() - started) / 1000
+      const now = performance.now()
+      spans?.end(status, { byPod: origin !== undefined, endpoint: origin, upstreamStart: 0, upstreamEnd: now }, now)
+      const seconds = (now - started) / 1000
       this.#metrics.requests.record(status, seconds, origin !== undefined)
       if (status === 101 && named !== undefined) this.#upgraded(req, socket, named, origin, started)
       else this.#exchanged(req, socket, { status, seconds, aborted: status === 499, user: named, origin, upstreamMs: undefined })
@@ -215,9 +230,10 @@ export class Gateway {
     socket.once('close', () => { this.#sockets.delete(socket) })
     const go = (identity: Identity): void => {
       const user = identity.user
+      named = user
+      spans?.authenticated(user)
       // Counts as a request, and holds its concurrency slot for as long as the socket is open.
       const limiter = this.#limiter
-      named = user
       if (limiter !== undefined) {
         if (socket.destroyed) return
         const limited = limiter.admit(user, this.#source.profileOf?.(user))
@@ -233,7 +249,7 @@ export class Gateway {
         this.#onActivity?.(user)
         entry.user = user
         entry.bytesRead = bytesRead(socket)
-        forwardUpgrade(req, socket, head, endpoints, upstreamHeaders(req, user, this.#forwarding), this.#target, answered)
+        forwardUpgrade(req, socket, head, endpoints, this.#upstreamHeaders(req, user, spans), this.#target, answered)
       }, reject)
     }
     const identity = this.#identify(req)
@@ -263,9 +279,9 @@ export class Gateway {
       socket.destroy()
     }
     this.#sockets.clear()
+    usage?.close()
   }
 
-    usage?.close()
   /** A WebSocket the client keeps talking on is activity, however long ago it connected. */
   #reportSocketActivity (): void {
     for (const [socket, entry] of this.#sockets) {
@@ -301,11 +317,12 @@ export class Gateway {
     return this.#verifier.cached(token) ?? this.#verifier.verify(token, req)
   }
 
-  #route (req: IncomingMessage, res: GatewayResponse, identity: Identity, expectsContinue: boolean): void {
+  #route (req: IncomingMessage, res: GatewayResponse, identity: Identity, expectsContinue: boolean, spans: RequestSpans | undefined): void {
     const user = identity.user
+    res.user = user
+    spans?.authenticated(user)
     const limiter = this.#limiter
     if (limiter !== undefined) {
-    res.user = user
       if (res.destroyed) return // the client left while its token was verified: its 'close' has fired
       const limited = limiter.admit(user, this.#source.profileOf?.(user))
       if (limited !== undefined) {
@@ -318,25 +335,33 @@ export class Gateway {
     const endpoints = this.#endpointsFor(identity, req)
     if (!(endpoints instanceof Promise)) {
       this.#onActivity?.(user)
-      this.#forward(req, res, user, endpoints, expectsContinue)
+      this.#forward(req, res, user, endpoints, expectsContinue, spans)
       return
     }
     // Activity only once there is a workload to keep: a 404 or 503 keeps nothing up.
     endpoints.then((found) => {
       if (res.destroyed) return
       this.#onActivity?.(user)
-      this.#forward(req, res, user, found, expectsContinue)
+      this.#forward(req, res, user, found, expectsContinue, spans)
     }, (err: unknown) => { this.#fail(res, err, user) })
   }
 
-  #forward (req: IncomingMessage, res: GatewayResponse, user: string, endpoints: readonly Endpoint[], expectsContinue: boolean): void {
+  #forward (req: IncomingMessage, res: GatewayResponse, user: string, endpoints: readonly Endpoint[], expectsContinue: boolean, spans: RequestSpans | undefined): void {
     if (expectsContinue) {
       // Authenticated and routed: the client may send its body now, and keep the connection.
       res.removeHeader('connection')
       if (this.#draining) res.setHeader('connection', 'close')
       res.writeContinue()
     }
-    forward(req, res, endpoints, upstreamHeaders(req, user, this.#forwarding), this.#target)
+    forward(req, res, endpoints, this.#upstreamHeaders(req, user, spans), this.#target)
+  }
+
+  /** The pod's request headers, with the trace context it gets: the CLIENT span's when exporting. */
+  #upstreamHeaders (req: IncomingMessage, user: string, spans: RequestSpans | undefined): string[] {
+    const headers = upstreamHeaders(req, user, this.#forwarding)
+    if (spans !== undefined) spans.forwarding(headers)
+    else this.#propagator?.apply(req, headers)
+    return headers
   }
 
   /**
@@ -387,9 +412,10 @@ export class Gateway {
     sendError(res, err, { ...this.#errors, user })
   }
 
-  #finished (req: IncomingMessage, res: GatewayResponse, socket: Duplex, started: number): void {
+  #finished (req: IncomingMessage, res: GatewayResponse, socket: Duplex, started: number, spans: RequestSpans | undefined): void {
     const now = performance.now()
     const status = res.headersSent ? res.statusCode : 499
+    spans?.end(status, res, now)
     const seconds = (now - started) / 1000
     this.#metrics.requests.record(status, seconds, res.byPod)
     if (this.#bytes !== undefined) {
@@ -410,8 +436,6 @@ export class Gateway {
       const before = this.#bytes?.before(socket)
       usage.socketOpened(socket, user, before?.read ?? 0, before?.written ?? 0)
     }
-  }
-}
     if (usage === undefined && !this.#accessLog) return
     socket.once('close', () => {
       usage?.socketClosed(socket)
@@ -420,7 +444,7 @@ export class Gateway {
         this.#logExchange(req, { status: 101, seconds, aborted: false, user, origin, upstreamMs: undefined }, this.#bytes?.take(socket))
       }
     })
-
+  }
 
   /** An exchange that is over: into the usage meter and the access log. */
   #exchanged (req: IncomingMessage, socket: Duplex, exchange: Exchanged): void {
@@ -464,6 +488,8 @@ interface Exchanged {
   readonly origin: string | undefined
   /** From the first dispatch to the pod until its answer ended or failed. */
   readonly upstreamMs: number | undefined
+}
+
 function bytesRead (socket: Duplex): number {
   return (socket as Duplex & { bytesRead?: number }).bytesRead ?? 0
 }

@@ -65,7 +65,7 @@ let configVariables: Set<string>
 t.before(async () => {
   helm = await Helm.create(t, await installHelm(t))
   // loadConfig and the modules it reads variables with.
-  const files = ['src/config.ts', 'src/auth/credential-config.ts', 'src/auth/oidc-config.ts', 'src/gateway/rate-limit-config.ts', 'src/auth/identity-config.ts']
+  const files = ['src/config.ts', 'src/auth/credential-config.ts', 'src/auth/oidc-config.ts', 'src/gateway/rate-limit-config.ts', 'src/auth/identity-config.ts', 'src/tracing/config.ts']
   const sources = await Promise.all(files.map((file) => readFile(`${REPO_DIR}/${file}`, 'utf8')))
   configVariables = new Set(sources.join('\n').match(/PODGATE_[A-Z0-9_]+/g))
 })
