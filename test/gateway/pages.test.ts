@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer } from 'node:net'
 import { PassThrough } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { request } from 'undici'
 import WebSocket from 'ws'
@@ -234,6 +235,8 @@ void t.test('upgrades get the same status, Retry-After and challenge as JSON, an
   t.match(metrics, /podgate_requests_total\{class="4xx",source="podgate"\} 2\n/, 'the two refused')
   t.match(metrics, /podgate_requests_total\{class="5xx",source="podgate"\} 2\n/, 'the two that could not be served')
   t.match(metrics, /podgate_request_duration_seconds_count\{class="1xx"\} 1\n/)
+  // The upgraded one is logged when it ends (the helper closes it once upgraded).
+  for (let i = 0; i < 200 && !lines.includes('"status":101'); i++) await sleep(10)
   const logged = lines.split('\n').filter((line) => line.includes('"msg":"request"')).map((line) => JSON.parse(line) as { method: string, path: string, status: number, aborted: boolean })
   t.same(logged.map((l) => [l.method, l.path, l.status, l.aborted]), [['GET', '/ws', 401, false], ['GET', '/ws', 401, false], ['GET', '/ws', 503, false], ['GET', '/ws', 503, false], ['GET', '/ws', 101, false]], 'one access-log line each')
 })
