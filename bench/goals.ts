@@ -1,6 +1,8 @@
 // The performance goals of the benchmark issue, checked as ratios from one run. A miss is
 // reported (FAIL), never an error: the harness only fails when it could not measure.
 import type { PathResult } from './measure.ts'
+import { OPEN_LOOP_REFERENCE } from './open-loop.ts'
+import type { OpenLoopRate } from './open-loop.ts'
 import { USERS_PATH_PREFIX } from './paths/index.ts'
 
 export type GoalStatus = 'PASS' | 'FAIL' | 'SKIP'
@@ -17,6 +19,10 @@ const MAX_ADDED_P50_MS = 0.1
 /** The routing table's per-user budget; bench/rate-limit-memory.ts holds the per-user limits to it too. */
 export const MAX_BYTES_PER_USER = 2048
 const MAX_STREAM_GROWTH_KB = 64 * 1024
+/** The open-loop goals compare podgate with nginx + Lua at this share of nginx + Lua's saturation rate. */
+const OPEN_LOOP_GOAL_SHARE = 0.5
+const MAX_OPEN_LOOP_P50_RATIO = 1.3
+const MAX_OPEN_LOOP_P99_RATIO = 1.5
 
 export function evaluateGoals (results: readonly PathResult[]): GoalResult[] {
   const byId = new Map(results.filter((result) => result.status === 'ok').map((result) => [result.id, result]))
@@ -24,6 +30,13 @@ export function evaluateGoals (results: readonly PathResult[]): GoalResult[] {
   const usersPaths = [...byId.keys()].filter((id) => id.startsWith(USERS_PATH_PREFIX)).map((id) => Number(id.slice(USERS_PATH_PREFIX.length))).sort((a, b) => a - b)
   const mostUsers = usersPaths.length > 1 ? usersPaths[usersPaths.length - 1] : undefined
   const streamed = byId.get('podgate-hs256')?.stream
+  const atHalfLoad = (id: string): OpenLoopRate | undefined => byId.get(id)?.openLoop?.rates.find((rate) => rate.share === OPEN_LOOP_GOAL_SHARE)
+  const [podgateOpen, nginxOpen] = [atHalfLoad('podgate-hs256'), atHalfLoad(OPEN_LOOP_REFERENCE)]
+  const openLoopCaveat = ([['podgate', podgateOpen], ['nginx + Lua', nginxOpen]] as const)
+    .flatMap(([name, rate]) => rate === undefined || rate.held ? [] : [`; ${name} did not hold the rate`]).join('')
+  const openLoopMissing = results.flatMap((result) => result.notMeasured?.openloop ?? [])[0]
+  const load = `${OPEN_LOOP_GOAL_SHARE * 100}% of nginx + Lua's saturation rate`
+  const windowed = (id: string): number | undefined => byId.get(id)?.websocketWindow?.messagesPerS.median
   return [
     atMost('podgate CPU per request, HS256 cache on', MAX_CPU_US_PER_REQUEST, 'µs', byId.get('podgate-hs256')?.throughput?.cpuUsPerRequest?.median),
     ratio('podgate (cache on) vs configurable-http-proxy, req/s', 3, rps('podgate-hs256'), rps('chp')),
@@ -33,6 +46,9 @@ export function evaluateGoals (results: readonly PathResult[]): GoalResult[] {
     ratio(`${(mostUsers ?? 100_000).toLocaleString('en-US')} users routable vs 1, req/s`, 0.95, mostUsers === undefined ? undefined : rps(`${USERS_PATH_PREFIX}${mostUsers}`), rps(`${USERS_PATH_PREFIX}1`)),
     atMost('RSS growth per routable user', MAX_BYTES_PER_USER, 'bytes', mostUsers === undefined ? undefined : bytesPerUser(byId.get(`${USERS_PATH_PREFIX}1`), byId.get(`${USERS_PATH_PREFIX}${mostUsers}`), mostUsers)),
     ratio('WebSocket messages/s through podgate vs direct', 0.8, byId.get('podgate-hs256')?.websocket?.messagesPerS.median, byId.get('direct')?.websocket?.messagesPerS.median),
+    ratioAtMost(`open-loop p50 at ${load}, podgate vs nginx + Lua cached verification`, MAX_OPEN_LOOP_P50_RATIO, podgateOpen?.p50Ms.median, nginxOpen?.p50Ms.median, openLoopMissing, openLoopCaveat),
+    ratioAtMost(`open-loop p99 at ${load}, podgate vs nginx + Lua cached verification`, MAX_OPEN_LOOP_P99_RATIO, podgateOpen?.p99Ms.median, nginxOpen?.p99Ms.median, openLoopMissing, openLoopCaveat),
+    relayRatio(windowed('podgate-hs256'), windowed('nginx-keepalive'), windowed('direct')),
     atMost(`${streamed === undefined ? '1 GiB' : formatBytes(streamed.bytes)} streamed body: proxy RSS growth (flat memory)`, MAX_STREAM_GROWTH_KB / 1024, 'MiB', streamed === undefined ? undefined : difference(streamed.peakRssKb, streamed.rssBeforeKb, 1 / 1024)),
   ]
 }
@@ -42,6 +58,23 @@ function ratio (goal: string, minimum: number, value: number | undefined, refere
   if (value === undefined || reference === undefined || reference === 0) return { goal, target, measured: 'not measured', status: 'SKIP' }
   const measured = value / reference
   return { goal, target, measured: `${measured.toFixed(2)}× (${Math.round(value)} / ${Math.round(reference)})`, status: measured >= minimum ? 'PASS' : 'FAIL' }
+}
+
+/** value / reference at most `maximum`, for latencies in ms; `missing` says why neither was measured, `caveat` what to doubt. */
+function ratioAtMost (goal: string, maximum: number, value: number | undefined, reference: number | undefined, missing: string | undefined, caveat: string): GoalResult {
+  const target = `≤ ${maximum}×`
+  if (value === undefined || reference === undefined || !(reference > 0)) return { goal, target, measured: missing === undefined ? 'not measured' : `not measured: ${missing}`, status: 'SKIP' }
+  const measured = value / reference
+  return { goal, target, measured: `${measured.toFixed(2)}× (${value.toFixed(3)} / ${reference.toFixed(3)} ms${caveat})`, status: measured <= maximum ? 'PASS' : 'FAIL' }
+}
+
+/** podgate relays WebSocket messages at no lower a share of direct's rate than nginx does, in the same run. */
+function relayRatio (podgate: number | undefined, nginx: number | undefined, direct: number | undefined): GoalResult {
+  const goal = 'WebSocket messages/s with several in flight per connection, vs direct: podgate vs nginx'
+  const target = '≥ nginx\'s ratio'
+  if (podgate === undefined || nginx === undefined || direct === undefined || !(direct > 0)) return { goal, target, measured: 'not measured', status: 'SKIP' }
+  const [mine, theirs] = [podgate / direct, nginx / direct]
+  return { goal, target, measured: `${mine.toFixed(2)}× vs ${theirs.toFixed(2)}× (${Math.round(podgate)}, ${Math.round(nginx)} / ${Math.round(direct)})`, status: mine >= theirs ? 'PASS' : 'FAIL' }
 }
 
 function atMost (goal: string, maximum: number, unit: string, value: number | undefined | null): GoalResult {

@@ -2,15 +2,18 @@
 // measure run by run across the paths, with the load generator in its own pinned process,
 // reading each proxy's cost from /proc around every run.
 import { cpus } from 'node:os'
-import { join } from 'node:path'
 import { authCallsProblem } from './auth-service.ts'
 import type { AuthCallExpectation } from './auth-service.ts'
 import { backgroundShare, readCpuCounters } from './background-load.ts'
 import type { HttpLoadResult, HttpLoadSpec } from './load/http-load.ts'
 import type { StreamLoadResult, StreamLoadSpec } from './load/stream-load.ts'
 import type { WsLoadResult, WsLoadSpec } from './load/ws-load.ts'
+import { runLoad } from './load/run-load.ts'
 import { probe } from './http-probe.ts'
+import { OPEN_LOOP_REFERENCE, offeredRates, openLoopBasis, openLoopRun, summarizeOpenLoop } from './open-loop.ts'
+import type { OpenLoopBasis, OpenLoopResult, OpenLoopSample } from './open-loop.ts'
 import type { BenchPath, Measure, PathContext, RunningPath } from './paths/types.ts'
+import type { Availability, VegetaInstall } from './prerequisites.ts'
 import { sampleGroup } from './proc-stats.ts'
 import type { BenchSettings } from './settings.ts'
 import { summarize } from './stats.ts'
@@ -50,6 +53,8 @@ export interface LatencyResult {
 
 export interface WebSocketResult {
   readonly connections: number
+  /** Messages each connection keeps in flight. */
+  readonly window: number
   readonly messageBytes: number
   readonly messagesPerS: Summary
 }
@@ -82,8 +87,12 @@ export interface PathResult {
   readonly throughput?: ThroughputResult
   readonly latency?: LatencyResult
   readonly websocket?: WebSocketResult
+  readonly websocketWindow?: WebSocketResult
+  readonly openLoop?: OpenLoopResult
   readonly stream?: StreamResult
   readonly authService?: AuthServiceResult
+  /** Measures the path lists that could not be taken on this machine, with why. */
+  readonly notMeasured?: Partial<Record<Measure, string>>
 }
 
 export interface MeasureOptions {
@@ -123,8 +132,11 @@ interface Live {
   readonly throughputRuns: ThroughputRun[]
   readonly latencyRuns: HttpLoadResult[]
   readonly wsRates: number[]
+  readonly wsWindowRates: number[]
+  readonly openLoopSamples: OpenLoopSample[]
   /** 2xx responses served so far: the check and every HTTP load run. */
   served: number
+  openLoopBasis?: OpenLoopBasis
   stream?: StreamResult
   authService?: AuthServiceResult
   failure?: string
@@ -140,6 +152,7 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
   const log = options.log ?? (() => {})
   const results = new Map<string, PathResult>()
   const live: Live[] = []
+  let vegeta: Availability<VegetaInstall> | undefined
   try {
     for (const path of paths) {
       const base = { id: path.id, title: path.title }
@@ -157,7 +170,7 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
       try {
         const running = await path.start(context)
         await checkAnswers(running)
-        live.push({ path, options: { settings, context, ticksPerSecond: options.ticksPerSecond }, running, idleRssKb: rssOf(running), throughputRuns: [], latencyRuns: [], wsRates: [], served: 1 })
+        live.push({ path, options: { settings, context, ticksPerSecond: options.ticksPerSecond }, running, idleRssKb: rssOf(running), throughputRuns: [], latencyRuns: [], wsRates: [], wsWindowRates: [], openLoopSamples: [], served: 1 })
         log(`started ${path.id}`)
       } catch (err) {
         await context.processes.stopAll()
@@ -166,6 +179,9 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
       }
     }
     const measuring = (measure: Measure): Live[] => live.filter((entry) => entry.failure === undefined && entry.path.measures.includes(measure))
+    // Installed while the paths still start, never between measured runs.
+    vegeta = measuring('openloop').length === 0 ? undefined : await measuring('openloop')[0]!.options.context.prerequisites.vegeta()
+    if (vegeta?.ok === false) log(`open-loop latency not measured: ${vegeta.reason}`)
     // Paths wait frozen (SIGSTOP) between their runs: a dozen idle proxies and upstreams would
     // otherwise take a few percent of the CPUs, and wake on the measured proxy's core.
     for (const entry of live) entry.options.context.processes.pause()
@@ -206,7 +222,27 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
     }
     for (let run = 0; run < settings.latencyRuns; run++) {
       log(`WebSocket run ${run + 1} of ${settings.latencyRuns}`)
-      for (const entry of measuring('websocket')) await attempt(entry, async () => { entry.wsRates.push(await webSocketRun(entry.running, entry.options)) })
+      for (const entry of measuring('websocket')) await attempt(entry, async () => { entry.wsRates.push(await webSocketRun(entry.running, 1, entry.options)) })
+    }
+    for (let run = 0; run < settings.latencyRuns; run++) {
+      log(`WebSocket run ${run + 1} of ${settings.latencyRuns}, ${settings.wsWindow} messages in flight per connection`)
+      for (const entry of measuring('websocket-window')) await attempt(entry, async () => { entry.wsWindowRates.push(await webSocketRun(entry.running, settings.wsWindow, entry.options)) })
+    }
+    if (vegeta?.ok === true && measuring('openloop').length > 0) {
+      const binary = vegeta.value.binary
+      const basis = openLoopBasis(referenceRps(live), settings)
+      for (let run = 0; run < settings.openLoopRuns; run++) {
+        for (const rate of offeredRates(basis, settings.openLoopShares)) {
+          log(`open-loop run ${run + 1} of ${settings.openLoopRuns} at ${rate.rps} req/s (${rate.share * 100}% of ${basis.source === 'fixed' ? 'a fixed' : basis.source + '\'s'} ${Math.round(basis.rps)} req/s)`)
+          for (const entry of measuring('openloop')) {
+            await attempt(entry, async () => {
+              const measured = await openLoopRun(entry.running, rate.rps, binary, settings, entry.options.context)
+              entry.openLoopSamples.push({ share: rate.share, run: measured, rssKb: rssOf(entry.running) })
+            })
+          }
+        }
+      }
+      for (const entry of live) entry.openLoopBasis = basis
     }
     for (const entry of measuring('stream')) {
       log(`streaming through ${entry.path.id}`)
@@ -219,11 +255,17 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
   } finally {
     await Promise.all(live.map((entry) => entry.options.context.processes.stopAll()))
   }
-  for (const entry of live) results.set(entry.path.id, summarizePath(entry))
+  for (const entry of live) results.set(entry.path.id, summarizePath(entry, vegeta))
   return paths.map((path) => results.get(path.id) as PathResult)
 }
 
-function summarizePath (entry: Live): PathResult {
+/** The reference path's saturation rate in this run, when it was measured. */
+function referenceRps (live: readonly Live[]): number | undefined {
+  const reference = live.find((entry) => entry.path.id === OPEN_LOOP_REFERENCE && entry.failure === undefined && entry.throughputRuns.length > 0)
+  return reference === undefined ? undefined : summarize(reference.throughputRuns.map((run) => run.rps)).median
+}
+
+function summarizePath (entry: Live, vegeta: Availability<unknown> | undefined): PathResult {
   const base = { id: entry.path.id, title: entry.path.title }
   if (entry.failure !== undefined) return { ...base, status: 'failed', reason: entry.failure }
   const { settings } = entry.options
@@ -234,7 +276,10 @@ function summarizePath (entry: Live): PathResult {
     idleRssKb: entry.idleRssKb,
     ...(measures.includes('throughput') ? { throughput: summarizeThroughput(entry.throughputRuns, settings) } : {}),
     ...(measures.includes('latency') ? { latency: { connections: 1, p50Ms: summarize(entry.latencyRuns.map((run) => run.p50Ms)), p99Ms: summarize(entry.latencyRuns.map((run) => run.p99Ms)) } } : {}),
-    ...(measures.includes('websocket') ? { websocket: { connections: settings.wsConnections, messageBytes: settings.wsMessageBytes, messagesPerS: summarize(entry.wsRates) } } : {}),
+    ...(measures.includes('websocket') ? { websocket: { connections: settings.wsConnections, window: 1, messageBytes: settings.wsMessageBytes, messagesPerS: summarize(entry.wsRates) } } : {}),
+    ...(measures.includes('websocket-window') ? { websocketWindow: { connections: settings.wsConnections, window: settings.wsWindow, messageBytes: settings.wsMessageBytes, messagesPerS: summarize(entry.wsWindowRates) } } : {}),
+    ...(entry.openLoopBasis === undefined || !measures.includes('openloop') ? {} : { openLoop: summarizeOpenLoop(entry.openLoopBasis, entry.openLoopSamples, settings.openLoopDurationS) }),
+    ...(vegeta?.ok === false && measures.includes('openloop') ? { notMeasured: { openloop: vegeta.reason } } : {}),
     ...(entry.stream === undefined ? {} : { stream: entry.stream }),
     ...(entry.authService === undefined ? {} : { authService: entry.authService }),
   }
@@ -296,7 +341,7 @@ function summarizeThroughput (runs: readonly ThroughputRun[], settings: BenchSet
 
 async function httpLoad (running: RunningPath, connections: number, durationS: number, options: MeasureOptions): Promise<HttpLoadResult> {
   const spec: HttpLoadSpec = { url: `${running.baseUrl}/fixed`, connections, durationS, headerSets: running.headerSets }
-  const result = await runLoad<HttpLoadResult>('http-load.ts', spec, durationS, options)
+  const result = await runLoad<HttpLoadResult>('http-load.ts', spec, durationS, options.context)
   const failed = result.requests - result.ok + result.errors + result.timeouts
   if (result.ok === 0 || failed > result.requests * MAX_FAILED_SHARE) {
     throw new Error(`${connections}-connection load: ${result.ok} OK of ${result.requests} responses, ${result.errors} errors, ${result.timeouts} timeouts, statuses ${JSON.stringify(result.statusCodes)}`)
@@ -304,16 +349,17 @@ async function httpLoad (running: RunningPath, connections: number, durationS: n
   return result
 }
 
-async function webSocketRun (running: RunningPath, options: MeasureOptions): Promise<number> {
+async function webSocketRun (running: RunningPath, window: number, options: MeasureOptions): Promise<number> {
   const { settings } = options
   const spec: WsLoadSpec = {
     url: `${running.baseUrl.replace(/^http/, 'ws')}/ws`,
     connections: settings.wsConnections,
+    window,
     durationS: settings.durationS,
     messageBytes: settings.wsMessageBytes,
     headers: running.headerSets[0] ?? {},
   }
-  const result = await runLoad<WsLoadResult>('ws-load.ts', spec, settings.durationS, options)
+  const result = await runLoad<WsLoadResult>('ws-load.ts', spec, settings.durationS, options.context)
   if (result.errors > 0) throw new Error(`WebSocket load: ${result.errors} of ${spec.connections} connections closed or stalled`)
   return result.messagesPerS
 }
@@ -330,7 +376,7 @@ async function measureStream (running: RunningPath, options: MeasureOptions): Pr
     if (rss !== null && (peakRssKb === null || rss > peakRssKb)) peakRssKb = rss
   }, RSS_SAMPLE_MS)
   try {
-    const result = await runLoad<StreamLoadResult>('stream-load.ts', spec, timeoutS, options)
+    const result = await runLoad<StreamLoadResult>('stream-load.ts', spec, timeoutS, options.context)
     if (result.status !== 200 || result.receivedBytes !== bytes) {
       throw new Error(`streamed body: HTTP ${result.status}, ${result.receivedBytes} of ${bytes} bytes echoed`)
     }
@@ -338,12 +384,6 @@ async function measureStream (running: RunningPath, options: MeasureOptions): Pr
   } finally {
     clearInterval(sampler)
   }
-}
-
-async function runLoad<T> (script: string, spec: object, durationS: number, options: MeasureOptions): Promise<T> {
-  const { context } = options
-  const child = context.processes.spawn(script, process.execPath, [join(context.benchDir, 'load', script), JSON.stringify(spec)], { cpus: context.cpus.load })
-  return await child.result<T>((durationS + 30) * 1000)
 }
 
 function rssOf (running: RunningPath): number | null {

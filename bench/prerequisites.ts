@@ -1,7 +1,8 @@
-// Third-party proxies the comparison needs, installed at run time (never into the project):
-// nginx + the Lua module from Debian's packages, and configurable-http-proxy 5 from npm into
-// a cache directory. Each is checked (and installed) at most once per run.
-import { existsSync, readFileSync } from 'node:fs'
+// Third-party software the comparison needs, installed at run time (never into the project):
+// nginx + the Lua module from Debian's packages, configurable-http-proxy 5 from npm and the
+// vegeta load generator built with `go install`, both into a cache directory. Each is checked
+// (and installed) at most once per run.
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import type { ProcessGroup } from './processes.ts'
 
@@ -20,9 +21,14 @@ export interface ChpInstall {
   readonly version: string
 }
 
+export interface VegetaInstall {
+  readonly binary: string
+  readonly version: string
+}
+
 export interface PrerequisiteOptions {
   readonly processes: ProcessGroup
-  /** Where CHP is installed, e.g. ~/.cache/podgate/bench. */
+  /** Where CHP and vegeta are installed, e.g. ~/.cache/podgate/bench. */
   readonly cacheDir: string
   /** Whether missing software may be installed (apt-get needs root). */
   readonly install: boolean
@@ -34,11 +40,14 @@ const NGINX_MODULES = ['/usr/lib/nginx/modules/ndk_http_module.so', '/usr/lib/ng
 const DEBIAN_PACKAGES = ['nginx-light', 'libnginx-mod-http-lua', 'lua-cjson']
 const INSTALL_TIMEOUT_MS = 240_000
 const CHP_SPEC = 'configurable-http-proxy@5'
+export const VEGETA_VERSION = 'v12.13.0'
+const VEGETA_MODULE = `github.com/tsenart/vegeta/v12@${VEGETA_VERSION}`
 
 export class Prerequisites {
   readonly #options: PrerequisiteOptions
   #nginx: Promise<Availability<NginxInstall>> | undefined
   #chp: Promise<Availability<ChpInstall>> | undefined
+  #vegeta: Promise<Availability<VegetaInstall>> | undefined
   readonly #versions: Record<string, string> = {}
 
   constructor (options: PrerequisiteOptions) { this.#options = options }
@@ -54,6 +63,11 @@ export class Prerequisites {
   async chp (): Promise<Availability<ChpInstall>> {
     this.#chp ??= this.#ensureChp()
     return await this.#chp
+  }
+
+  async vegeta (): Promise<Availability<VegetaInstall>> {
+    this.#vegeta ??= this.#ensureVegeta()
+    return await this.#vegeta
   }
 
   async #ensureNginx (): Promise<Availability<NginxInstall>> {
@@ -99,6 +113,33 @@ export class Prerequisites {
     if (version === undefined) return { ok: false, reason: `${CHP_SPEC} did not install into ${prefix}` }
     this.#versions['configurable-http-proxy'] = version
     return { ok: true, value: { script: join(packageDir, 'bin', 'configurable-http-proxy'), version } }
+  }
+
+  /**
+   * Built into a scratch directory and renamed into place, so a build that fails or is
+   * interrupted never leaves a binary behind that a later run would trust.
+   */
+  async #ensureVegeta (): Promise<Availability<VegetaInstall>> {
+    const dir = join(this.#options.cacheDir, `vegeta-${VEGETA_VERSION}`)
+    const binary = join(dir, 'vegeta')
+    const install = `GOBIN=${dir} go install ${VEGETA_MODULE}`
+    if (!existsSync(binary)) {
+      if (!this.#options.install) return { ok: false, reason: `vegeta ${VEGETA_VERSION} is not in ${dir} (--no-install); run: ${install}` }
+      this.#options.log(`building vegeta ${VEGETA_VERSION} with go install into ${dir}`)
+      mkdirSync(dir, { recursive: true })
+      const build = mkdtempSync(join(dir, '.build-'))
+      try {
+        const env = { ...process.env, GOBIN: build, CGO_ENABLED: '0', GOFLAGS: `${process.env.GOFLAGS ?? ''} -buildvcs=false`.trim() }
+        const { code } = await this.#run('go', ['install', '-trimpath', VEGETA_MODULE], env)
+        if (code !== 0) return { ok: false, reason: `go install ${VEGETA_MODULE} ${code === null ? 'could not run (is Go on PATH?)' : `failed (exit ${code})`}; run: ${install}` }
+        renameSync(join(build, 'vegeta'), binary)
+      } finally {
+        rmSync(build, { recursive: true, force: true })
+      }
+    }
+    if ((await this.#run(binary, ['-version'], process.env)).code !== 0) return { ok: false, reason: `${binary} does not run; remove it and run: ${install}` }
+    this.#versions.vegeta = VEGETA_VERSION
+    return { ok: true, value: { binary, version: VEGETA_VERSION } }
   }
 
   /** Runs a command to completion; never throws (a command that cannot start gets code null). */

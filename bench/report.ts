@@ -5,6 +5,8 @@ import { formatBytes } from './goals.ts'
 import type { GoalResult } from './goals.ts'
 import type { Machine } from './machine.ts'
 import type { PathResult } from './measure.ts'
+import { MAX_FAILED_SHARE, MAX_SEND_LAG_MS, MIN_SENT_SHARE, OPEN_LOOP_REFERENCE } from './open-loop.ts'
+import type { OpenLoopRate } from './open-loop.ts'
 import { FEATURES_PATH_PREFIX, FEATURE_ROWS, USERS_PATH_PREFIX, WORKERS_PATH_PREFIX } from './paths/index.ts'
 import type { BenchSettings } from './settings.ts'
 import { summarize, type Summary } from './stats.ts'
@@ -59,7 +61,8 @@ export function toMarkdown (report: BenchReport): string {
     ...steadiness(ok, report.backgroundCpuPct > BUSY_MACHINE_PCT),
     `- Upstream: ${report.upstream} (GET /fixed returns 100 bytes)`,
     `- Load: autocannon in its own process, ${settings.connections} connections, ${settings.runs} run(s) of ${settings.durationS} s after ${settings.warmupS} s warm-up; ` +
-      `median (min–max). Latency at 1 connection: ${settings.latencyRuns} run(s) of ${settings.latencyDurationS} s; WebSocket: ${settings.latencyRuns} run(s) of ${settings.durationS} s. Runs interleaved across paths, idle paths frozen (SIGSTOP). Percentiles from a 3-significant-digit histogram.`,
+      `median (min–max). Latency at 1 connection: ${settings.latencyRuns} run(s) of ${settings.latencyDurationS} s; WebSocket (1 and ${settings.wsWindow} messages in flight): ${settings.latencyRuns} run(s) of ${settings.durationS} s each; ` +
+      `open loop: vegeta, ${settings.openLoopRuns} run(s) of ${settings.openLoopDurationS} s per rate. Runs interleaved across paths, idle paths frozen (SIGSTOP). Percentiles from a 3-significant-digit histogram.`,
     '- Proxy CPU per request: utime + stime of the proxy\'s process group (/proc/<pid>/stat) over a run, divided by the requests it served. Proxy RSS: VmRSS summed over the group after the runs.',
     '',
     '## Throughput and cost per request',
@@ -80,7 +83,10 @@ export function toMarkdown (report: BenchReport): string {
     ...usersSection(ok),
     ...workersSection(ok),
     ...featuresSection(ok),
-    ...webSocketSection(ok),
+    ...openLoopSection(report.paths, settings),
+    ...webSocketSection(ok, 'websocket', '## WebSocket', 'Each connection keeps one message in flight, so this measures the round trip: a proxy adds a hop each way.'),
+    ...webSocketSection(ok, 'websocketWindow', `## WebSocket with ${settings.wsWindow} messages in flight`,
+      `Each connection keeps ${settings.wsWindow} messages in flight, sending one for every echo, so this measures how many messages a proxy relays per second rather than the round trip.`),
     ...streamSection(ok),
     '## Goals',
     '',
@@ -227,19 +233,56 @@ function featuresSection (ok: readonly PathResult[]): string[] {
   ]
 }
 
-function webSocketSection (ok: readonly PathResult[]): string[] {
-  const paths = ok.filter((path) => path.websocket !== undefined)
+function webSocketSection (ok: readonly PathResult[], measure: 'websocket' | 'websocketWindow', heading: string, intro: string): string[] {
+  const paths = ok.flatMap((path) => path[measure] === undefined ? [] : [{ title: path.title, id: path.id, ws: path[measure] }])
   if (paths.length === 0) return []
-  const direct = paths.find((path) => path.id === 'direct')?.websocket?.messagesPerS.median
+  const direct = paths.find((path) => path.id === 'direct')?.ws.messagesPerS.median
   return [
-    '## WebSocket',
+    heading,
     '',
-    'Each connection keeps one message in flight, so this measures the round trip: a proxy adds a hop each way.',
+    intro,
     '',
-    '| path | messages/s (echoed) | vs direct | connections | message size |',
-    '|---|---|---|---|---|',
-    ...paths.map((path) => `| ${path.title} | ${count(path.websocket!.messagesPerS)} | ${direct === undefined ? '—' : `${(path.websocket!.messagesPerS.median / direct).toFixed(2)}×`} | ${path.websocket!.connections} | ${path.websocket!.messageBytes} B |`),
+    '| path | messages/s (echoed) | vs direct | connections | in flight per connection | message size |',
+    '|---|---|---|---|---|---|',
+    ...paths.map(({ title, ws }) => `| ${title} | ${count(ws.messagesPerS)} | ${direct === undefined ? '—' : `${(ws.messagesPerS.median / direct).toFixed(2)}×`} | ${ws.connections} | ${ws.window} | ${ws.messageBytes} B |`),
     '',
+  ]
+}
+
+/** Latency at constant offered rates, each path against nginx + Lua at the same rate. */
+function openLoopSection (paths: readonly PathResult[], settings: BenchReport['settings']): string[] {
+  const measured = paths.flatMap((path) => path.status === 'ok' && path.openLoop !== undefined ? [{ path, openLoop: path.openLoop }] : [])
+  const missing = paths.flatMap((path) => path.notMeasured?.openloop ?? [])[0]
+  const heading = ['## Latency at a fixed offered rate (open loop)', '']
+  if (measured.length === 0) return missing === undefined ? [] : [...heading, `Not measured: ${missing}`, '']
+  const { basis } = measured[0]!.openLoop
+  const shares = settings.openLoopShares.map((share) => `${share * 100}%`).join(', ')
+  const reference = measured.find(({ path }) => path.id === OPEN_LOOP_REFERENCE)?.openLoop
+  const against = (rate: OpenLoopRate): string => {
+    const theirs = reference?.rates.find((candidate) => candidate.share === rate.share)
+    if (theirs === undefined) return '—'
+    return [rate.p50Ms, rate.p99Ms, rate.p999Ms].map((mine, index) => `${(mine.median / [theirs.p50Ms, theirs.p99Ms, theirs.p999Ms][index]!.median).toFixed(2)}×`).join(' / ')
+  }
+  const rows = settings.openLoopShares.flatMap((share) => measured.flatMap(({ path, openLoop }) => {
+    const rate = openLoop.rates.find((candidate) => candidate.share === share)
+    if (rate === undefined) return []
+    return [`| ${share * 100}% | ${path.title}${rate.held ? '' : ' ‡'} | ${thousands(rate.offeredRps)} | ${count(rate.achievedRps)} | ${ms(rate.p50Ms.median)} | ${ms(rate.p99Ms.median)} | ${ms(rate.p999Ms.median)} | ` +
+      `${against(rate)} | ${ms(rate.sendLagP99Ms)} | ${mib(rate.rssKb)} |`]
+  }))
+  return [
+    ...heading,
+    `vegeta sends \`GET /fixed\` at a constant rate and opens more connections whenever answers are slow, so a slow proxy never slows the sending: its queueing shows in the percentiles. ` +
+      `The rates are ${shares} of ${basis.source === 'fixed' ? `a fixed ${basis.rps.toLocaleString('en-US')} req/s (${OPEN_LOOP_REFERENCE} was not measured in this run)` : `${basis.source}'s saturation rate in this run, ${Math.round(basis.rps).toLocaleString('en-US')} req/s (the median of its throughput runs)`}. ` +
+      `Each run sends for ${settings.openLoopWarmupS} s not counted, then ${settings.openLoopDurationS} s counted; ${settings.openLoopRuns} run(s) per rate, interleaved across paths; the table shows the median. ` +
+      'Latency runs from sending a request to reading the whole answer, failed requests included. Send lag: how late vegeta sent its requests against the schedule (p99).',
+    '',
+    `| load | path | offered req/s | served req/s | p50 | p99 | p99.9 | vs ${OPEN_LOOP_REFERENCE} (p50 / p99 / p99.9) | send lag p99 | proxy RSS after |`,
+    '|---|---|---|---|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    ...(measured.some(({ openLoop }) => openLoop.rates.some((rate) => !rate.held))
+      ? [`‡ the path did not hold this rate: vegeta fell more than ${MAX_SEND_LAG_MS} ms behind its schedule (p99), could not send ${MIN_SENT_SHARE * 100}% of the requests, or more than ${MAX_FAILED_SHARE * 100}% failed. Its percentiles are a lower bound.`, '']
+      : []),
   ]
 }
 
@@ -268,8 +311,11 @@ function notRunSection (paths: readonly PathResult[]): string[] {
 }
 
 function count (summary: Summary): string {
-  const k = (value: number): string => value >= 10_000 ? `${(value / 1000).toFixed(1)}k` : value.toFixed(0)
-  return summary.min === summary.max ? k(summary.median) : `${k(summary.median)} (${k(summary.min)}–${k(summary.max)})`
+  return summary.min === summary.max ? thousands(summary.median) : `${thousands(summary.median)} (${thousands(summary.min)}–${thousands(summary.max)})`
+}
+
+function thousands (value: number): string {
+  return value >= 10_000 ? `${(value / 1000).toFixed(1)}k` : value.toFixed(0)
 }
 
 function ms (value: number): string {

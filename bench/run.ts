@@ -98,6 +98,8 @@ function describeResult (result: PathResult): string {
   }
   if (result.latency !== undefined) parts.push(`p50 at 1 connection ${result.latency.p50Ms.median.toFixed(3)} ms`)
   if (result.websocket !== undefined) parts.push(`${Math.round(result.websocket.messagesPerS.median)} WebSocket messages/s`)
+  if (result.websocketWindow !== undefined) parts.push(`${Math.round(result.websocketWindow.messagesPerS.median)} with ${result.websocketWindow.window} in flight`)
+  for (const rate of result.openLoop?.rates ?? []) parts.push(`open loop ${rate.offeredRps} req/s: p50 ${rate.p50Ms.median.toFixed(3)} ms, p99 ${rate.p99Ms.median.toFixed(2)} ms${rate.held ? '' : ' (rate not held)'}`)
   if (result.stream !== undefined) parts.push(`stream ${result.stream.mibPerS.toFixed(0)} MiB/s`)
   return parts.join(', ')
 }

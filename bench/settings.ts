@@ -20,6 +20,16 @@ export interface BenchSettings {
   readonly latencyDurationS: number
   readonly wsConnections: number
   readonly wsMessageBytes: number
+  /** Messages each connection keeps in flight in the WebSocket throughput measure. */
+  readonly wsWindow: number
+  /** Open-loop rates, as shares of the reference path's saturation rate measured in the same run. */
+  readonly openLoopShares: readonly number[]
+  /** The saturation rate the shares apply to when the reference path was not measured. */
+  readonly openLoopFallbackRps: number
+  readonly openLoopRuns: number
+  /** Seconds measured per open-loop run, after openLoopWarmupS at the same rate that are not counted. */
+  readonly openLoopDurationS: number
+  readonly openLoopWarmupS: number
   readonly streamBytes: number
   readonly userCounts: readonly number[]
   /**
@@ -39,6 +49,11 @@ export const USAGE = `usage: npm run bench -- [--quick] [--only id[,id…]] [--o
   --upstream     auto (built-in backend if present, else bench/fixed-responder.ts), backend, fixed
   --no-install   never install nginx (apt-get) or configurable-http-proxy (npm); skip those paths`
 
+/**
+ * Twice the 8,000 req/s at which podgate's open-loop median was first seen at 2× nginx + Lua's,
+ * so the middle rate repeats that measurement when nginx + Lua is not in the run.
+ */
+const OPEN_LOOP_FALLBACK_RPS = 16_000
 const UPSTREAM_CHOICES: readonly string[] = ['auto', 'backend', 'fixed'] satisfies UpstreamChoice[]
 
 export class UsageError extends Error {
@@ -69,11 +84,22 @@ export function parseSettings (argv: readonly string[]): BenchSettings {
   const upstream = values.upstream as UpstreamChoice
   if (!UPSTREAM_CHOICES.includes(upstream)) throw new UsageError(`--upstream: expected auto, backend or fixed, got ${JSON.stringify(upstream)}\n${USAGE}`)
   const only = values.only.split(',').map((id) => id.trim()).filter((id) => id !== '')
-  const common = { only, outDir: values.out, upstream, install: !values['no-install'], connections: 64, wsMessageBytes: 64 }
-  if (values.quick) {
-    return { ...common, quick: true, durationS: 1, runs: 1, latencyRuns: 1, warmupS: 0, latencyDurationS: 1, wsConnections: 8, streamBytes: 64 * 1024 ** 2, userCounts: [1, 1000], budgetS: 240, quietWaitS: 0 }
+  const common = {
+    only,
+    outDir: values.out,
+    upstream,
+    install: !values['no-install'],
+    connections: 64,
+    wsMessageBytes: 64,
+    wsWindow: 16,
+    openLoopShares: [0.25, 0.5, 0.75],
+    openLoopFallbackRps: OPEN_LOOP_FALLBACK_RPS,
+    openLoopWarmupS: 0.5,
   }
-  return { ...common, quick: false, durationS: 3, runs: 5, latencyRuns: 3, warmupS: 1, latencyDurationS: 2, wsConnections: 32, streamBytes: 1024 ** 3, userCounts: [1, 1000, 10_000, 100_000], budgetS: 170, quietWaitS: 60 }
+  if (values.quick) {
+    return { ...common, quick: true, durationS: 1, runs: 1, latencyRuns: 1, warmupS: 0, latencyDurationS: 1, wsConnections: 8, openLoopRuns: 1, openLoopDurationS: 1, streamBytes: 64 * 1024 ** 2, userCounts: [1, 1000], budgetS: 240, quietWaitS: 0 }
+  }
+  return { ...common, quick: false, durationS: 3, runs: 5, latencyRuns: 3, warmupS: 1, latencyDurationS: 2, wsConnections: 32, openLoopRuns: 3, openLoopDurationS: 2, streamBytes: 1024 ** 3, userCounts: [1, 1000, 10_000, 100_000], budgetS: 170, quietWaitS: 60 }
 }
 
 /** Whether a path id was selected by --only. */

@@ -1,4 +1,5 @@
-// WebSocket echo load: each connection keeps one message in flight for the duration.
+// WebSocket echo load: each connection keeps `window` messages in flight for the duration
+// (1: the round trip; more: the relay's throughput, several messages on the wire each way).
 // Usage: node ws-load.ts '<WsLoadSpec JSON>'; prints one JSON line (WsLoadResult).
 import { WebSocket } from 'ws'
 import { parseSpec } from './spec.ts'
@@ -6,6 +7,8 @@ import { parseSpec } from './spec.ts'
 export interface WsLoadSpec {
   readonly url: string
   readonly connections: number
+  /** Messages each connection keeps in flight: one more is sent for every echo. */
+  readonly window: number
   readonly durationS: number
   readonly messageBytes: number
   readonly headers: Record<string, string>
@@ -20,7 +23,7 @@ export interface WsLoadResult {
 
 const OPEN_TIMEOUT_MS = 5000
 
-const spec = parseSpec<WsLoadSpec>(process.argv[2], ['url', 'connections', 'durationS', 'messageBytes', 'headers'])
+const spec = parseSpec<WsLoadSpec>(process.argv[2], ['url', 'connections', 'window', 'durationS', 'messageBytes', 'headers'])
 const payload = Buffer.alloc(spec.messageBytes, 'x')
 
 async function open (): Promise<WebSocket> {
@@ -54,7 +57,7 @@ async function echoUntil (socket: WebSocket, deadline: number): Promise<{ echoed
     const stall = setTimeout(() => { finish(false) }, deadline - performance.now() + STALL_GRACE_MS)
     socket.on('message', onMessage)
     socket.once('close', onClose)
-    socket.send(payload)
+    for (let sent = 0; sent < spec.window; sent++) socket.send(payload)
   })
 }
 

@@ -26,16 +26,17 @@ export function benchPaths (settings: BenchSettings): BenchPath[] {
   const podgate = { alg: 'HS256', tokenCache: true, users: 1, tokens: 1, workers: 1, pinned: true } as const
   return [
     directPath,
-    podgatePath({ ...podgate, id: 'podgate-hs256', title: 'podgate, HS256, token cache on', measures: ['throughput', 'latency', 'websocket', 'stream'] }),
+    podgatePath({ ...podgate, id: 'podgate-hs256', title: 'podgate, HS256, token cache on', measures: ['throughput', 'latency', 'websocket', 'websocket-window', 'openloop', 'stream'] }),
     podgatePath({ ...podgate, id: 'podgate-hs256-nocache', title: 'podgate, HS256, token cache off', tokenCache: false, measures: ['throughput', 'latency'] }),
     podgatePath({ ...podgate, id: 'podgate-es256', title: 'podgate, ES256, token cache on', alg: 'ES256', measures: ['throughput', 'latency'] }),
     podgatePath({ ...podgate, id: 'podgate-auth-url', title: 'podgate, opaque token via PODGATE_AUTH_URL, verdict cached (warm)', authUrl: true, measures: ['throughput', 'latency'] }),
-    nginxPath('keepalive', ['throughput', 'latency', 'websocket']),
+    nginxPath('keepalive', ['throughput', 'latency', 'websocket', 'websocket-window']),
     nginxPath('lua-variable', ['throughput', 'latency']),
     nginxPath('lua-keepalive', ['throughput', 'latency']),
-    nginxPath('lua-cached', ['throughput', 'latency']),
+    // the open-loop reference: its saturation rate sets the offered rates (open-loop.ts)
+    nginxPath('lua-cached', ['throughput', 'latency', 'openloop']),
     nginxPath('auth-request', ['throughput', 'latency']),
-    chpPath(['throughput', 'latency']),
+    chpPath(['throughput', 'latency', 'openloop']),
     minimalPath(['throughput', 'latency']),
     ...settings.userCounts.map((users) => podgatePath({
       ...podgate,

@@ -6,7 +6,8 @@ import type { Prerequisites } from '../prerequisites.ts'
 import type { ProcessGroup } from '../processes.ts'
 import type { Upstream } from '../upstream.ts'
 
-export type Measure = 'throughput' | 'latency' | 'websocket' | 'stream'
+/** 'websocket' keeps one message in flight per connection (the round trip), 'websocket-window' several (the relay's throughput). */
+export type Measure = 'throughput' | 'latency' | 'websocket' | 'websocket-window' | 'openloop' | 'stream'
 
 export interface PathContext {
   readonly repoDir: string

@@ -5,6 +5,7 @@ import t from 'tap'
 import { evaluateGoals } from '../goals.ts'
 import type { GoalResult } from '../goals.ts'
 import type { PathResult, ThroughputResult } from '../measure.ts'
+import { summarizeOpenLoop } from '../open-loop.ts'
 import { toMarkdown, writeReport } from '../report.ts'
 import type { BenchReport } from '../report.ts'
 import { parseSettings } from '../settings.ts'
@@ -20,19 +21,33 @@ function ok (id: string, extra: Partial<PathResult> = {}): PathResult {
 }
 
 const latency = (p50: number): PathResult['latency'] => ({ connections: 1, p50Ms: summarize([p50]), p99Ms: summarize([p50 * 3]) })
+const ws = (window: number, messagesPerS: number): PathResult['websocket'] => ({ connections: 32, window, messageBytes: 64, messagesPerS: summarize([messagesPerS]) })
+
+/** Open-loop results at 25% and 50% of a 20,000 req/s reference, one 2 s run each; `lagMs` above 1 ms means the rate was not held. */
+function openLoop (p50AtHalf: number, p99AtHalf: number, lagMs = 0.1): PathResult['openLoop'] {
+  const run = (offeredRps: number, p50Ms: number, p99Ms: number) => ({
+    share: offeredRps / 20_000,
+    rssKb: 70_000,
+    run: { offeredRps, durationS: 2, sent: offeredRps * 2, ok: offeredRps * 2, achievedRps: offeredRps, p50Ms, p99Ms, p999Ms: p99Ms * 2, sendLagP99Ms: lagMs, statusCodes: {} },
+  })
+  return summarizeOpenLoop({ rps: 20_000, source: 'nginx-lua-cached' }, [run(5000, 0.2, 1), run(10_000, p50AtHalf, p99AtHalf)], 2)
+}
 
 const results: PathResult[] = [
-  ok('direct', { throughput: throughput(40_000, null), latency: latency(0.05), websocket: { connections: 32, messageBytes: 64, messagesPerS: summarize([30_000]) } }),
+  ok('direct', { throughput: throughput(40_000, null), latency: latency(0.05), websocket: ws(1, 30_000), websocketWindow: ws(16, 100_000), openLoop: openLoop(0.15, 1) }),
   ok('podgate-hs256', {
     idleRssKb: 50_000,
     throughput: throughput(30_000, 25),
     latency: latency(0.12),
-    websocket: { connections: 32, messageBytes: 64, messagesPerS: summarize([27_000]) },
+    websocket: ws(1, 27_000),
+    websocketWindow: ws(16, 50_000),
+    openLoop: openLoop(0.36, 4.5),
     stream: { bytes: 1024 ** 3, mibPerS: 400, rssBeforeKb: 50_000, peakRssKb: 150_000 },
   }),
   ok('podgate-hs256-nocache', { throughput: throughput(20_000, 40) }),
   ok('nginx-lua-keepalive', { throughput: throughput(42_000, 23) }),
-  ok('nginx-lua-cached', { throughput: throughput(58_000, 16) }),
+  ok('nginx-lua-cached', { throughput: throughput(58_000, 16), openLoop: openLoop(0.3, 2.5) }),
+  ok('nginx-keepalive', { throughput: throughput(60_000, 15), websocketWindow: ws(16, 55_000) }),
   ok('chp', { throughput: throughput(9_000, 92, 30) }),
   ok('podgate-users-1', { idleRssKb: 50_000, throughput: throughput(30_000, 25) }),
   ok('podgate-users-100000', { idleRssKb: 50_000 + 100_000, throughput: throughput(29_000, 26) }),
@@ -55,7 +70,10 @@ void t.test('each goal is a ratio or bound over the paths it names', (t) => {
   t.match(byGoal(goals, /100,000 users routable vs 1/), { status: 'PASS', measured: /^0\.97×/ })
   // 100,000 KiB over 99,999 extra users is 1024 bytes each
   t.match(byGoal(goals, /RSS growth per routable user/), { status: 'PASS', measured: '1024 bytes' })
-  t.match(byGoal(goals, /WebSocket/), { status: 'PASS', measured: /^0\.90×/ })
+  t.match(byGoal(goals, /^WebSocket messages\/s through podgate/), { status: 'PASS', measured: /^0\.90×/ })
+  t.match(byGoal(goals, /open-loop p50 at 50% of nginx \+ Lua's saturation rate/), { target: '≤ 1.3×', status: 'PASS', measured: '1.20× (0.360 / 0.300 ms)' })
+  t.match(byGoal(goals, /open-loop p99 at 50%/), { target: '≤ 1.5×', status: 'FAIL', measured: '1.80× (4.500 / 2.500 ms)' })
+  t.match(byGoal(goals, /several in flight/), { target: '≥ nginx\'s ratio', status: 'FAIL', measured: '0.50× vs 0.55× (50000, 55000 / 100000)' })
   t.match(byGoal(goals, /1 GiB streamed body/), { status: 'FAIL', measured: /^97\.7 MiB/ })
   t.end()
 })
@@ -100,5 +118,14 @@ void t.test('the markdown report has the machine, every measured path, the goals
   t.equal(written.json, join(dir, 'results', '2030-01-02.json'))
   t.same(JSON.parse(readFileSync(written.json, 'utf8')), JSON.parse(JSON.stringify(report)))
   t.equal(readFileSync(written.markdown, 'utf8'), markdown)
+  t.end()
+})
+
+void t.test('the open-loop goals say when a rate was not held, or why they were not measured', (t) => {
+  const notHeld = evaluateGoals([ok('podgate-hs256', { openLoop: openLoop(0.5, 9, 3) }), ok('nginx-lua-cached', { openLoop: openLoop(0.3, 2.5) })])
+  t.match(byGoal(notHeld, /open-loop p50/), { status: 'FAIL', measured: '1.67× (0.500 / 0.300 ms; podgate did not hold the rate)' })
+  const why = 'vegeta v12.13.0 is not in /x (--no-install); run: GOBIN=/x go install github.com/tsenart/vegeta/v12@v12.13.0'
+  const missing = evaluateGoals([ok('podgate-hs256', { notMeasured: { openloop: why } }), ok('nginx-lua-cached', { notMeasured: { openloop: why } })])
+  t.match(byGoal(missing, /open-loop p99/), { status: 'SKIP', measured: `not measured: ${why}` })
   t.end()
 })

@@ -2,7 +2,7 @@ import { createServer } from 'node:http'
 import type { Server } from 'node:http'
 import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { homedir, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
@@ -56,7 +56,7 @@ void t.test('every measure of a path, with the upstream standing in as the measu
   const path: BenchPath = {
     id: 'self',
     title: 'upstream measured as if it were the proxy',
-    measures: ['throughput', 'latency', 'websocket', 'stream'],
+    measures: ['throughput', 'latency', 'websocket', 'websocket-window', 'openloop', 'stream'],
     start: async (ctx) => await Promise.resolve({ baseUrl: ctx.upstream.url, headerSets: [{ authorization: 'Bearer x' }], proxyPgid: ctx.upstream.process.pid }),
   }
   const result = await measurePath(path, options)
@@ -70,6 +70,10 @@ void t.test('every measure of a path, with the upstream standing in as the measu
   t.ok(result.idleRssKb! > 10_000)
   t.ok(result.latency!.p50Ms.median > 0 && result.latency!.p50Ms.median < 50, `p50 at 1 connection ${result.latency!.p50Ms.median} ms`)
   t.ok(result.websocket!.messagesPerS.median > 100, `${result.websocket!.messagesPerS.median} messages/s`)
+  t.match(result.websocketWindow, { window: 16, connections: 2 })
+  t.ok(result.websocketWindow!.messagesPerS.median > 100, `${result.websocketWindow!.messagesPerS.median} messages/s with 16 in flight`)
+  t.equal(result.openLoop, undefined, 'no vegeta in this context (--no-install)')
+  t.match(result.notMeasured, { openloop: /^vegeta v12\.13\.0 is not in .* \(--no-install\); run: GOBIN=/ })
   t.match(result.stream, { bytes: 8 * 1024 ** 2 })
   t.ok(result.stream!.mibPerS > 1)
   t.ok(result.stream!.peakRssKb! >= result.stream!.rssBeforeKb!)
@@ -188,4 +192,39 @@ void t.test('after the last run, a path\'s auth service calls are checked agains
   t.ok(every.calls >= every.requests && every.requests > 100, `${every.calls} calls for ${every.requests} 2xx responses`)
   if (every.calls >= 1000) t.equal(every.cpuUsPerCall, 5_000_000 / every.calls)
   t.match(results[3]!.reason, /answered 10 calls for \d+ requests; every request should have asked it/)
+})
+
+void t.test('open-loop runs: vegeta (built into the cache when missing) at each share of the rate, run by run across the paths', async (t) => {
+  const { options, context, root } = await setUp(t)
+  const log: string[] = []
+  // the benchmark's own cache, so a later `npm run bench` finds vegeta built
+  const prerequisites = new Prerequisites({ processes: root, cacheDir: join(homedir(), '.cache', 'podgate', 'bench'), install: true, log: (line) => { log.push(line) } })
+  const order: string[] = []
+  const server = (name: string) => createServer((_request, response) => {
+    if (order.at(-1) !== name) order.push(name)
+    response.end(Buffer.alloc(100, 'x'))
+  })
+  const urls = { a: await listen(t, server('a')), b: await listen(t, server('b')) }
+  const path = (name: 'a' | 'b'): BenchPath => ({
+    id: name,
+    title: name,
+    measures: ['openloop'],
+    start: async () => await Promise.resolve({ baseUrl: urls[name], headerSets: [{ authorization: 'one' }], proxyPgid: undefined }),
+  })
+  // no nginx-lua-cached among the paths: the rates are shares of the fallback
+  const settings = { ...options.settings, openLoopFallbackRps: 400, openLoopRuns: 2, openLoopDurationS: 0.5, openLoopWarmupS: 0.25 }
+  const results = await measurePaths([path('a'), path('b')], { ...options, settings, contextFor: () => Promise.resolve({ ...context, prerequisites }), log: (line) => { log.push(line) } })
+  t.same(results.map((result) => [result.id, result.status, result.reason]), [['a', 'ok', undefined], ['b', 'ok', undefined]], log.join('\n'))
+  t.same(order, ['a', 'b', 'a', 'b', 'a', 'b', 'a', 'b', 'a', 'b', 'a', 'b', 'a', 'b'], 'the checks, then each rate of each round, path after path')
+  for (const result of results) {
+    const openLoop = result.openLoop!
+    t.same(openLoop.basis, { rps: 400, source: 'fixed' })
+    t.same(openLoop.rates.map((rate) => [rate.share, rate.offeredRps, rate.runs.length]), [[0.25, 100, 2], [0.5, 200, 2], [0.75, 300, 2]])
+    for (const rate of openLoop.rates) {
+      t.ok(rate.sent > 0 && rate.failed === 0, `${result.id} at ${rate.offeredRps} req/s: ${rate.sent} sent, ${rate.failed} failed`)
+      t.ok(rate.p50Ms.median > 0 && rate.p50Ms.median <= rate.p99Ms.median && rate.p99Ms.median <= rate.p999Ms.median, `${result.id}: ordered percentiles ${JSON.stringify([rate.p50Ms, rate.p99Ms, rate.p999Ms])}`)
+      t.equal(rate.rssKb, null, 'no proxy process, no RSS')
+    }
+  }
+  t.ok(log.some((line) => /open-loop run 1 of 2 at 100 req\/s \(25% of a fixed 400 req\/s\)/.test(line)), 'the log says what the rate is a share of')
 })

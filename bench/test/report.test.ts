@@ -1,5 +1,6 @@
 import t from 'tap'
 import type { PathResult } from '../measure.ts'
+import { summarizeOpenLoop } from '../open-loop.ts'
 import { toMarkdown, type BenchReport } from '../report.ts'
 import { parseSettings } from '../settings.ts'
 import { summarize } from '../stats.ts'
@@ -64,5 +65,44 @@ void t.test('the feature rows are priced against the defaults row of the same ru
   t.match(markdown, '| per-user limits, identity, usage, access log and trace context all off | 20.0k | 40.0 µs (39.0–41.0) | −1.0 µs (−2%) |')
   t.match(markdown, '| signed identity header (Ed25519) | 20.0k | 46.0 µs (45.0–47.0) | +5.0 µs (+12%) |')
   t.notMatch(toMarkdown(report([withCpu('podgate-hs256', 40)])), 'Request-path features', 'no section without feature rows')
+  t.end()
+})
+
+void t.test('the open-loop table: every path at every rate, against nginx + Lua at the same rate, rates not held marked', (t) => {
+  const run = (share: number, p50Ms: number, sendLagP99Ms = 0.05) => ({
+    share,
+    rssKb: 80 * 1024,
+    run: { offeredRps: share * 20_000, durationS: 2, sent: share * 40_000, ok: share * 40_000, achievedRps: share * 20_000, p50Ms, p99Ms: p50Ms * 10, p999Ms: p50Ms * 20, sendLagP99Ms, statusCodes: {} },
+  })
+  const withOpenLoop = (id: string, p50: [number, number, number], lag?: number): PathResult => ({
+    ...path(id, [20_000]),
+    openLoop: summarizeOpenLoop({ rps: 20_000, source: 'nginx-lua-cached' }, [run(0.25, p50[0]), run(0.5, p50[1]), run(0.75, p50[2], lag)], 2),
+  })
+  const markdown = toMarkdown(report([withOpenLoop('podgate-hs256', [0.4, 0.6, 1.2], 4), withOpenLoop('nginx-lua-cached', [0.2, 0.3, 0.4])]))
+  t.match(markdown, '## Latency at a fixed offered rate (open loop)')
+  t.match(markdown, 'The rates are 25%, 50%, 75% of nginx-lua-cached\'s saturation rate in this run, 20,000 req/s (the median of its throughput runs).')
+  t.match(markdown, '| 50% | podgate-hs256 | 10.0k | 10.0k | 0.600 ms | 6.00 ms | 12.00 ms | 2.00× / 2.00× / 2.00× | 0.050 ms | 80.0 MiB |')
+  t.match(markdown, '| 75% | podgate-hs256 ‡ | 15.0k | 15.0k | 1.20 ms | 12.00 ms | 24.00 ms | 3.00× / 3.00× / 3.00× | 4.00 ms | 80.0 MiB |')
+  t.match(markdown, '| 75% | nginx-lua-cached | 15.0k |')
+  t.match(markdown, '‡ the path did not hold this rate: vegeta fell more than 1 ms behind its schedule (p99)')
+  t.ok(markdown.indexOf('| 25% | nginx-lua-cached') < markdown.indexOf('| 50% | podgate-hs256'), 'grouped by rate')
+
+  const why = 'vegeta v12.13.0 is not in /cache (--no-install)'
+  const skipped = toMarkdown(report([{ ...path('podgate-hs256', [20_000]), notMeasured: { openloop: why } }]))
+  t.match(skipped, `## Latency at a fixed offered rate (open loop)\n\nNot measured: ${why}\n`)
+  t.notMatch(toMarkdown(report([path('direct', [40_000])])), 'open loop)', 'no section for a run without the measure')
+  t.end()
+})
+
+void t.test('the WebSocket tables: one message in flight, and several, each against direct', (t) => {
+  const ws = (window: number, messagesPerS: number): PathResult['websocket'] => ({ connections: 32, window, messageBytes: 64, messagesPerS: summarize([messagesPerS]) })
+  const markdown = toMarkdown(report([
+    { ...path('direct', [40_000]), websocket: ws(1, 100_000), websocketWindow: ws(16, 300_000) },
+    { ...path('podgate-hs256', [20_000]), websocket: ws(1, 50_000), websocketWindow: ws(16, 120_000) },
+  ]))
+  t.match(markdown, '## WebSocket\n')
+  t.match(markdown, '| podgate-hs256 | 50.0k | 0.50× | 32 | 1 | 64 B |')
+  t.match(markdown, '## WebSocket with 16 messages in flight')
+  t.match(markdown, '| podgate-hs256 | 120.0k | 0.40× | 32 | 16 | 64 B |')
   t.end()
 })

@@ -1,0 +1,49 @@
+import t from 'tap'
+import { offeredRates, openLoopBasis, summarizeOpenLoop } from '../open-loop.ts'
+import type { OpenLoopSample } from '../open-loop.ts'
+import { parseSettings } from '../settings.ts'
+import type { OpenLoopRun } from '../vegeta-results.ts'
+
+const settings = parseSettings([])
+
+void t.test('the rates are shares of nginx + Lua\'s saturation rate in this run, or of the stated fallback', (t) => {
+  t.same(openLoopBasis(25_875.4, settings), { rps: 25_875.4, source: 'nginx-lua-cached' })
+  for (const missing of [undefined, Number.NaN, 0]) t.same(openLoopBasis(missing, settings), { rps: 16_000, source: 'fixed' })
+  t.same(offeredRates({ rps: 25_875.4, source: 'nginx-lua-cached' }, settings.openLoopShares), [{ share: 0.25, rps: 6469 }, { share: 0.5, rps: 12_938 }, { share: 0.75, rps: 19_407 }])
+  t.same(offeredRates({ rps: 2, source: 'fixed' }, [0.1]), [{ share: 0.1, rps: 1 }], 'never a rate of 0')
+  t.end()
+})
+
+function run (offeredRps: number, p50Ms: number, extra: Partial<OpenLoopRun> = {}): OpenLoopRun {
+  const sent = offeredRps * 2
+  return { offeredRps, durationS: 2, sent, ok: sent, achievedRps: offeredRps, p50Ms, p99Ms: p50Ms * 4, p999Ms: p50Ms * 10, sendLagP99Ms: 0.05, statusCodes: { 200: sent }, ...extra }
+}
+
+void t.test('runs are summarized per rate: median percentiles, worst send lag, failures, largest RSS', (t) => {
+  const samples: OpenLoopSample[] = [
+    { share: 0.25, run: run(1000, 0.3), rssKb: 100 },
+    { share: 0.5, run: run(2000, 0.4, { sendLagP99Ms: 0.2 }), rssKb: 120 },
+    { share: 0.25, run: run(1000, 0.5, { ok: 1999 }), rssKb: 110 },
+    { share: 0.5, run: run(2000, 0.6), rssKb: null },
+    { share: 0.25, run: run(1000, 0.4, { sendLagP99Ms: 0.3 }), rssKb: 90 },
+  ]
+  const result = summarizeOpenLoop({ rps: 4000, source: 'nginx-lua-cached' }, samples, 2)
+  t.same(result.rates.map((rate) => rate.share), [0.25, 0.5])
+  const [quarter, half] = result.rates
+  t.match(quarter, { offeredRps: 1000, sent: 6000, failed: 1, sendLagP99Ms: 0.3, rssKb: 110, held: true })
+  t.match(quarter!.p50Ms, { median: 0.4, min: 0.3, max: 0.5 })
+  t.equal(quarter!.runs.length, 3)
+  t.match(half, { offeredRps: 2000, sent: 8000, failed: 0, rssKb: 120, held: true })
+  t.match(half!.p99Ms, { median: 2, min: 1.6, max: 2.4 })
+  t.end()
+})
+
+void t.test('a rate is not held when vegeta fell behind, could not send, or too many requests failed', (t) => {
+  const held = (extra: Partial<OpenLoopRun>): boolean => summarizeOpenLoop({ rps: 4000, source: 'fixed' }, [{ share: 0.5, run: run(1000, 0.3, extra), rssKb: null }], 2).rates[0]!.held
+  t.ok(held({}))
+  t.notOk(held({ sendLagP99Ms: 1.5 }), 'sent more than 1 ms late')
+  t.notOk(held({ sent: 1900, ok: 1900 }), 'only 95% of the schedule sent')
+  t.ok(held({ ok: 1998 }), '0.1% failed is still held')
+  t.notOk(held({ ok: 1997 }), 'more than 0.1% failed')
+  t.end()
+})
