@@ -134,9 +134,8 @@ interface Live {
   readonly wsRates: number[]
   readonly wsWindowRates: number[]
   readonly openLoopSamples: OpenLoopSample[]
-  /** 2xx responses served so far: the check and every HTTP load run. */
+  /** 2xx responses served so far: the check and every autocannon run (the auth service's calls are checked against it). */
   served: number
-  openLoopBasis?: OpenLoopBasis
   stream?: StreamResult
   authService?: AuthServiceResult
   failure?: string
@@ -153,6 +152,7 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
   const results = new Map<string, PathResult>()
   const live: Live[] = []
   let vegeta: Availability<VegetaInstall> | undefined
+  let basis: OpenLoopBasis | undefined
   try {
     for (const path of paths) {
       const base = { id: path.id, title: path.title }
@@ -179,7 +179,7 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
       }
     }
     const measuring = (measure: Measure): Live[] => live.filter((entry) => entry.failure === undefined && entry.path.measures.includes(measure))
-    // Installed while the paths still start, never between measured runs.
+    // Installed (when missing) before any measure, never between measured runs.
     vegeta = measuring('openloop').length === 0 ? undefined : await measuring('openloop')[0]!.options.context.prerequisites.vegeta()
     if (vegeta?.ok === false) log(`open-loop latency not measured: ${vegeta.reason}`)
     // Paths wait frozen (SIGSTOP) between their runs: a dozen idle proxies and upstreams would
@@ -230,10 +230,11 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
     }
     if (vegeta?.ok === true && measuring('openloop').length > 0) {
       const binary = vegeta.value.binary
-      const basis = openLoopBasis(referenceRps(live), settings)
+      basis = openLoopBasis(referenceRps(live), settings)
+      const of = `${basis.source === 'fixed' ? 'a fixed' : `${basis.source}'s`} ${Math.round(basis.rps)} req/s`
       for (let run = 0; run < settings.openLoopRuns; run++) {
         for (const rate of offeredRates(basis, settings.openLoopShares)) {
-          log(`open-loop run ${run + 1} of ${settings.openLoopRuns} at ${rate.rps} req/s (${rate.share * 100}% of ${basis.source === 'fixed' ? 'a fixed' : basis.source + '\'s'} ${Math.round(basis.rps)} req/s)`)
+          log(`open-loop run ${run + 1} of ${settings.openLoopRuns} at ${rate.rps} req/s (${rate.share * 100}% of ${of})`)
           for (const entry of measuring('openloop')) {
             await attempt(entry, async () => {
               const measured = await openLoopRun(entry.running, rate.rps, binary, settings, entry.options.context)
@@ -242,7 +243,6 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
           }
         }
       }
-      for (const entry of live) entry.openLoopBasis = basis
     }
     for (const entry of measuring('stream')) {
       log(`streaming through ${entry.path.id}`)
@@ -255,7 +255,7 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
   } finally {
     await Promise.all(live.map((entry) => entry.options.context.processes.stopAll()))
   }
-  for (const entry of live) results.set(entry.path.id, summarizePath(entry, vegeta))
+  for (const entry of live) results.set(entry.path.id, summarizePath(entry, vegeta, basis))
   return paths.map((path) => results.get(path.id) as PathResult)
 }
 
@@ -265,7 +265,8 @@ function referenceRps (live: readonly Live[]): number | undefined {
   return reference === undefined ? undefined : summarize(reference.throughputRuns.map((run) => run.rps)).median
 }
 
-function summarizePath (entry: Live, vegeta: Availability<unknown> | undefined): PathResult {
+/** `vegeta` and `basis` are the run's: whether open-loop runs could be taken, and at which rates. */
+function summarizePath (entry: Live, vegeta: Availability<unknown> | undefined, basis: OpenLoopBasis | undefined): PathResult {
   const base = { id: entry.path.id, title: entry.path.title }
   if (entry.failure !== undefined) return { ...base, status: 'failed', reason: entry.failure }
   const { settings } = entry.options
@@ -278,7 +279,7 @@ function summarizePath (entry: Live, vegeta: Availability<unknown> | undefined):
     ...(measures.includes('latency') ? { latency: { connections: 1, p50Ms: summarize(entry.latencyRuns.map((run) => run.p50Ms)), p99Ms: summarize(entry.latencyRuns.map((run) => run.p99Ms)) } } : {}),
     ...(measures.includes('websocket') ? { websocket: { connections: settings.wsConnections, window: 1, messageBytes: settings.wsMessageBytes, messagesPerS: summarize(entry.wsRates) } } : {}),
     ...(measures.includes('websocket-window') ? { websocketWindow: { connections: settings.wsConnections, window: settings.wsWindow, messageBytes: settings.wsMessageBytes, messagesPerS: summarize(entry.wsWindowRates) } } : {}),
-    ...(entry.openLoopBasis === undefined || !measures.includes('openloop') ? {} : { openLoop: summarizeOpenLoop(entry.openLoopBasis, entry.openLoopSamples, settings.openLoopDurationS) }),
+    ...(basis === undefined || !measures.includes('openloop') ? {} : { openLoop: summarizeOpenLoop(basis, entry.openLoopSamples, settings.openLoopDurationS) }),
     ...(vegeta?.ok === false && measures.includes('openloop') ? { notMeasured: { openloop: vegeta.reason } } : {}),
     ...(entry.stream === undefined ? {} : { stream: entry.stream }),
     ...(entry.authService === undefined ? {} : { authService: entry.authService }),
