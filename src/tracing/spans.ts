@@ -18,6 +18,8 @@ import type { GatewayTracer, RequestSpans, UpstreamExchange } from './tracer.ts'
 const ATTR_ENDUSER_ID = 'enduser.id'
 /** The status podgate records for a client that left before its answer began: no HTTP status on the span. */
 const CLIENT_LEFT = 499
+/** Read once: a getter call per timestamp otherwise. */
+const TIME_ORIGIN = performance.timeOrigin
 /** Methods the HTTP semantic conventions name; any other is `_OTHER`, so span names stay few. */
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH', 'QUERY'])
 
@@ -114,7 +116,8 @@ class ExportedRequest implements RequestSpans {
     if (upstream.endpoint !== undefined) {
       const address = endpointAddress(upstream.endpoint)
       const colon = address.lastIndexOf(':')
-      attributes[ATTR_SERVER_ADDRESS] = address.slice(0, colon).replace(/^\[(.*)\]$/, '$1')
+      // An IPv6 endpoint is [address]:port; the attribute is the bare address.
+      attributes[ATTR_SERVER_ADDRESS] = address.startsWith('[') ? address.slice(1, colon - 1) : address.slice(0, colon)
       attributes[ATTR_SERVER_PORT] = Number(address.slice(colon + 1))
     }
     this.#ids.reserveSpanId(spanId)
@@ -137,7 +140,7 @@ class ExportedRequest implements RequestSpans {
  * a child could start before its parent by the millisecond Date.now() rounds to.
  */
 function hrTimeOf (mark: number): HrTime {
-  return millisToHrTime(performance.timeOrigin + mark)
+  return millisToHrTime(TIME_ORIGIN + mark)
 }
 
 /** `status` as the span's HTTP status (none for a client that left), and the error status when `failed`. */

@@ -9,6 +9,7 @@ import t, { type Test } from 'tap'
 import { request } from 'undici'
 import { WebSocket } from 'ws'
 import { endpoint } from '../../src/discovery/source.ts'
+import { createBackend } from '../../src/local/backend.ts'
 import { isValidTraceparent } from '../../src/tracing/context.ts'
 import { startTestGateway, type TestGateway } from '../support/gateway.ts'
 import { SPAN_KIND_CLIENT, SPAN_KIND_SERVER, STATUS_ERROR, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from '../support/otlp-receiver.ts'
@@ -140,6 +141,16 @@ void t.test('podgate\'s own answers get a SERVER span, an error status from 500 
   t.same(denied[0]?.events, [])
   t.notMatch(receiver.bodies.join('\n'), token)
   t.notMatch(receiver.bodies.join('\n'), bob)
+})
+
+void t.test('an IPv6 endpoint is named by its bare address', async (t) => {
+  const { gw, receiver } = await traced(t)
+  const backend = await createBackend({ user: 'carol', host: '::1' })
+  t.teardown(() => backend.close())
+  gw.local.set('carol', [endpoint('::1', backend.address.port)])
+  const pod = await get(gw, '/', ['authorization', `Bearer ${await gw.token('carol')}`])
+  const { client } = await exchangeSpans(receiver, pod.traceparent?.slice(3, 35) ?? '')
+  t.match(client.attributes, { 'server.address': '::1', 'server.port': backend.address.port })
 })
 
 void t.test('a WebSocket upgrade gets its spans, ended at the 101', async (t) => {
