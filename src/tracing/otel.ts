@@ -18,8 +18,9 @@ import { TraceIds, type TraceContextMode } from './context.ts'
 import { ExportingTracer } from './spans.ts'
 import type { GatewayTracer } from './tracer.ts'
 
-/** How long shutdown waits for the last export: a collector that is down must not hold the drain up. */
+/** Longest shutdown waits for the last export (or OTEL_BSP_EXPORT_TIMEOUT if shorter): a collector that is down must not hold the drain up. */
 export const SHUTDOWN_TIMEOUT_MS = 5_000
+const TIMED_OUT = Symbol('timed out')
 
 export function startTracer (mode: TraceContextMode, config: OtlpExportConfig, logger: Logger): GatewayTracer {
   const log = componentLogger(logger, 'tracing')
@@ -36,11 +37,14 @@ export function startTracer (mode: TraceContextMode, config: OtlpExportConfig, l
   return {
     begin: (req, startedAt) => spans.begin(req, startedAt),
     shutdown: async () => {
-      const timedOut = await Promise.race([
-        provider.shutdown().then(() => false, () => false),
-        sleep(SHUTDOWN_TIMEOUT_MS, true, { ref: false }),
+      const timeoutMs = Math.min(SHUTDOWN_TIMEOUT_MS, config.batch.exportTimeoutMillis)
+      const failed = await Promise.race([
+        provider.shutdown().then(() => undefined, (err: unknown) => err),
+        sleep(timeoutMs, TIMED_OUT, { ref: false }),
       ])
-      if (timedOut) log.warn({ timeoutMs: SHUTDOWN_TIMEOUT_MS }, 'spans not exported at shutdown: the OTLP endpoint did not answer in time')
+      if (failed === undefined) return
+      // The export either failed or was still waiting for the collector when the drain could wait no longer.
+      log.warn(failed === TIMED_OUT ? { timeoutMs } : { err: failed }, 'spans not exported at shutdown')
     },
   }
 }
