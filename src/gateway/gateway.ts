@@ -22,8 +22,9 @@ import type { EndpointPools } from './pools.ts'
 import { createRateLimiter, type UserRateLimiter } from './rate-limit.ts'
 import { checkRequest } from './request-check.ts'
 import { sendError, type ErrorContext } from './respond.ts'
-import { endpointAddress, type GatewayResponse } from './response.ts'
-import { ExchangeBytes, UsageMeter } from './usage.ts'
+import { ExchangeLog } from './exchange-log.ts'
+import type { GatewayResponse } from './response.ts'
+import { UsageMeter } from './usage.ts'
 import { forwardUpgrade, rejectUpgrade, type UpgradeTarget } from './upgrade.ts'
 
 /**
@@ -68,7 +69,6 @@ export class Gateway {
   readonly #verifier: TokenVerifier
   readonly #metrics: Metrics
   readonly #logger: Logger
-  readonly #accessLog: boolean
   readonly #forwarding: ForwardingOptions
   readonly #target: UpgradeTarget & ForwardTarget
   /** How errors are answered: where browsers sign in, and whether forwarded headers say where they were. */
@@ -85,10 +85,8 @@ export class Gateway {
   readonly #reserved: ReservedRoutes
   /** Per-user limits; undefined (nothing allocated, nothing checked) unless configured. */
   readonly #limiter: UserRateLimiter | undefined
-  /** The billing view (PODGATE_USAGE_INTERVAL); undefined when off. */
-  readonly #usage: UsageMeter | undefined
-  /** Bytes per exchange, read from the connection's counters; undefined when neither the access log nor usage wants them. */
-  readonly #bytes: ExchangeBytes | undefined
+  /** The access log and the usage lines; undefined (nothing recorded per exchange) when both are off. */
+  readonly #exchanges: ExchangeLog | undefined
   /** Spans per request; undefined unless exported. */
   readonly #tracer: GatewayTracer | undefined
   /** Trace context for the pod without spans of podgate's own; undefined when exporting or PODGATE_TRACE_CONTEXT=off. */
@@ -106,7 +104,6 @@ export class Gateway {
     this.#verifier = options.verifier
     this.#metrics = options.metrics
     this.#logger = options.logger
-    this.#accessLog = options.gateway.accessLog
     this.#maxHeaders = options.gateway.maxRequestHeaders
     this.#forwarding = {
       userHeader: options.gateway.userHeader,
@@ -127,8 +124,9 @@ export class Gateway {
     this.#reserved = reservedRoutes(options)
     this.#limiter = createRateLimiter(options.gateway.rateLimit, options.clock)
     const usageIntervalMs = options.gateway.usageIntervalMs
-    this.#usage = usageIntervalMs > 0 ? new UsageMeter(usageIntervalMs, options.logger, options.clock ?? systemClock) : undefined
-    this.#bytes = this.#accessLog || this.#usage !== undefined ? new ExchangeBytes() : undefined
+    const usage = usageIntervalMs > 0 ? new UsageMeter(usageIntervalMs, options.logger, options.clock ?? systemClock) : undefined
+    const accessLog = options.gateway.accessLog ? options.logger : undefined
+    this.#exchanges = accessLog !== undefined || usage !== undefined ? new ExchangeLog(accessLog, usage) : undefined
     this.#tracer = options.tracer
     const traceContext = options.gateway.tracing?.context ?? 'continue'
     this.#propagator = options.tracer === undefined && traceContext !== 'off' ? new TraceContextPropagator(traceContext) : undefined
@@ -202,8 +200,8 @@ export class Gateway {
       spans?.end(status, { byPod: origin !== undefined, endpoint: origin, upstreamStart: 0, upstreamEnd: now }, now)
       const seconds = (now - started) / 1000
       this.#metrics.requests.record(status, seconds, origin !== undefined)
-      if (status === 101 && named !== undefined) this.#upgraded(req, socket, named, origin, started)
-      else this.#exchanged(req, socket, { status, seconds, aborted: status === 499, user: named, origin, upstreamMs: undefined })
+      if (status === 101 && named !== undefined) this.#exchanges?.upgraded(req, socket, named, origin, started)
+      else this.#exchanges?.ended(req, socket, { status, seconds, aborted: status === 499, user: named, origin, upstreamMs: undefined })
     }
     socket.once('close', () => { answered(499) })
     const reject = (err: unknown): void => {
@@ -273,13 +271,9 @@ export class Gateway {
   closeUpgraded (): void {
     clearInterval(this.#activityTimer)
     this.#limiter?.close()
-    const usage = this.#usage
-    for (const socket of this.#sockets.keys()) {
-      usage?.socketClosed(socket)
-      socket.destroy()
-    }
+    this.#exchanges?.close(this.#sockets.keys())
+    for (const socket of this.#sockets.keys()) socket.destroy()
     this.#sockets.clear()
-    usage?.close()
   }
 
   /** A WebSocket the client keeps talking on is activity, however long ago it connected. */
@@ -418,9 +412,9 @@ export class Gateway {
     spans?.end(status, res, now)
     const seconds = (now - started) / 1000
     this.#metrics.requests.record(status, seconds, res.byPod)
-    if (this.#bytes !== undefined) {
+    if (this.#exchanges !== undefined) {
       const upstreamMs = res.upstreamStart === 0 ? undefined : (res.upstreamEnd === 0 ? now : res.upstreamEnd) - res.upstreamStart
-      this.#exchanged(req, socket, { status, seconds, aborted: !res.writableFinished, user: res.user, origin: res.endpoint, upstreamMs })
+      this.#exchanges.ended(req, socket, { status, seconds, aborted: !res.writableFinished, user: res.user, origin: res.endpoint, upstreamMs })
     }
     if (--this.#inFlight === 0 && this.#idle !== undefined) {
       const resolve = this.#idle
@@ -428,66 +422,6 @@ export class Gateway {
       resolve()
     }
   }
-
-  /** A WebSocket is open: its access-log line is written, and its usage counted, when it ends. */
-  #upgraded (req: IncomingMessage, socket: Duplex, user: string, origin: string | undefined, started: number): void {
-    const usage = this.#usage
-    if (usage !== undefined) {
-      const before = this.#bytes?.before(socket)
-      usage.socketOpened(socket, user, before?.read ?? 0, before?.written ?? 0)
-    }
-    if (usage === undefined && !this.#accessLog) return
-    socket.once('close', () => {
-      usage?.socketClosed(socket)
-      if (this.#accessLog) {
-        const seconds = (performance.now() - started) / 1000
-        this.#logExchange(req, { status: 101, seconds, aborted: false, user, origin, upstreamMs: undefined }, this.#bytes?.take(socket))
-      }
-    })
-  }
-
-  /** An exchange that is over: into the usage meter and the access log. */
-  #exchanged (req: IncomingMessage, socket: Duplex, exchange: Exchanged): void {
-    // Taken whoever's it is: the connection's next exchange starts where this one ended.
-    const bytes = this.#bytes?.take(socket)
-    if (this.#usage !== undefined && exchange.user !== undefined) this.#usage.request(exchange.user, bytes?.bytesIn ?? 0, bytes?.bytesOut ?? 0)
-    if (this.#accessLog) this.#logExchange(req, exchange, bytes)
-  }
-
-  /**
-   * One access-log line. The query string is left out (some apps carry tokens in it), and so
-   * is every header: a line names the user, never a credential.
-   */
-  #logExchange (req: IncomingMessage, exchange: Exchanged, bytes: { bytesIn: number, bytesOut: number } | undefined): void {
-    const url = req.url ?? ''
-    const query = url.indexOf('?')
-    const { status, seconds, aborted, user, origin, upstreamMs } = exchange
-    this.#logger.info({
-      user,
-      method: req.method,
-      path: query === -1 ? url : url.slice(0, query),
-      status,
-      ms: Math.round(seconds * 1e6) / 1e3,
-      upstreamMs: upstreamMs === undefined ? undefined : Math.round(upstreamMs * 1e3) / 1e3,
-      endpoint: origin === undefined ? undefined : endpointAddress(origin),
-      bytesIn: bytes?.bytesIn,
-      bytesOut: bytes?.bytesOut,
-      aborted,
-    }, 'request')
-  }
-}
-
-/** How an exchange ended, for the access log and the usage meter. */
-interface Exchanged {
-  readonly status: number
-  /** Until the response ended (a WebSocket: until it closed). */
-  readonly seconds: number
-  readonly aborted: boolean
-  readonly user: string | undefined
-  /** The endpoint last asked (its origin); undefined when no pod was. */
-  readonly origin: string | undefined
-  /** From the first dispatch to the pod until its answer ended or failed. */
-  readonly upstreamMs: number | undefined
 }
 
 function bytesRead (socket: Duplex): number {

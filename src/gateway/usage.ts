@@ -26,7 +26,7 @@ interface OpenSocket {
 }
 
 /** Bytes a socket has read and written so far (a net.Socket's counters; a Duplex in general may have none). */
-interface SocketBytes {
+export interface SocketBytes {
   readonly bytesRead?: number
   readonly bytesWritten?: number
 }
@@ -126,38 +126,3 @@ export class UsageMeter {
     return tally
   }
 }
-
-/** Where a connection's byte counters stood when its previous exchange ended. */
-interface Mark { read: number, written: number }
-
-/**
- * Bytes of one exchange each way, from the connection's own counters (the request line and
- * headers included, like nginx's $request_length and $bytes_sent): what the socket read and
- * wrote since the previous exchange on it ended. Nothing is counted per chunk.
- */
-export class ExchangeBytes {
-  readonly #marks = new WeakMap<object, Mark>()
-
-  /** The counters when the exchange now on `socket` began (zero on a new connection). */
-  before (socket: object): Readonly<Mark> {
-    return this.#marks.get(socket) ?? ZERO
-  }
-
-  /** The bytes of the exchange ending now on `socket`; the next one starts here. */
-  take (socket: object): { bytesIn: number, bytesOut: number } {
-    const read = (socket as SocketBytes).bytesRead ?? 0
-    const written = (socket as SocketBytes).bytesWritten ?? 0
-    let mark = this.#marks.get(socket)
-    const bytes = { bytesIn: read - (mark?.read ?? 0), bytesOut: written - (mark?.written ?? 0) }
-    if (mark === undefined) {
-      mark = { read, written }
-      this.#marks.set(socket, mark)
-    } else {
-      mark.read = read
-      mark.written = written
-    }
-    return bytes
-  }
-}
-
-const ZERO: Readonly<Mark> = Object.freeze({ read: 0, written: 0 })
