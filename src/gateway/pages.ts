@@ -2,7 +2,7 @@
 // why it cannot be reached and what to do. Small and self-contained: no scripts, no external
 // resources, one inline style allowed by its hash (CONTENT_SECURITY_POLICY); all text escaped.
 import { createHash } from 'node:crypto'
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES } from './node-http.ts'
 import {
   AuthError, DrainingError, ForbiddenError, LoginFailedError, retryAfterOf, UpstreamError, UpstreamTimeoutError, WorkloadFailedError, WorkloadNotFoundError,
   type PodgateError,

@@ -2,7 +2,8 @@
 // learns on the way (whose request it is, which pod answered, when), read once at the end by
 // the metrics, the access log and the usage meter. Fields on the response the server already
 // allocates: nothing more is allocated per request to carry them.
-import { ServerResponse, type IncomingMessage } from 'node:http'
+import type { IncomingMessage } from 'node:http'
+import { ServerResponse } from './node-http.ts'
 
 export class GatewayResponse<Request extends IncomingMessage = IncomingMessage> extends ServerResponse<Request> {
   /** The user the token named; undefined when it named none (refused before that). */

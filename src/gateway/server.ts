@@ -1,13 +1,14 @@
 // The gateway's listening server: a plain node:http server whose every request, whatever
 // its method and path, goes to Gateway.handle untouched (no routing, no body parsing).
 // docs/adr/0003-gateway-port-without-fastify.md says why fastify serves only the admin port.
-import { createServer, type Server } from 'node:http'
+import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { listenOn } from '../listen.ts'
 import type { GatewayConfig } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import { BadRequestError } from '../errors.ts'
 import type { Gateway } from './gateway.ts'
+import { createServer } from './node-http.ts'
 import { GatewayResponse } from './response.ts'
 import { rejectUpgrade } from './upgrade.ts'
 

@@ -2,7 +2,7 @@
 // pod over its pool; on 101 the two sockets are spliced, so frames flow both ways untouched
 // and a close or reset on either side ends the other.
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
-import { STATUS_CODES } from 'node:http'
+import { STATUS_CODES } from './node-http.ts'
 import type { Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Endpoint } from '../discovery/source.ts'

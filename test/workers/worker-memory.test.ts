@@ -1,0 +1,91 @@
+// What a gateway worker and a routing-only process load, checked on real process trees:
+// every module each process loads is logged by a preloaded hook (test/support/module-log.ts),
+// and the heavy parts a process does not serve (the Kubernetes client alone is some 50 MiB
+// of RSS, bench/results/memory.md) must never be among them, nor Node's bundled undici
+// (its fetch and WebSocket), which an ES import of node:http would load.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t, { type Test } from 'tap'
+import { request } from 'undici'
+import { startKubeServe } from '../support/kube-serve.ts'
+
+const HOOK = fileURLToPath(new URL('../support/module-log.ts', import.meta.url))
+
+/** Loading any of these in a gateway worker is a regression: the primary does that work. */
+const NOT_IN_A_WORKER = [
+  '/node_modules/@kubernetes/client-node/',
+  '/node_modules/fastify/',
+  '/src/kube/kubeconfig.ts',
+  '/src/kube/informer.ts',
+  '/src/discovery/kubernetes.ts',
+  '/src/controller/',
+  '/src/gateway/admin.ts',
+  '/src/workloads/admin-api.ts',
+  '/src/workloads/gateway-plugin.ts',
+  'internal:deps/undici/',
+]
+
+/**
+ * A process that routes and does not provision needs the Kubernetes client for its watch (which
+ * itself imports node:http as an ES module, so Node's undici comes with it), and nothing of this.
+ */
+const NOT_IN_ROUTING_ONLY = [
+  '/src/controller/',
+  '/src/workloads/admin-api.ts',
+  '/src/workloads/gateway-plugin.ts',
+  '/src/workloads/spawner.ts',
+  '/src/workloads/culler.ts',
+]
+
+function moduleLogDir (t: Test): string {
+  const dir = mkdtempSync(join(tmpdir(), 'podgate-modules-'))
+  t.teardown(() => { rmSync(dir, { recursive: true, force: true }) })
+  return dir
+}
+
+function loaded (dir: string, pid: number): string[] {
+  return readFileSync(join(dir, `${pid}.log`), 'utf8').trim().split('\n')
+}
+
+function childPids (pid: number): number[] {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+}
+
+const matching = (modules: readonly string[], parts: readonly string[]): string[] =>
+  modules.filter((url) => parts.some((part) => url.includes(part)))
+
+void t.test('gateway workers load neither the Kubernetes client nor the admin server nor the provisioner', async (t) => {
+  const dir = moduleLogDir(t)
+  const { serve } = await startKubeServe(t, { PODGATE_WORKERS: '2', NODE_OPTIONS: `--import=${HOOK}`, MODULE_LOG_DIR: dir })
+  const primary = loaded(dir, serve.child.pid as number)
+  t.ok(primary.some((url) => url.includes('/node_modules/@kubernetes/client-node/')), 'the hook saw the primary load the Kubernetes client')
+  t.ok(primary.some((url) => url.endsWith('/src/controller/provisioner.ts')), 'and the provisioner')
+  const workers = childPids(serve.child.pid as number)
+  t.equal(workers.length, 2)
+  // Answers a worker renders itself (a 401 for a program, the sign-in page for a browser), then every process exits.
+  for (const accept of ['application/json', 'text/html']) {
+    const response = await request(`${serve.gatewayUrl}/`, { headers: { accept, connection: 'close' } })
+    await response.body.dump()
+    t.equal(response.statusCode, 401, accept)
+  }
+  t.equal(await serve.stop(), 0)
+  for (const pid of workers) {
+    const modules = loaded(dir, pid)
+    t.ok(modules.some((url) => url.endsWith('/src/gateway/gateway.ts')), `worker ${pid} loaded the gateway`)
+    t.same(matching(modules, NOT_IN_A_WORKER), [], `worker ${pid} loaded nothing of the primary's work`)
+  }
+})
+
+void t.test('a routing-only process loads the Kubernetes client for its watch and nothing of the provisioner', async (t) => {
+  const dir = moduleLogDir(t)
+  const { serve } = await startKubeServe(t, { PODGATE_PROVISIONER: 'false', NODE_OPTIONS: `--import=${HOOK}`, MODULE_LOG_DIR: dir }, { lead: false })
+  const response = await request(`${serve.gatewayUrl}/`, { headers: { accept: 'text/html' } })
+  await response.body.dump()
+  t.equal(response.statusCode, 401)
+  t.equal(await serve.stop(), 0)
+  const modules = loaded(dir, serve.child.pid as number)
+  t.ok(modules.some((url) => url.endsWith('/src/discovery/kubernetes.ts')), 'it watches EndpointSlices')
+  t.same(matching(modules, NOT_IN_ROUTING_ONLY), [], 'and loaded nothing of the provisioner')
+})
