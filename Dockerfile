@@ -17,8 +17,11 @@ RUN npm run build \
  && npm cache clean --force
 
 FROM ${NODE_IMAGE}
+# A fixed young generation (src/workers/worker-options.ts, docs/adr/0014-memory.md): V8 would size it
+# from the node's memory or the container's limit. Forked gateway workers inherit it.
 ENV NODE_ENV=production \
-    HOME=/tmp
+    HOME=/tmp \
+    NODE_OPTIONS=--max-semi-space-size=8
 WORKDIR /app
 # Owned by root and not writable by the runtime user: the process cannot change its own code.
 COPY --from=build /app/package.json ./package.json

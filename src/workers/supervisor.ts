@@ -14,6 +14,7 @@ import type { ServedNamespaces } from '../kube/namespaces.ts'
 import type { RevocationMarks } from '../auth/revocations.ts'
 import { toWireEndpoints, toWireError, toWireRoutes, type FromWorker, type ToWorker, type WorkerMetrics } from './messages.ts'
 import { PortClaim } from './port-claim.ts'
+import { forkEnv } from './worker-options.ts'
 
 const here = fileURLToPath(import.meta.url)
 /** worker.ts next to this file, or worker.js in the compiled package. */
@@ -45,7 +46,7 @@ export interface WorkerSupervisorOptions {
   readonly drainTimeoutMs: number
   /** The workers' environment, where they read their PODGATE_* configuration (default: this process's). */
   readonly env?: NodeJS.ProcessEnv
-  /** Node options for the workers (default: this process's, e.g. --max-old-space-size). */
+  /** Node options for the workers (default: this process's, e.g. --max-old-space-size); forkEnv adds the young generation's size unless one is set. */
   readonly execArgv?: readonly string[]
   /** Delay before restarting a worker after `failures` quick deaths in a row. */
   readonly restartDelayMs?: (failures: number) => number
@@ -170,9 +171,10 @@ export class WorkerSupervisor {
   /** Forks worker `index` and resolves once it listens; rejects if it exits first. */
   #spawn (index: number): Promise<void> {
     const { source, onMissing, spawnNamespaces, onActivity, activityIntervalMs, metrics } = this.#options
+    const execArgv = [...(this.#options.execArgv ?? process.execArgv)]
     const child = fork(WORKER_SCRIPT, [String(index)], {
-      env: { ...(this.#options.env ?? process.env), PODGATE_PORT: String(this.#port) },
-      execArgv: [...(this.#options.execArgv ?? process.execArgv)],
+      env: forkEnv({ ...(this.#options.env ?? process.env), PODGATE_PORT: String(this.#port) }, execArgv),
+      execArgv,
       serialization: 'advanced',
       stdio: 'inherit',
     })

@@ -1,17 +1,21 @@
-// What a gateway worker and a routing-only process load, checked on real process trees:
-// every module each process loads is logged by a preloaded hook (test/support/module-log.ts),
-// and the heavy parts a process does not serve (the Kubernetes client alone is some 50 MiB
-// of RSS, bench/results/memory.md) must never be among them, nor Node's bundled undici
-// (its fetch and WebSocket), which an ES import of node:http would load.
+// What a gateway worker costs. Its young generation has one fixed size unless the operator
+// set one, and the image gives `podgate serve` the same. What a worker and a routing-only
+// process load, checked on real process trees: every module each process loads is logged by
+// a preloaded hook (test/support/module-log.ts), and the heavy parts a process does not serve
+// (the Kubernetes client alone is some 50 MiB of RSS, bench/results/memory.md) must never be
+// among them, nor Node's bundled undici (its fetch and WebSocket), which an ES import of
+// node:http would load.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
+import { forkEnv, SEMI_SPACE_OPTION } from '../../src/workers/worker-options.ts'
 import { startKubeServe } from '../support/kube-serve.ts'
 
 const HOOK = fileURLToPath(new URL('../support/module-log.ts', import.meta.url))
+const DOCKERFILE = fileURLToPath(new URL('../../Dockerfile', import.meta.url))
 
 /** Loading any of these in a gateway worker is a regression: the primary does that work. */
 const NOT_IN_A_WORKER = [
@@ -56,6 +60,28 @@ function childPids (pid: number): number[] {
 const matching = (modules: readonly string[], parts: readonly string[]): string[] =>
   modules.filter((url) => parts.some((part) => url.includes(part)))
 
+void t.test('a worker gets the young generation size in NODE_OPTIONS unless its command line or NODE_OPTIONS sets one', (t) => {
+  const cases: Array<[readonly string[], string | undefined, string | undefined]> = [
+    [[], undefined, SEMI_SPACE_OPTION],
+    [['--max-old-space-size=200'], '--enable-source-maps', `--enable-source-maps ${SEMI_SPACE_OPTION}`],
+    [['--max-semi-space-size=2'], undefined, undefined],
+    [['--max_semi_space_size', '2'], '--enable-source-maps', '--enable-source-maps'],
+    [[], '--import x.js  --max-semi-space-size=0', '--import x.js  --max-semi-space-size=0'],
+    [[], '--max-semi-space-size-other=1', `--max-semi-space-size-other=1 ${SEMI_SPACE_OPTION}`],
+    [[], '"--import=x.js" "--max-semi-space-size=2"', '"--import=x.js" "--max-semi-space-size=2"'],
+  ]
+  for (const [execArgv, nodeOptions, expected] of cases) {
+    const env = { PODGATE_PORT: '8080', ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }) }
+    t.same(forkEnv(env, execArgv), { PODGATE_PORT: '8080', ...(expected === undefined ? {} : { NODE_OPTIONS: expected }) }, `${execArgv.join(' ')} | ${nodeOptions ?? ''}`)
+  }
+  t.end()
+})
+
+void t.test('the image starts podgate serve with the size forked workers get', (t) => {
+  t.match(readFileSync(DOCKERFILE, 'utf8'), new RegExp(`^\\s+NODE_OPTIONS=${SEMI_SPACE_OPTION}$`, 'm'))
+  t.end()
+})
+
 void t.test('gateway workers load neither the Kubernetes client nor the admin server nor the provisioner', async (t) => {
   const dir = moduleLogDir(t)
   const { serve } = await startKubeServe(t, { PODGATE_WORKERS: '2', NODE_OPTIONS: `--import=${HOOK}`, MODULE_LOG_DIR: dir })
@@ -64,6 +90,10 @@ void t.test('gateway workers load neither the Kubernetes client nor the admin se
   t.ok(primary.some((url) => url.endsWith('/src/controller/provisioner.ts')), 'and the provisioner')
   const workers = childPids(serve.child.pid as number)
   t.equal(workers.length, 2)
+  for (const pid of workers) {
+    const nodeOptions = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').find((entry) => entry.startsWith('NODE_OPTIONS='))
+    t.match(nodeOptions, new RegExp(`--import=${HOOK}.* "?${SEMI_SPACE_OPTION}"?$`), `worker ${pid} runs with ${SEMI_SPACE_OPTION}, and the options it inherited`)
+  }
   // Answers a worker renders itself (a 401 for a program, the sign-in page for a browser), then every process exits.
   for (const accept of ['application/json', 'text/html']) {
     const response = await request(`${serve.gatewayUrl}/`, { headers: { accept, connection: 'close' } })
