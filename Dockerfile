@@ -17,11 +17,13 @@ RUN npm run build \
  && npm cache clean --force
 
 FROM ${NODE_IMAGE}
-# A fixed young generation (src/workers/worker-options.ts, docs/adr/0014-memory.md): V8 would size it
-# from the node's memory or the container's limit. Forked gateway workers inherit it.
+# What forked gateway workers get (src/workers/worker-options.ts, docs/adr/0014-memory.md), for
+# `podgate serve` itself: a fixed young generation (V8 would size it from the node's memory or
+# the container's limit), two V8 background threads, two malloc arenas. Workers inherit them.
 ENV NODE_ENV=production \
     HOME=/tmp \
-    NODE_OPTIONS=--max-semi-space-size=8
+    NODE_OPTIONS="--max-semi-space-size=8 --v8-pool-size=2" \
+    MALLOC_ARENA_MAX=2
 WORKDIR /app
 # Owned by root and not writable by the runtime user: the process cannot change its own code.
 COPY --from=build /app/package.json ./package.json

@@ -1,5 +1,6 @@
-// What a gateway worker costs. Its young generation has one fixed size unless the operator
-// set one, and the image gives `podgate serve` the same. What a worker and a routing-only
+// What a gateway worker costs. It starts with a fixed young generation, two V8 background
+// threads and two malloc arenas unless the operator set those, and the image gives
+// `podgate serve` the same. What a worker and a routing-only
 // process load, checked on real process trees: every module each process loads is logged by
 // a preloaded hook (test/support/module-log.ts), and the heavy parts a process does not serve
 // (the Kubernetes client alone is some 50 MiB of RSS, bench/results/memory.md) must never be
@@ -11,7 +12,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { forkEnv, SEMI_SPACE_OPTION } from '../../src/workers/worker-options.ts'
+import { forkEnv, WORKER_MALLOC_ARENA_MAX, WORKER_NODE_OPTIONS } from '../../src/workers/worker-options.ts'
 import { startKubeServe } from '../support/kube-serve.ts'
 
 const HOOK = fileURLToPath(new URL('../support/module-log.ts', import.meta.url))
@@ -60,25 +61,28 @@ function childPids (pid: number): number[] {
 const matching = (modules: readonly string[], parts: readonly string[]): string[] =>
   modules.filter((url) => parts.some((part) => url.includes(part)))
 
-void t.test('a worker gets the young generation size in NODE_OPTIONS unless its command line or NODE_OPTIONS sets one', (t) => {
-  const cases: Array<[readonly string[], string | undefined, string | undefined]> = [
-    [[], undefined, SEMI_SPACE_OPTION],
-    [['--max-old-space-size=200'], '--enable-source-maps', `--enable-source-maps ${SEMI_SPACE_OPTION}`],
-    [['--max-semi-space-size=2'], undefined, undefined],
-    [['--max_semi_space_size', '2'], '--enable-source-maps', '--enable-source-maps'],
-    [[], '--import x.js  --max-semi-space-size=0', '--import x.js  --max-semi-space-size=0'],
-    [[], '--max-semi-space-size-other=1', `--max-semi-space-size-other=1 ${SEMI_SPACE_OPTION}`],
-    [[], '"--import=x.js" "--max-semi-space-size=2"', '"--import=x.js" "--max-semi-space-size=2"'],
+void t.test('a worker gets each default in its environment unless its command line or environment sets it', (t) => {
+  const defaults = WORKER_NODE_OPTIONS.join(' ')
+  t.same(WORKER_NODE_OPTIONS, ['--max-semi-space-size=8', '--v8-pool-size=2'])
+  const cases: Array<[readonly string[], Record<string, string>, Record<string, string>]> = [
+    [[], {}, { NODE_OPTIONS: defaults, MALLOC_ARENA_MAX: WORKER_MALLOC_ARENA_MAX }],
+    [['--max-old-space-size=200'], { NODE_OPTIONS: '--enable-source-maps' }, { NODE_OPTIONS: `--enable-source-maps ${defaults}`, MALLOC_ARENA_MAX: '2' }],
+    [['--max-semi-space-size=2'], {}, { NODE_OPTIONS: '--v8-pool-size=2', MALLOC_ARENA_MAX: '2' }],
+    [['--max_semi_space_size', '2'], { NODE_OPTIONS: '--v8-pool-size=4', MALLOC_ARENA_MAX: '8' }, { NODE_OPTIONS: '--v8-pool-size=4', MALLOC_ARENA_MAX: '8' }],
+    [[], { NODE_OPTIONS: '--import x.js  --max-semi-space-size=0' }, { NODE_OPTIONS: '--import x.js  --max-semi-space-size=0 --v8-pool-size=2', MALLOC_ARENA_MAX: '2' }],
+    [[], { NODE_OPTIONS: '"--import=x.js" "--max-semi-space-size=2" "--v8-pool-size=1"' }, { NODE_OPTIONS: '"--import=x.js" "--max-semi-space-size=2" "--v8-pool-size=1"', MALLOC_ARENA_MAX: '2' }],
+    [[], { NODE_OPTIONS: '--max-semi-space-size-other=1' }, { NODE_OPTIONS: `--max-semi-space-size-other=1 ${defaults}`, MALLOC_ARENA_MAX: '2' }],
   ]
-  for (const [execArgv, nodeOptions, expected] of cases) {
-    const env = { PODGATE_PORT: '8080', ...(nodeOptions === undefined ? {} : { NODE_OPTIONS: nodeOptions }) }
-    t.same(forkEnv(env, execArgv), { PODGATE_PORT: '8080', ...(expected === undefined ? {} : { NODE_OPTIONS: expected }) }, `${execArgv.join(' ')} | ${nodeOptions ?? ''}`)
+  for (const [execArgv, env, expected] of cases) {
+    t.same(forkEnv({ PODGATE_PORT: '8080', ...env }, execArgv), { PODGATE_PORT: '8080', ...expected }, `${execArgv.join(' ')} | ${JSON.stringify(env)}`)
   }
   t.end()
 })
 
-void t.test('the image starts podgate serve with the size forked workers get', (t) => {
-  t.match(readFileSync(DOCKERFILE, 'utf8'), new RegExp(`^\\s+NODE_OPTIONS=${SEMI_SPACE_OPTION}$`, 'm'))
+void t.test('the image starts podgate serve with what forked workers get', (t) => {
+  const dockerfile = readFileSync(DOCKERFILE, 'utf8')
+  t.match(dockerfile, new RegExp(`^\\s+NODE_OPTIONS="${WORKER_NODE_OPTIONS.join(' ')}" \\\\$`, 'm'))
+  t.match(dockerfile, new RegExp(`^\\s+MALLOC_ARENA_MAX=${WORKER_MALLOC_ARENA_MAX}$`, 'm'))
   t.end()
 })
 
@@ -91,8 +95,10 @@ void t.test('gateway workers load neither the Kubernetes client nor the admin se
   const workers = childPids(serve.child.pid as number)
   t.equal(workers.length, 2)
   for (const pid of workers) {
-    const nodeOptions = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').find((entry) => entry.startsWith('NODE_OPTIONS='))
-    t.match(nodeOptions, new RegExp(`--import=${HOOK}.* "?${SEMI_SPACE_OPTION}"?$`), `worker ${pid} runs with ${SEMI_SPACE_OPTION}, and the options it inherited`)
+    const env = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')
+    const nodeOptions = env.find((entry) => entry.startsWith('NODE_OPTIONS='))
+    t.match(nodeOptions, new RegExp(`--import=${HOOK}.* "?${WORKER_NODE_OPTIONS.join('"? "?')}"?$`), `worker ${pid} runs with ${WORKER_NODE_OPTIONS.join(' ')} after the options it inherited`)
+    t.ok(env.includes(`MALLOC_ARENA_MAX=${WORKER_MALLOC_ARENA_MAX}`), 'and two malloc arenas')
   }
   // Answers a worker renders itself (a 401 for a program, the sign-in page for a browser), then every process exits.
   for (const accept of ['application/json', 'text/html']) {
