@@ -6,7 +6,7 @@
 // fresh processes (podgate, its upstream, the load), in interleaved rounds; the tables give
 // medians. Prints markdown, writes bench/results/memory.md; exit code 1 when a goal is missed.
 //
-//   node bench/memory.ts [--rounds 2] [--seconds 10] [--rate 4000] [--only id,id]   (~12 minutes)
+//   node bench/memory.ts [--rounds 2] [--seconds 10] [--rate 4000] [--only id,id]   (~17 minutes on 2 CPUs)
 import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { availableParallelism, tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
