@@ -4,8 +4,8 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { listenOn } from '../listen.ts'
-import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
-import { memoryAdapter } from './oidc-memory-adapter.ts'
+import Provider, { type Configuration } from 'oidc-provider'
+import { firstPartyGrant, memoryAdapter } from './oidc-memory-adapter.ts'
 
 /** Who can sign in: alice and bob have workspaces, carol has none until spawn on demand or the admin API makes one. */
 export const DEMO_LOGIN_USERS = ['alice', 'bob', 'carol'] as const
@@ -98,21 +98,7 @@ function configuration (clientSecret: string, origins: readonly string[]): Confi
       if (!isDemoUser(sub)) return undefined
       return { accountId: sub, claims: () => ({ sub, preferred_username: sub, name: sub, email: `${sub}@demo.invalid`, email_verified: true }) }
     },
-    // One first-party client: the grant is made at login, so there is no consent step.
-    loadExistingGrant: async (ctx: KoaContextWithOIDC) => {
-      const clientId = ctx.oidc.client?.clientId
-      const accountId = ctx.oidc.session?.accountId
-      if (clientId === undefined || accountId === undefined) return undefined
-      const existing = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session?.grantIdFor(clientId)
-      if (existing !== undefined) {
-        const grant = await ctx.oidc.provider.Grant.find(existing)
-        if (grant !== undefined) return grant
-      }
-      const grant = new ctx.oidc.provider.Grant({ clientId, accountId })
-      grant.addOIDCScope('openid profile email')
-      await grant.save()
-      return grant
-    },
+    loadExistingGrant: firstPartyGrant,
     features: {
       devInteractions: { enabled: false },
       rpInitiatedLogout: {

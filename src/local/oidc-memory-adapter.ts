@@ -1,6 +1,22 @@
-// oidc-provider's storage in memory, for the demo's local provider and the tests' one
-// (oidc-provider's own memory adapter warns on every start).
-import type { Adapter, AdapterFactory, AdapterPayload } from 'oidc-provider'
+// What the demo's local provider and the tests' one share: oidc-provider's storage in memory
+// (its own memory adapter warns on every start) and the grant of a first-party client.
+import type { Adapter, AdapterFactory, AdapterPayload, Grant, KoaContextWithOIDC } from 'oidc-provider'
+
+/** One first-party client: the grant is made at login, so there is no consent step. */
+export async function firstPartyGrant (ctx: KoaContextWithOIDC): Promise<Grant | undefined> {
+  const clientId = ctx.oidc.client?.clientId
+  const accountId = ctx.oidc.session?.accountId
+  if (clientId === undefined || accountId === undefined) return undefined
+  const existing = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session?.grantIdFor(clientId)
+  if (existing !== undefined) {
+    const grant = await ctx.oidc.provider.Grant.find(existing)
+    if (grant !== undefined) return grant
+  }
+  const grant = new ctx.oidc.provider.Grant({ clientId, accountId })
+  grant.addOIDCScope('openid profile email')
+  await grant.save()
+  return grant
+}
 
 /** One store per call: each provider gets its own. */
 export function memoryAdapter (): AdapterFactory {

@@ -5,8 +5,8 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import Provider, { type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
-import { memoryAdapter } from '../../src/local/oidc-memory-adapter.ts'
+import Provider, { type Configuration } from 'oidc-provider'
+import { firstPartyGrant, memoryAdapter } from '../../src/local/oidc-memory-adapter.ts'
 
 interface Teardown { teardown (fn: () => unknown): void }
 
@@ -107,21 +107,7 @@ function configuration (clientSecret: string, origins: readonly string[], claims
       if (user === undefined) return undefined
       return { accountId: sub, claims: () => ({ sub, ...user.claims }) }
     },
-    // One first-party client: the grant is made at login, so there is no consent step.
-    loadExistingGrant: async (ctx: KoaContextWithOIDC) => {
-      const clientId = ctx.oidc.client?.clientId
-      const accountId = ctx.oidc.session?.accountId
-      if (clientId === undefined || accountId === undefined) return undefined
-      const existing = ctx.oidc.result?.consent?.grantId ?? ctx.oidc.session?.grantIdFor(clientId)
-      if (existing !== undefined) {
-        const grant = await ctx.oidc.provider.Grant.find(existing)
-        if (grant !== undefined) return grant
-      }
-      const grant = new ctx.oidc.provider.Grant({ clientId, accountId })
-      grant.addOIDCScope('openid profile email')
-      await grant.save()
-      return grant
-    },
+    loadExistingGrant: firstPartyGrant,
     features: {
       devInteractions: { enabled: false },
       rpInitiatedLogout: {
