@@ -5,21 +5,11 @@ import t from 'tap'
 import { createCredentialVerifier, isJwtShaped } from '../../src/auth/credential-verifier.ts'
 import { createTokenVerifier } from '../../src/auth/verifier.ts'
 import { loadConfig, type Env } from '../../src/config.ts'
-import { ConfigError } from '../../src/errors.ts'
 import { signToken, testSecret } from '../support/keys.ts'
+import { refusal } from '../support/config-refusal.ts'
 
 const KEY = { PODGATE_JWT_SECRET: 'a-secret-of-at-least-thirty-two-bytes!' }
 const URL_ONLY = { PODGATE_AUTH_URL: 'http://django.accounts.svc:8000/auth/validate' }
-
-function refusal (env: Env): ConfigError | undefined {
-  try {
-    loadConfig(env)
-  } catch (err) {
-    if (err instanceof ConfigError) return err
-    throw err
-  }
-  return undefined
-}
 
 void t.test('defaults', (t) => {
   const plain = loadConfig(KEY)

@@ -6,20 +6,10 @@ import { generateKeyPairSync } from 'node:crypto'
 import t from 'tap'
 import { calculateJwkThumbprint } from 'jose'
 import { loadConfig, type Env } from '../../src/config.ts'
-import { ConfigError } from '../../src/errors.ts'
 import { identityKeyPem, keyFiles } from '../support/identity.ts'
+import { refusal } from '../support/config-refusal.ts'
 
 const BASE = { PODGATE_JWT_SECRET: 'a-secret-of-at-least-thirty-two-bytes!' }
-
-function refusal (env: Env): ConfigError | undefined {
-  try {
-    loadConfig(env)
-    return undefined
-  } catch (err) {
-    if (err instanceof ConfigError) return err
-    throw err
-  }
-}
 
 /** The base64 body of a PEM block: what must never appear in an error or a printed config. */
 function pemBody (pem: string): string {

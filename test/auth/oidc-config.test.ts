@@ -6,20 +6,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadConfig, type Env } from '../../src/config.ts'
-import { ConfigError } from '../../src/errors.ts'
+import { refusal } from '../support/config-refusal.ts'
 
 const KEY = { PODGATE_JWT_SECRET: 'a-secret-of-at-least-thirty-two-bytes!' }
 const OIDC = { ...KEY, PODGATE_OIDC_ISSUER: 'https://keycloak.example.com/realms/main', PODGATE_OIDC_CLIENT_ID: 'podgate', PODGATE_OIDC_CLIENT_SECRET: 'client-secret' }
-
-function refusal (env: Env): ConfigError | undefined {
-  try {
-    loadConfig(env)
-    return undefined
-  } catch (err) {
-    if (err instanceof ConfigError) return err
-    throw err
-  }
-}
 
 void t.test('off unless PODGATE_OIDC_ISSUER is set', (t) => {
   t.equal(loadConfig(KEY).auth.oidc, undefined)
