@@ -17,6 +17,12 @@ import { rejectUpgrade } from './upgrade.ts'
  * read it, podgate refuses it itself (401, PODGATE_MAX_TOKEN_BYTES) and says why.
  */
 const MAX_HEADER_BYTES = 96 * 1024
+/**
+ * Connections the kernel may hold for podgate to accept. Node asks for 511; a burst of new
+ * clients beyond it (after a rollout, or a load balancer opening connections as answers
+ * slow) has SYNs dropped and retried a second later. The kernel caps it at net.core.somaxconn.
+ */
+const LISTEN_BACKLOG = 4096
 /** How often Node looks for connections past the headers timeout (its default, 30 s, would double it). */
 const MAX_CHECK_INTERVAL_MS = 1_000
 
@@ -60,7 +66,7 @@ export function createGatewayServer (gateway: Gateway, metrics: Metrics, limits:
   })
   return {
     server,
-    listen: ({ host, port, reusePort = false }) => listenOn(server, { host, port, reusePort }),
+    listen: ({ host, port, reusePort = false }) => listenOn(server, { host, port, reusePort, backlog: LISTEN_BACKLOG }),
     close: () => new Promise((resolve) => {
       if (!server.listening) {
         server.closeAllConnections()

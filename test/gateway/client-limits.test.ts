@@ -1,6 +1,8 @@
 // Connection limits on the client side: a request head must arrive in time, an idle
 // keep-alive connection and a silent connection end, but a slow upload that keeps moving
 // and a quiet WebSocket are never cut.
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -105,4 +107,13 @@ void t.test('a quiet WebSocket is not cut by the idle timeout', async (t) => {
   ws.send('still here')
   const [message] = await once(ws, 'message') as [Buffer]
   t.match(message.toString(), /still here/, 'and echoing')
+})
+
+void t.test('the gateway port asks the kernel for a deep accept queue, not Node\'s 511', async (t) => {
+  const gw = await startTestGateway(t, {})
+  const { port } = new URL(gw.url)
+  const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'))
+  // `ss` shows a listening socket's backlog as its Send-Q.
+  const listening = execFileSync('ss', ['-Hltn', `sport = :${port}`], { encoding: 'utf8' }).trim().split(/\s+/)
+  t.equal(Number(listening[2]), Math.min(4096, somaxconn), `backlog ${listening[2] ?? '?'} on port ${port}`)
 })
