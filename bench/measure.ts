@@ -10,7 +10,7 @@ import type { StreamLoadResult, StreamLoadSpec } from './load/stream-load.ts'
 import type { WsLoadResult, WsLoadSpec } from './load/ws-load.ts'
 import { runLoad } from './load/run-load.ts'
 import { probe } from './http-probe.ts'
-import { OPEN_LOOP_REFERENCE, offeredRates, openLoopBasis, openLoopRun, summarizeOpenLoop } from './open-loop.ts'
+import { OPEN_LOOP_CONTROL, OPEN_LOOP_REFERENCE, capToLoadGenerator, offeredRates, openLoopBasis, openLoopRun, summarizeOpenLoop } from './open-loop.ts'
 import type { OpenLoopBasis, OpenLoopResult, OpenLoopSample } from './open-loop.ts'
 import type { BenchPath, Measure, PathContext, RunningPath } from './paths/types.ts'
 import type { Availability, VegetaInstall } from './prerequisites.ts'
@@ -231,7 +231,17 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
     if (vegeta?.ok === true && measuring('openloop').length > 0) {
       const binary = vegeta.value.binary
       basis = openLoopBasis(referenceRps(live), settings)
-      const of = `${basis.source === 'fixed' ? 'a fixed' : `${basis.source}'s`} ${Math.round(basis.rps)} req/s`
+      const control = measuring('openloop').find((entry) => entry.path.id === OPEN_LOOP_CONTROL)
+      if (control !== undefined) {
+        const uncapped = basis
+        await attempt(control, async () => {
+          basis = await capToLoadGenerator(uncapped, settings.openLoopShares, async (rps) => {
+            log(`open-loop ceiling: ${rps} req/s on ${control.path.id}`)
+            return await openLoopRun(control.running, rps, binary, settings, control.options.context)
+          })
+        })
+      }
+      const of = `${basis.source === 'fixed' ? 'a fixed' : `${basis.source}'s`} ${Math.round(basis.rps)} req/s${basis.capped === undefined ? '' : `, capped from ${Math.round(basis.capped.fromRps)} to what the load generator offers`}`
       for (let run = 0; run < settings.openLoopRuns; run++) {
         for (const rate of offeredRates(basis, settings.openLoopShares)) {
           log(`open-loop run ${run + 1} of ${settings.openLoopRuns} at ${rate.rps} req/s (${rate.share * 100}% of ${of})`)

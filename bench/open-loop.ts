@@ -23,11 +23,23 @@ export const MAX_FAILED_SHARE = 0.001
 /** Share of the scheduled requests that must have been sent for the rate to count as held. */
 export const MIN_SENT_SHARE = 0.99
 
+/** The path an open-loop rate is first tried on: no proxy, so a rate it does not hold is more than the load generator can offer. */
+export const OPEN_LOOP_CONTROL = 'direct'
+/** Each try at a lower ceiling offers this share of the last one. */
+const CEILING_STEP = 0.85
+const MAX_CEILING_TRIES = 6
+
 /** What the offered rates are shares of: the reference path's req/s in this run, or the fixed fallback. */
 export interface OpenLoopBasis {
   readonly rps: number
   /** The reference path's id, or 'fixed' when it was not measured in this run. */
   readonly source: string
+  /**
+   * Set when the load generator could not offer the highest share of the reference rate to
+   * the upstream directly: the reference rate, and the tries at the highest share that
+   * lowered `rps` (the last one held, unless every try failed).
+   */
+  readonly capped?: { readonly fromRps: number, readonly tries: ReadonlyArray<{ readonly rps: number, readonly sendLagP99Ms: number, readonly held: boolean }> }
 }
 
 export interface OpenLoopRate {
@@ -88,6 +100,35 @@ export async function openLoopRun (running: RunningPath, rps: number, vegeta: st
   return await runLoad<OpenLoopRun>('openloop-load.ts', spec, settings.openLoopWarmupS + settings.openLoopDurationS, context)
 }
 
+/** Whether a run (or runs added together) kept the schedule, sent almost all of it, and almost all got a 2xx. */
+export function heldRate (load: { readonly scheduled: number, readonly sent: number, readonly failed: number, readonly sendLagP99Ms: number }): boolean {
+  return load.sendLagP99Ms <= MAX_SEND_LAG_MS && load.failed <= load.sent * MAX_FAILED_SHARE && load.sent >= load.scheduled * MIN_SENT_SHARE
+}
+
+function runHeld (run: OpenLoopRun): boolean {
+  return heldRate({ scheduled: run.offeredRps * run.durationS, sent: run.sent, failed: run.sent - run.ok, sendLagP99Ms: run.sendLagP99Ms })
+}
+
+/**
+ * Lowers `basis` until the highest of `shares` is a rate `probe` (a run on the control path)
+ * holds: on a small machine the load generator and the upstream share a CPU, and past what
+ * they can offer every path would measure them instead of its proxy.
+ */
+export async function capToLoadGenerator (basis: OpenLoopBasis, shares: readonly number[], probe: (rps: number) => Promise<OpenLoopRun>): Promise<OpenLoopBasis> {
+  const top = Math.max(...shares)
+  const tries: Array<{ rps: number, sendLagP99Ms: number, held: boolean }> = []
+  let rps = basis.rps
+  for (let attempt = 0; attempt < MAX_CEILING_TRIES; attempt++) {
+    const offered = Math.max(1, Math.round(rps * top))
+    const run = await probe(offered)
+    const held = runHeld(run)
+    tries.push({ rps: offered, sendLagP99Ms: run.sendLagP99Ms, held })
+    if (held) break
+    rps *= CEILING_STEP
+  }
+  return tries.length === 1 && tries[0]!.held ? basis : { ...basis, rps, capped: { fromRps: basis.rps, tries } }
+}
+
 export function summarizeOpenLoop (basis: OpenLoopBasis, samples: readonly OpenLoopSample[], durationS: number): OpenLoopResult {
   const shares = [...new Set(samples.map((sample) => sample.share))]
   return {
@@ -96,6 +137,8 @@ export function summarizeOpenLoop (basis: OpenLoopBasis, samples: readonly OpenL
     rates: shares.map((share) => {
       const mine = samples.filter((sample) => sample.share === share)
       const runs = mine.map((sample) => sample.run)
+      // A run that sent nothing past its warm-up (vegeta's workers all stuck) has no latencies to take a median of.
+      const timed = runs.some((run) => run.sent > 0) ? runs.filter((run) => run.sent > 0) : runs
       const rss = mine.flatMap((sample) => sample.rssKb === null ? [] : [sample.rssKb])
       const sent = runs.reduce((sum, run) => sum + run.sent, 0)
       const failed = sent - runs.reduce((sum, run) => sum + run.ok, 0)
@@ -106,14 +149,14 @@ export function summarizeOpenLoop (basis: OpenLoopBasis, samples: readonly OpenL
         offeredRps,
         runs,
         achievedRps: summarize(runs.map((run) => run.achievedRps)),
-        p50Ms: summarize(runs.map((run) => run.p50Ms)),
-        p99Ms: summarize(runs.map((run) => run.p99Ms)),
-        p999Ms: summarize(runs.map((run) => run.p999Ms)),
+        p50Ms: summarize(timed.map((run) => run.p50Ms)),
+        p99Ms: summarize(timed.map((run) => run.p99Ms)),
+        p999Ms: summarize(timed.map((run) => run.p999Ms)),
         sendLagP99Ms,
         sent,
         failed,
         rssKb: rss.length === 0 ? null : Math.max(...rss),
-        held: sendLagP99Ms <= MAX_SEND_LAG_MS && failed <= sent * MAX_FAILED_SHARE && sent >= offeredRps * durationS * runs.length * MIN_SENT_SHARE,
+        held: heldRate({ scheduled: offeredRps * durationS * runs.length, sent, failed, sendLagP99Ms }),
       }
     }),
   }

@@ -5,8 +5,8 @@ import { formatBytes } from './goals.ts'
 import type { GoalResult } from './goals.ts'
 import type { Machine } from './machine.ts'
 import type { PathResult } from './measure.ts'
-import { MAX_FAILED_SHARE, MAX_SEND_LAG_MS, MIN_SENT_SHARE, OPEN_LOOP_REFERENCE } from './open-loop.ts'
-import type { OpenLoopRate } from './open-loop.ts'
+import { MAX_FAILED_SHARE, MAX_SEND_LAG_MS, MIN_SENT_SHARE, OPEN_LOOP_CONTROL, OPEN_LOOP_REFERENCE } from './open-loop.ts'
+import type { OpenLoopBasis, OpenLoopRate } from './open-loop.ts'
 import { FEATURES_PATH_PREFIX, FEATURE_ROWS, USERS_PATH_PREFIX, WORKERS_PATH_PREFIX } from './paths/index.ts'
 import type { BenchSettings } from './settings.ts'
 import { summarize, type Summary } from './stats.ts'
@@ -272,7 +272,8 @@ function openLoopSection (paths: readonly PathResult[], settings: BenchReport['s
   return [
     ...heading,
     `vegeta sends \`GET /fixed\` at a constant rate and opens more connections whenever answers are slow, so a slow proxy never slows the sending: its queueing shows in the percentiles. ` +
-      `The rates are ${shares} of ${basis.source === 'fixed' ? `a fixed ${basis.rps.toLocaleString('en-US')} req/s (${OPEN_LOOP_REFERENCE} was not measured in this run)` : `${basis.source}'s saturation rate in this run, ${Math.round(basis.rps).toLocaleString('en-US')} req/s (the median of its throughput runs)`}. ` +
+      `The rates are ${shares} of ${basis.source === 'fixed' ? `a fixed ${basis.rps.toLocaleString('en-US')} req/s (${OPEN_LOOP_REFERENCE} was not measured in this run)` : `${basis.source}'s saturation rate in this run, ${Math.round(basis.capped?.fromRps ?? basis.rps).toLocaleString('en-US')} req/s (the median of its throughput runs)`}. ` +
+      capSentence(basis) +
       `Each run sends for ${settings.openLoopWarmupS} s not counted, then ${settings.openLoopDurationS} s counted; ${settings.openLoopRuns} run(s) per rate, interleaved across paths; the table shows the median. ` +
       'Latency runs from sending a request to reading the whole answer, failed requests included. Send lag: how late vegeta sent its requests against the schedule (p99).',
     '',
@@ -284,6 +285,15 @@ function openLoopSection (paths: readonly PathResult[], settings: BenchReport['s
       ? [`‡ the path did not hold this rate: vegeta fell more than ${MAX_SEND_LAG_MS} ms behind its schedule (p99), could not send ${MIN_SENT_SHARE * 100}% of the requests, or more than ${MAX_FAILED_SHARE * 100}% failed. Its percentiles are a lower bound.`, '']
       : []),
   ]
+}
+
+/** Why the rates are lower than the shares of the reference rate, when they are. */
+function capSentence (basis: OpenLoopBasis): string {
+  if (basis.capped === undefined) return ''
+  const tries = basis.capped.tries.map((attempt) => `${thousands(attempt.rps)} req/s ${attempt.held ? 'held' : `not held (send lag p99 ${attempt.sendLagP99Ms.toFixed(1)} ms)`}`).join(', ')
+  const last = basis.capped.tries[basis.capped.tries.length - 1]
+  return `vegeta could not offer the highest share of ${Math.round(basis.capped.fromRps).toLocaleString('en-US')} req/s to the upstream directly (${OPEN_LOOP_CONTROL}; on this machine the load generator and the upstream share a CPU), ` +
+    `so the rates are shares of ${Math.round(basis.rps).toLocaleString('en-US')} req/s instead, the highest basis whose top rate ${last?.held === true ? 'it held' : 'it came closest to holding'}: ${tries}. Past it every path would measure the load generator, not its proxy. `
 }
 
 function streamSection (ok: readonly PathResult[]): string[] {

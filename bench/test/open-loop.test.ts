@@ -1,5 +1,5 @@
 import t from 'tap'
-import { offeredRates, openLoopBasis, summarizeOpenLoop } from '../open-loop.ts'
+import { capToLoadGenerator, offeredRates, openLoopBasis, summarizeOpenLoop } from '../open-loop.ts'
 import type { OpenLoopSample } from '../open-loop.ts'
 import { parseSettings } from '../settings.ts'
 import type { OpenLoopRun } from '../vegeta-results.ts'
@@ -47,4 +47,42 @@ void t.test('a rate is not held when vegeta fell behind, could not send, or too 
   t.ok(held({ ok: 1998 }), '0.1% failed is still held')
   t.notOk(held({ ok: 1997 }), 'more than 0.1% failed')
   t.end()
+})
+
+void t.test('a run that sent nothing past its warm-up is left out of the percentiles and the rate is not held', (t) => {
+  const empty = run(1000, 0, { sent: 0, ok: 0, p99Ms: 0, p999Ms: 0, sendLagP99Ms: 0, statusCodes: {} })
+  const samples: OpenLoopSample[] = [
+    { share: 0.5, run: run(1000, 0.3), rssKb: null },
+    { share: 0.5, run: empty, rssKb: null },
+    { share: 0.5, run: run(1000, 0.5), rssKb: null },
+  ]
+  const [rate] = summarizeOpenLoop({ rps: 2000, source: 'nginx-lua-cached' }, samples, 2).rates
+  t.match(rate!.p50Ms, { median: 0.4, min: 0.3, max: 0.5 })
+  t.equal(rate!.runs.length, 3, 'the empty run is still reported')
+  t.equal(rate!.held, false, 'a third of the schedule never sent')
+  t.end()
+})
+
+void t.test('the basis is lowered until the control path holds the highest share', async (t) => {
+  const basis = { rps: 20_000, source: 'nginx-lua-cached' }
+  const offered: number[] = []
+  // the load generator holds up to 10,000 req/s
+  const probe = (rps: number): Promise<OpenLoopRun> => {
+    offered.push(rps)
+    return Promise.resolve(run(rps, 0.2, { sendLagP99Ms: rps > 10_000 ? 6 : 1.1 }))
+  }
+  const capped = await capToLoadGenerator(basis, [0.25, 0.5, 0.75], probe)
+  t.same(offered, [15_000, 12_750, 10_838, 9212])
+  t.equal(Math.round(capped.rps), 12_283)
+  t.same(capped.capped, { fromRps: 20_000, tries: [{ rps: 15_000, sendLagP99Ms: 6, held: false }, { rps: 12_750, sendLagP99Ms: 6, held: false }, { rps: 10_838, sendLagP99Ms: 6, held: false }, { rps: 9212, sendLagP99Ms: 1.1, held: true }] })
+  t.same(offeredRates(capped, [0.75]), [{ share: 0.75, rps: 9212 }])
+
+  offered.length = 0
+  const low = { rps: 8000, source: 'nginx-lua-cached' }
+  t.equal(await capToLoadGenerator(low, [0.25, 0.5, 0.75], probe), low, 'held at once: the same basis, not capped')
+  t.same(offered, [6000])
+
+  const never = await capToLoadGenerator(basis, [0.75], (rps) => Promise.resolve(run(rps, 0.2, { sendLagP99Ms: 50 })))
+  t.equal(never.capped?.tries.length, 6, 'gives up after six tries')
+  t.notOk(never.capped?.tries.some((attempt) => attempt.held))
 })
