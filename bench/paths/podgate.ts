@@ -3,6 +3,7 @@
 import { generateKeyPairSync } from 'node:crypto'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { forkEnv } from '../../src/workers/worker-options.ts'
 import { startAuthService } from '../auth-service.ts'
 import type { RunningAuthService } from '../auth-service.ts'
 import { freePort, waitUntilReady } from '../http-probe.ts'
@@ -78,8 +79,9 @@ export function podgatePath (variant: PodgateVariant): BenchPath {
           await key.sign(loadUsers[index % loadUsers.length]!, `${variant.id}-${index}`)))
       }
       const [port, adminPort] = [await freePort(), await freePort()]
+      // The Node options and malloc arenas the image gives `serve` (Dockerfile), so the numbers are the product's as it ships.
       const env: NodeJS.ProcessEnv = {
-        ...withoutOwnVariables(process.env),
+        ...forkEnv(withoutOwnVariables(process.env), []),
         PODGATE_HOST: '127.0.0.1',
         PODGATE_PORT: String(port),
         PODGATE_ADMIN_PORT: String(adminPort),
