@@ -1,24 +1,66 @@
 // The floor of podgate's own stack, for the `node-minimal` path: node:http in, a token cache
 // in front of jose, undici's dispatch out, and nothing else — no header hygiene, no metrics,
 // no timeouts, no retries, no WebSocket, no draining. What podgate costs above this is the
-// price of what it does beyond forwarding.
-// Usage: node bench/minimal-proxy.ts --upstream host:port --secret S; prints {"listening":{...}}
+// price of what it does beyond forwarding. `--step` adds one of podgate's own pieces to it,
+// taken from src/, so each piece's cost is the difference to the floor in the same run
+// (the `node-minimal-<step>` paths):
+// - server-limits: the gateway server's options (idle, head and keep-alive timeouts, header
+//   limits, the 1 s timeout check) and its per-connection gauge;
+// - headers: podgate's upstream header list (hygiene, X-Forwarded-*, the identity header,
+//   a traceparent) and its response header filter, instead of two headers and a copy;
+// - checks: podgate's request check, reserved-path test, token extraction and verified-token
+//   cache (lru-cache, expiry, hit counter), instead of a Map keyed by the header's tail;
+// - accounting: what podgate records per request (start, upstream and end times, two
+//   `close` listeners, the request counter and duration histogram, outlier bookkeeping).
+// Usage: node bench/minimal-proxy.ts --upstream host:port --secret S [--step NAME]; prints {"listening":{...}}
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import { parseArgs } from 'node:util'
 import { jwtVerify } from 'jose'
 import { Pool, type Dispatcher } from 'undici'
+import { MINIMAL_STEPS, type MinimalStep } from './paths/minimal.ts'
 
-const { values } = parseArgs({ options: { upstream: { type: 'string' }, secret: { type: 'string' } } })
-if (values.upstream === undefined || values.secret === undefined) throw new Error('usage: minimal-proxy.ts --upstream host:port --secret S')
+const { values } = parseArgs({ options: { upstream: { type: 'string' }, secret: { type: 'string' }, step: { type: 'string' } } })
+if (values.upstream === undefined || values.secret === undefined) throw new Error('usage: minimal-proxy.ts --upstream host:port --secret S [--step NAME]')
+if (values.step !== undefined && !(MINIMAL_STEPS as readonly string[]).includes(values.step)) throw new Error(`--step: one of ${MINIMAL_STEPS.join(', ')}, got ${values.step}`)
+const step = values.step as MinimalStep | undefined
 const secret = new TextEncoder().encode(values.secret)
-const pool = new Pool(`http://${values.upstream}`, { connections: 256, pipelining: 1 })
+const origin = `http://${values.upstream}`
+const pool = new Pool(origin, { connections: 256, pipelining: 1 })
 const users = new Map<string, string>()
+
+// podgate's pieces with its defaults, loaded only with a step: the floor itself imports nothing of podgate's.
+const parts = step === undefined ? undefined : await podgateParts(values.secret)
+const verifier = step === 'checks' ? parts!.verifier : undefined
+const [upstreamHost, upstreamPort] = values.upstream.split(':')
+const endpoints = [{ address: upstreamHost ?? '', port: Number(upstreamPort), origin }]
+
+async function podgateParts (jwtSecret: string) {
+  const [{ extractToken }, { isReservedPath }, { createTokenVerifier }, { loadConfig }, { downstreamHeaders, upstreamHeaders }, { EndpointOutliers }, { checkRequest }, { Metrics }, { TraceContextPropagator }] = await Promise.all([
+    import('../src/auth/extract.ts'), import('../src/auth/oidc-paths.ts'), import('../src/auth/verifier.ts'), import('../src/config.ts'), import('../src/gateway/headers.ts'),
+    import('../src/gateway/outliers.ts'), import('../src/gateway/request-check.ts'), import('../src/metrics.ts'), import('../src/tracing/context.ts'),
+  ])
+  const config = loadConfig({ PODGATE_JWT_SECRET: jwtSecret })
+  const metrics = new Metrics({ defaultMetrics: false })
+  return {
+    config, metrics, extractToken, isReservedPath, checkRequest, downstreamHeaders, upstreamHeaders,
+    verifier: createTokenVerifier(config.auth, { metrics }),
+    forwarding: { userHeader: config.gateway.userHeader, trustProxy: false, cookieName: config.auth.cookieName, forwardCredentials: false },
+    propagator: new TraceContextPropagator('continue'),
+    outliers: new EndpointOutliers(),
+  }
+}
 
 class Forward implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse
+  upstreamEnd = 0
   constructor (res: ServerResponse) { this.#res = res }
   onRequestStart (): void {}
   onResponseStart (_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+    if (step === 'accounting') parts!.outliers.succeeded(origin)
+    if (step === 'headers') {
+      this.#res.writeHead(status, parts!.downstreamHeaders(headers))
+      return
+    }
     const out = { ...headers }
     delete out.connection
     delete out['keep-alive']
@@ -26,15 +68,49 @@ class Forward implements Dispatcher.DispatchHandler {
   }
 
   onResponseData (_controller: Dispatcher.DispatchController, chunk: Buffer): void { this.#res.write(chunk) }
-  onResponseEnd (): void { this.#res.end() }
+  onResponseEnd (): void {
+    if (step === 'accounting') this.upstreamEnd = performance.now()
+    this.#res.end()
+  }
+
   onResponseError (_controller: Dispatcher.DispatchController, err: Error): void { process.stderr.write(String(err) + '\n'); this.#res.destroy() }
 }
 
 function forward (req: IncomingMessage, res: ServerResponse, user: string): void {
-  pool.dispatch({ path: req.url ?? '/', method: 'GET', headers: ['x-user-id', user, 'host', req.headers.host ?? ''] }, new Forward(res))
+  let headers = ['x-user-id', user, 'host', req.headers.host ?? '']
+  if (step === 'headers') {
+    headers = parts!.upstreamHeaders(req, user, parts!.forwarding)
+    parts!.propagator.apply(req, headers)
+  }
+  const handler = new Forward(res)
+  if (step === 'accounting') {
+    parts!.outliers.pick(endpoints, 0)
+    const upstreamStart = performance.now()
+    res.once('close', () => { if (!res.writableFinished) handler.upstreamEnd = upstreamStart })
+  }
+  pool.dispatch({ path: req.url ?? '/', method: 'GET', headers }, handler)
 }
 
-const server = createServer((req, res) => {
+function handle (req: IncomingMessage, res: ServerResponse): void {
+  if (step === 'accounting') {
+    const started = performance.now()
+    res.once('close', () => { parts!.metrics.requests.record(res.statusCode, (performance.now() - started) / 1000, true) })
+  }
+  if (verifier !== undefined) {
+    const { config, checkRequest, isReservedPath, extractToken } = parts!
+    if (checkRequest(req, config.gateway.maxRequestHeaders) !== undefined || isReservedPath(req.url)) {
+      res.writeHead(400).end()
+      return
+    }
+    const token = extractToken(req.headers, config.auth.cookieName, config.auth.maxTokenBytes) ?? ''
+    const identity = verifier.cached(token)
+    if (identity !== undefined) {
+      forward(req, res, identity.user)
+      return
+    }
+    verifier.verify(token).then((verified) => { forward(req, res, verified.user) }, () => { res.writeHead(401).end() })
+    return
+  }
   const token = req.headers.authorization?.slice(7) ?? ''
   const user = users.get(token)
   if (user !== undefined) {
@@ -45,7 +121,20 @@ const server = createServer((req, res) => {
     users.set(token, String(payload.sub))
     forward(req, res, String(payload.sub))
   }, () => { res.writeHead(401).end() })
-})
+}
+
+const server = step === 'server-limits'
+  ? createServer({ keepAliveTimeout: parts!.config.gateway.keepAliveTimeoutMs, maxHeaderSize: 96 * 1024, requestTimeout: 0, headersTimeout: parts!.config.gateway.clientHeadersTimeoutMs, connectionsCheckingInterval: 1000 }, handle)
+  : createServer(handle)
+if (step === 'server-limits') {
+  const { config: { gateway: limits }, metrics } = parts!
+  server.maxHeadersCount = limits.maxRequestHeaders + 1
+  server.timeout = limits.clientIdleTimeoutMs
+  server.on('connection', (socket) => {
+    metrics.openConnections.inc()
+    socket.once('close', () => { metrics.openConnections.dec() })
+  })
+}
 // An orderly exit, so that a profile asked for with --cpu-prof is written (bench/profile.ts).
 process.once('SIGTERM', () => { process.exit(0) })
 server.listen(0, '127.0.0.1', () => {

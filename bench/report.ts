@@ -8,6 +8,7 @@ import type { PathResult } from './measure.ts'
 import { MAX_FAILED_SHARE, MAX_SEND_LAG_MS, MIN_SENT_SHARE, OPEN_LOOP_CONTROL, OPEN_LOOP_REFERENCE } from './open-loop.ts'
 import type { OpenLoopBasis, OpenLoopRate } from './open-loop.ts'
 import { FEATURES_PATH_PREFIX, FEATURE_ROWS, USERS_PATH_PREFIX, WORKERS_PATH_PREFIX } from './paths/index.ts'
+import { MINIMAL_STEPS } from './paths/minimal.ts'
 import type { BenchSettings } from './settings.ts'
 import { summarize, type Summary } from './stats.ts'
 
@@ -127,7 +128,35 @@ function floorSection (ok: readonly PathResult[]): string[] {
         ? `The difference, ${extra.toFixed(1)} µs (${((podgate / floor - 1) * 100).toFixed(0)}%), is what header hygiene, identity headers, retries, timeouts, metrics and the rest cost.`
         : 'What podgate does beyond forwarding (header hygiene, identity headers, retries, timeouts, metrics) costs nothing measurable above that floor in this run.'),
     '',
+    ...stepRows(ok, floor, podgate),
   ]
+}
+
+/** The floor plus one piece of podgate at a time (node-minimal-<step>): what each piece costs, and what the pieces leave unexplained. */
+function stepRows (ok: readonly PathResult[], floor: number, podgate: number): string[] {
+  const steps = MINIMAL_STEPS.flatMap((step) => {
+    const path = ok.find((candidate) => candidate.id === `node-minimal-${step}`)
+    const cpu = path?.throughput?.cpuUsPerRequest
+    return path === undefined || cpu === undefined || cpu === null ? [] : [{ step, title: path.title, cpu }]
+  })
+  if (steps.length === 0) return []
+  const priced = steps.reduce((sum, row) => sum + (row.cpu.median - floor), 0)
+  return [
+    'The gap piece by piece: the minimal proxy with one of podgate\'s own pieces added (taken from `src/`, see `bench/minimal-proxy.ts`), each measured in this run like every other path.',
+    '',
+    '| path | proxy CPU per request | above the floor |',
+    '|---|---|---|',
+    ...steps.map((row) => `| ${row.title} | ${row.cpu.median.toFixed(1)} µs (${row.cpu.min.toFixed(1)}–${row.cpu.max.toFixed(1)}) | ${signed(row.cpu.median - floor)} µs |`),
+    `| the pieces added up | | ${signed(priced)} µs |`,
+    `| podgate-hs256 | ${podgate.toFixed(1)} µs | ${signed(podgate - floor)} µs |`,
+    '',
+    `What the pieces do not add up to (${signed(podgate - floor - priced)} µs) is the rest of podgate's request path (its Exchange, the pools and their snapshot, the server's extra listeners, its response subclass) and the noise of medians taken over ${steps.length + 2} paths.`,
+    '',
+  ]
+}
+
+function signed (value: number): string {
+  return `${value >= 0 ? '+' : '−'}${Math.abs(value).toFixed(1)}`
 }
 
 /** The paths that ask an auth service: how often they asked, and podgate's cache against nginx asking every time. */

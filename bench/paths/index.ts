@@ -2,7 +2,7 @@
 import type { BenchSettings } from '../settings.ts'
 import { chpPath } from './chp.ts'
 import { directPath } from './direct.ts'
-import { minimalPath } from './minimal.ts'
+import { MINIMAL_STEPS, minimalPath } from './minimal.ts'
 import { nginxPath } from './nginx.ts'
 import { podgatePath, type Feature } from './podgate.ts'
 import type { BenchPath } from './types.ts'
@@ -38,6 +38,8 @@ export function benchPaths (settings: BenchSettings): BenchPath[] {
     nginxPath('auth-request', ['throughput', 'latency']),
     chpPath(['throughput', 'latency', 'openloop']),
     minimalPath(['throughput', 'latency']),
+    // The floor plus one piece of podgate each: the gap to the floor, priced piece by piece.
+    ...MINIMAL_STEPS.map((step) => minimalPath(['throughput'], step)),
     ...settings.userCounts.map((users) => podgatePath({
       ...podgate,
       id: `${USERS_PATH_PREFIX}${users}`,

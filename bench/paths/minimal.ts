@@ -7,15 +7,26 @@ import type { BenchPath, Measure } from './types.ts'
 
 const START_TIMEOUT_MS = 15_000
 
-export function minimalPath (measures: readonly Measure[]): BenchPath {
+/** The pieces of podgate `minimal-proxy.ts --step` adds to the floor, one per path (what each is: that file's opening comment). */
+export const MINIMAL_STEPS = ['server-limits', 'headers', 'checks', 'accounting'] as const
+export type MinimalStep = typeof MINIMAL_STEPS[number]
+
+const STEP_TITLES: Record<MinimalStep, string> = {
+  'server-limits': 'podgate\'s server timeouts and header limits',
+  'headers': 'podgate\'s request and response header handling',
+  'checks': 'podgate\'s request check and verified-token cache',
+  'accounting': 'podgate\'s per-request metrics, timings and listeners',
+}
+
+export function minimalPath (measures: readonly Measure[], step?: MinimalStep): BenchPath {
   return {
-    id: 'node-minimal',
-    title: 'minimal node:http + undici + jose with a token cache (the floor of podgate\'s stack)',
+    id: step === undefined ? 'node-minimal' : `node-minimal-${step}`,
+    title: step === undefined ? 'minimal node:http + undici + jose with a token cache (the floor of podgate\'s stack)' : `the minimal proxy plus ${STEP_TITLES[step]}`,
     measures,
     async start (context) {
       const key = hs256Key()
-      const proxy = context.processes.spawn('node-minimal', process.execPath, [
-        join(context.benchDir, 'minimal-proxy.ts'), '--upstream', context.upstream.address, '--secret', key.verifier,
+      const proxy = context.processes.spawn(step === undefined ? 'node-minimal' : `node-minimal-${step}`, process.execPath, [
+        join(context.benchDir, 'minimal-proxy.ts'), '--upstream', context.upstream.address, '--secret', key.verifier, ...(step === undefined ? [] : ['--step', step]),
       // The Node options podgate ships with (bench/paths/podgate.ts sets the same), so the floor runs on the same heap.
       ], { cpus: context.cpus.proxy, env: forkEnv(process.env, []) })
       const listening = await proxy.jsonLine<{ port?: unknown }>('listening', START_TIMEOUT_MS)
