@@ -2,6 +2,7 @@
 // rate measured earlier in the same run, taken with vegeta (load/openloop-load.ts). Unlike the
 // closed loop of N connections, the sending never waits for answers, so queueing in the
 // proxy shows in the percentiles instead of slowing the load down.
+import { randomInt } from 'node:crypto'
 import type { OpenLoopSpec } from './load/openloop-load.ts'
 import { runLoad } from './load/run-load.ts'
 import type { PathContext, RunningPath } from './paths/types.ts'
@@ -27,7 +28,7 @@ export const MIN_SENT_SHARE = 0.99
 export const OPEN_LOOP_CONTROL = 'direct'
 /** Each try at a lower ceiling offers this share of the last one. */
 const CEILING_STEP = 0.85
-const MAX_CEILING_TRIES = 6
+const MAX_CEILING_TRIES = 5
 
 /** What the offered rates are shares of: the reference path's req/s in this run, or the fixed fallback. */
 export interface OpenLoopBasis {
@@ -96,6 +97,7 @@ export async function openLoopRun (running: RunningPath, rps: number, vegeta: st
     durationS: settings.openLoopDurationS,
     warmupS: settings.openLoopWarmupS,
     headerSets: running.headerSets,
+    localAddress: loopbackSource(),
   }
   return await runLoad<OpenLoopRun>('openloop-load.ts', spec, settings.openLoopWarmupS + settings.openLoopDurationS, context)
 }
@@ -120,13 +122,26 @@ export async function capToLoadGenerator (basis: OpenLoopBasis, shares: readonly
   let rps = basis.rps
   for (let attempt = 0; attempt < MAX_CEILING_TRIES; attempt++) {
     const offered = Math.max(1, Math.round(rps * top))
-    const run = await probe(offered)
+    // Twice before lowering: the first run after the closed-loop measures sometimes falls behind where the next holds.
+    let run = await probe(offered)
+    if (!runHeld(run)) run = await probe(offered)
     const held = runHeld(run)
     tries.push({ rps: offered, sendLagP99Ms: run.sendLagP99Ms, held })
     if (held) break
     rps *= CEILING_STEP
   }
   return tries.length === 1 && tries[0]!.held ? basis : { ...basis, rps, capped: { fromRps: basis.rps, tries } }
+}
+
+/**
+ * A loopback address (127.0.0.0/8, all of it this host's) for one run to send from. Other
+ * paths' connections (nginx and configurable-http-proxy to their upstreams, the closed-loop
+ * runs) leave tens of thousands of ports in TIME_WAIT for a minute; vegeta binds its port
+ * before connecting, so from 127.0.0.1 it found none free ("bind: address already in use")
+ * and a run sent almost nothing.
+ */
+export function loopbackSource (): string {
+  return `127.${randomInt(1, 255)}.${randomInt(0, 256)}.${randomInt(1, 255)}`
 }
 
 export function summarizeOpenLoop (basis: OpenLoopBasis, samples: readonly OpenLoopSample[], durationS: number): OpenLoopResult {

@@ -22,6 +22,12 @@ export interface OpenLoopSpec {
   readonly warmupS: number
   /** Requests cycle through these header sets. */
   readonly headerSets: ReadonlyArray<Record<string, string>>
+  /**
+   * The loopback address vegeta sends from. Go binds its ephemeral port before connecting,
+   * so a port in TIME_WAIT to any destination is taken; a source address of its own gives
+   * the run a whole port range, whatever other paths and their upstreams left behind.
+   */
+  readonly localAddress: string
 }
 
 /** A request that takes longer has failed; far beyond any healthy answer here. */
@@ -29,7 +35,7 @@ const REQUEST_TIMEOUT_S = 5
 /** Bounds the connections an overloaded proxy can make vegeta open; the send lag then shows the overload. */
 const MAX_WORKERS = 1024
 
-const spec = parseSpec<OpenLoopSpec>(process.argv[2], ['vegeta', 'url', 'rate', 'durationS', 'warmupS', 'headerSets'])
+const spec = parseSpec<OpenLoopSpec>(process.argv[2], ['vegeta', 'url', 'rate', 'durationS', 'warmupS', 'headerSets', 'localAddress'])
 const dir = mkdtempSync(join(tmpdir(), 'podgate-openloop-'))
 
 /** Runs vegeta with stdout to `onLine` (or ignored); throws with its stderr when it fails. */
@@ -58,7 +64,7 @@ try {
     'attack',
     '-format=json', `-targets=${targets}`,
     `-rate=${spec.rate}/1s`, `-duration=${Math.round((spec.warmupS + spec.durationS) * 1000)}ms`,
-    `-timeout=${REQUEST_TIMEOUT_S}s`, `-max-workers=${MAX_WORKERS}`,
+    `-timeout=${REQUEST_TIMEOUT_S}s`, `-max-workers=${MAX_WORKERS}`, `-laddr=${spec.localAddress}`,
     // bodies are not kept: the check before the load already read one
     '-max-body=0', '-http2=false', `-output=${results}`,
   ])

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { capToLoadGenerator, offeredRates, openLoopBasis, summarizeOpenLoop } from '../open-loop.ts'
+import { capToLoadGenerator, loopbackSource, offeredRates, openLoopBasis, summarizeOpenLoop } from '../open-loop.ts'
 import type { OpenLoopSample } from '../open-loop.ts'
 import { parseSettings } from '../settings.ts'
 import type { OpenLoopRun } from '../vegeta-results.ts'
@@ -72,7 +72,7 @@ void t.test('the basis is lowered until the control path holds the highest share
     return Promise.resolve(run(rps, 0.2, { sendLagP99Ms: rps > 10_000 ? 6 : 1.1 }))
   }
   const capped = await capToLoadGenerator(basis, [0.25, 0.5, 0.75], probe)
-  t.same(offered, [15_000, 12_750, 10_838, 9212])
+  t.same(offered, [15_000, 15_000, 12_750, 12_750, 10_838, 10_838, 9212], 'each rate tried twice before it is lowered')
   t.equal(Math.round(capped.rps), 12_283)
   t.same(capped.capped, { fromRps: 20_000, tries: [{ rps: 15_000, sendLagP99Ms: 6, held: false }, { rps: 12_750, sendLagP99Ms: 6, held: false }, { rps: 10_838, sendLagP99Ms: 6, held: false }, { rps: 9212, sendLagP99Ms: 1.1, held: true }] })
   t.same(offeredRates(capped, [0.75]), [{ share: 0.75, rps: 9212 }])
@@ -83,6 +83,27 @@ void t.test('the basis is lowered until the control path holds the highest share
   t.same(offered, [6000])
 
   const never = await capToLoadGenerator(basis, [0.75], (rps) => Promise.resolve(run(rps, 0.2, { sendLagP99Ms: 50 })))
-  t.equal(never.capped?.tries.length, 6, 'gives up after six tries')
+  t.equal(never.capped?.tries.length, 5, 'gives up after five rates')
   t.notOk(never.capped?.tries.some((attempt) => attempt.held))
+})
+
+void t.test('each run sends from its own loopback address, never 127.0.x.x where the other paths\' connections are', (t) => {
+  const seen = new Set<string>()
+  for (let i = 0; i < 200; i++) {
+    const address = loopbackSource()
+    t.match(address, /^127\.(\d+)\.(\d+)\.(\d+)$/)
+    const [, b, c, d] = address.split('.').map(Number)
+    t.ok(b! >= 1 && b! <= 254 && c! >= 0 && c! <= 255 && d! >= 1 && d! <= 254, address)
+    seen.add(address)
+  }
+  t.ok(seen.size > 190, 'different addresses from run to run')
+  t.end()
+})
+
+void t.test('a rate the second try holds is not lowered', async (t) => {
+  let calls = 0
+  const flaky = (rps: number): Promise<OpenLoopRun> => Promise.resolve(run(rps, 0.2, { sendLagP99Ms: ++calls === 1 ? 9 : 1.1 }))
+  const basis = { rps: 20_000, source: 'nginx-lua-cached' }
+  t.equal(await capToLoadGenerator(basis, [0.75], flaky), basis)
+  t.equal(calls, 2)
 })
