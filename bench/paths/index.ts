@@ -37,7 +37,8 @@ export function benchPaths (settings: BenchSettings): BenchPath[] {
     nginxPath('lua-cached', ['throughput', 'latency', 'openloop']),
     nginxPath('auth-request', ['throughput', 'latency']),
     chpPath(['throughput', 'latency', 'openloop']),
-    minimalPath(['throughput', 'latency']),
+    // in the open loop too: what the Node floor itself does at the rates podgate is held to
+    minimalPath(['throughput', 'latency', 'openloop']),
     // The floor plus one piece of podgate each: the gap to the floor, priced piece by piece.
     ...MINIMAL_STEPS.map((step) => minimalPath(['throughput'], step)),
     ...settings.userCounts.map((users) => podgatePath({
