@@ -129,3 +129,15 @@ void t.test('the open-loop goals say when a rate was not held, or why they were 
   t.match(byGoal(missing, /open-loop p99/), { status: 'SKIP', measured: `not measured: ${why}` })
   t.end()
 })
+
+void t.test('a miss says beside it what the Node floor (and nginx, for the WebSocket round trip) measured in the same run', (t) => {
+  const withFloor = [...results, ok('node-minimal', { throughput: throughput(33_000, 22), latency: latency(0.11), openLoop: openLoop(0.33, 3) }), ok('nginx-keepalive', { throughput: throughput(60_000, 15), websocket: ws(1, 24_000), websocketWindow: ws(16, 55_000) })]
+  const goals = evaluateGoals(withFloor)
+  t.match(byGoal(goals, /CPU per request/), { measured: '25.0 µs (node-minimal: 22.0 µs)' })
+  t.match(byGoal(goals, /p50 latency added/), { measured: '0.070 ms (node-minimal: 0.060 ms)' })
+  t.match(byGoal(goals, /open-loop p50/), { measured: '1.20× (0.360 / 0.300 ms; 10,000 req/s offered; node-minimal: 1.10×)' })
+  t.match(byGoal(goals, /open-loop p99/), { measured: '1.80× (4.500 / 2.500 ms; 10,000 req/s offered; node-minimal: 1.20×)' })
+  t.match(byGoal(goals, /WebSocket messages\/s through podgate vs direct/), { measured: '0.90× (27000 / 30000; nginx: 0.80×)' })
+  t.match(byGoal(evaluateGoals(results), /CPU per request/), { measured: '25.0 µs' }, 'nothing beside it without the floor')
+  t.end()
+})
