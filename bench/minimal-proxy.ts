@@ -11,38 +11,52 @@
 // - checks: podgate's request check, reserved-path test, token extraction and verified-token
 //   cache (lru-cache, expiry, hit counter), instead of a Map keyed by the header's tail;
 // - accounting: what podgate records per request (start, upstream and end times, two
-//   `close` listeners, the request counter and duration histogram, outlier bookkeeping).
-// Usage: node bench/minimal-proxy.ts --upstream host:port --secret S [--step NAME]; prints {"listening":{...}}
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+//   `close` listeners, the request counter and duration histogram, outlier bookkeeping);
+// - exchange: podgate's forward() itself (its response class, the endpoint pools and outlier
+//   pick, the Exchange dispatch handler with its retry and client-close handling, and its
+//   response header filter) in place of this file's pool and handler.
+// Several steps at once: `--step a,b`. Usage: node bench/minimal-proxy.ts --upstream host:port --secret S [--step NAME[,NAME…]]; prints {"listening":{...}}
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import { parseArgs } from 'node:util'
 import { jwtVerify } from 'jose'
 import { Pool, type Dispatcher } from 'undici'
+import type { EndpointSource } from '../src/discovery/source.ts'
 import { MINIMAL_STEPS, type MinimalStep } from './paths/minimal.ts'
 
 const { values } = parseArgs({ options: { upstream: { type: 'string' }, secret: { type: 'string' }, step: { type: 'string' } } })
-if (values.upstream === undefined || values.secret === undefined) throw new Error('usage: minimal-proxy.ts --upstream host:port --secret S [--step NAME]')
-if (values.step !== undefined && !(MINIMAL_STEPS as readonly string[]).includes(values.step)) throw new Error(`--step: one of ${MINIMAL_STEPS.join(', ')}, got ${values.step}`)
-const step = values.step as MinimalStep | undefined
+if (values.upstream === undefined || values.secret === undefined) throw new Error('usage: minimal-proxy.ts --upstream host:port --secret S [--step NAME[,NAME…]]')
+const steps = new Set((values.step ?? '').split(',').filter((name) => name !== ''))
+for (const name of steps) if (!(MINIMAL_STEPS as readonly string[]).includes(name)) throw new Error(`--step: names from ${MINIMAL_STEPS.join(', ')}, got ${name}`)
+const step = (name: MinimalStep): boolean => steps.has(name)
 const secret = new TextEncoder().encode(values.secret)
 const origin = `http://${values.upstream}`
 const pool = new Pool(origin, { connections: 256, pipelining: 1 })
 const users = new Map<string, string>()
 
-// podgate's pieces with its defaults, loaded only with a step: the floor itself imports nothing of podgate's.
-const parts = step === undefined ? undefined : await podgateParts(values.secret)
-const verifier = step === 'checks' ? parts!.verifier : undefined
 const [upstreamHost, upstreamPort] = values.upstream.split(':')
 const endpoints = [{ address: upstreamHost ?? '', port: Number(upstreamPort), origin }]
+// podgate's pieces with its defaults, loaded only with a step: the floor itself imports nothing of podgate's.
+const parts = steps.size === 0 ? undefined : await podgateParts(values.secret)
+const verifier = step('checks') ? parts!.verifier : undefined
 
 async function podgateParts (jwtSecret: string) {
-  const [{ extractToken }, { isReservedPath }, { createTokenVerifier }, { loadConfig }, { downstreamHeaders, upstreamHeaders }, { EndpointOutliers }, { checkRequest }, { Metrics }, { TraceContextPropagator }] = await Promise.all([
+  const [{ extractToken }, { isReservedPath }, { createTokenVerifier }, { loadConfig }, { downstreamHeaders, upstreamHeaders }, { EndpointOutliers }, { checkRequest }, { Metrics }, { TraceContextPropagator }, { forward: podgateForward }, { EndpointPools }, { GatewayResponse }] = await Promise.all([
     import('../src/auth/extract.ts'), import('../src/auth/oidc-paths.ts'), import('../src/auth/verifier.ts'), import('../src/config.ts'), import('../src/gateway/headers.ts'),
     import('../src/gateway/outliers.ts'), import('../src/gateway/request-check.ts'), import('../src/metrics.ts'), import('../src/tracing/context.ts'),
+    import('../src/gateway/forward.ts'), import('../src/gateway/pools.ts'), import('../src/gateway/response.ts'),
   ])
   const config = loadConfig({ PODGATE_JWT_SECRET: jwtSecret })
   const metrics = new Metrics({ defaultMetrics: false })
+  // One user routed to the upstream, as podgate's route table would have it.
+  const source: EndpointSource = {
+    snapshot: new Map([['alice', endpoints]]), routableUsers: 1, endpointCount: 1, synced: Promise.resolve(), isSynced: true,
+    onChange: () => () => {}, start: () => Promise.resolve(), close: () => Promise.resolve(),
+  }
+  const gateway = config.gateway
+  const target = { pools: new EndpointPools(source, { ...gateway, registry: metrics.registry }), metrics, headersTimeoutMs: gateway.headersTimeoutMs, bodyTimeoutMs: gateway.bodyTimeoutMs, turn: 0 }
   return {
-    config, metrics, extractToken, isReservedPath, checkRequest, downstreamHeaders, upstreamHeaders,
+    config, metrics, extractToken, isReservedPath, checkRequest, downstreamHeaders, upstreamHeaders, GatewayResponse,
+    forward: (req: IncomingMessage, res: ServerResponse, headers: string[]) => { podgateForward(req, res as InstanceType<typeof GatewayResponse>, endpoints, headers, target) },
     verifier: createTokenVerifier(config.auth, { metrics }),
     forwarding: { userHeader: config.gateway.userHeader, trustProxy: false, cookieName: config.auth.cookieName, forwardCredentials: false },
     propagator: new TraceContextPropagator('continue'),
@@ -56,8 +70,8 @@ class Forward implements Dispatcher.DispatchHandler {
   constructor (res: ServerResponse) { this.#res = res }
   onRequestStart (): void {}
   onResponseStart (_controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
-    if (step === 'accounting') parts!.outliers.succeeded(origin)
-    if (step === 'headers') {
+    if (step('accounting')) parts!.outliers.succeeded(origin)
+    if (step('headers')) {
       this.#res.writeHead(status, parts!.downstreamHeaders(headers))
       return
     }
@@ -69,7 +83,7 @@ class Forward implements Dispatcher.DispatchHandler {
 
   onResponseData (_controller: Dispatcher.DispatchController, chunk: Buffer): void { this.#res.write(chunk) }
   onResponseEnd (): void {
-    if (step === 'accounting') this.upstreamEnd = performance.now()
+    if (step('accounting')) this.upstreamEnd = performance.now()
     this.#res.end()
   }
 
@@ -78,12 +92,16 @@ class Forward implements Dispatcher.DispatchHandler {
 
 function forward (req: IncomingMessage, res: ServerResponse, user: string): void {
   let headers = ['x-user-id', user, 'host', req.headers.host ?? '']
-  if (step === 'headers') {
+  if (step('headers')) {
     headers = parts!.upstreamHeaders(req, user, parts!.forwarding)
     parts!.propagator.apply(req, headers)
   }
+  if (step('exchange')) {
+    parts!.forward(req, res, headers)
+    return
+  }
   const handler = new Forward(res)
-  if (step === 'accounting') {
+  if (step('accounting')) {
     parts!.outliers.pick(endpoints, 0)
     const upstreamStart = performance.now()
     res.once('close', () => { if (!res.writableFinished) handler.upstreamEnd = upstreamStart })
@@ -92,7 +110,7 @@ function forward (req: IncomingMessage, res: ServerResponse, user: string): void
 }
 
 function handle (req: IncomingMessage, res: ServerResponse): void {
-  if (step === 'accounting') {
+  if (step('accounting')) {
     const started = performance.now()
     res.once('close', () => { parts!.metrics.requests.record(res.statusCode, (performance.now() - started) / 1000, true) })
   }
@@ -123,10 +141,15 @@ function handle (req: IncomingMessage, res: ServerResponse): void {
   }, () => { res.writeHead(401).end() })
 }
 
-const server = step === 'server-limits'
-  ? createServer({ keepAliveTimeout: parts!.config.gateway.keepAliveTimeoutMs, maxHeaderSize: 96 * 1024, requestTimeout: 0, headersTimeout: parts!.config.gateway.clientHeadersTimeoutMs, connectionsCheckingInterval: 1000 }, handle)
-  : createServer(handle)
-if (step === 'server-limits') {
+const serverOptions: ServerOptions<typeof IncomingMessage, typeof ServerResponse> = {}
+if (step('server-limits')) {
+  const limits = parts!.config.gateway
+  Object.assign(serverOptions, { keepAliveTimeout: limits.keepAliveTimeoutMs, maxHeaderSize: 96 * 1024, requestTimeout: 0, headersTimeout: limits.clientHeadersTimeoutMs, connectionsCheckingInterval: 1000 })
+}
+// With exchange, accounting keeps only what Gateway.handle records: podgate's forward() does the rest itself.
+if (step('exchange')) serverOptions.ServerResponse = parts!.GatewayResponse
+const server = createServer(serverOptions, handle)
+if (step('server-limits')) {
   const { config: { gateway: limits }, metrics } = parts!
   server.maxHeadersCount = limits.maxRequestHeaders + 1
   server.timeout = limits.clientIdleTimeoutMs

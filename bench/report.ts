@@ -8,7 +8,7 @@ import type { PathResult } from './measure.ts'
 import { MAX_FAILED_SHARE, MAX_SEND_LAG_MS, MIN_SENT_SHARE, OPEN_LOOP_CONTROL, OPEN_LOOP_REFERENCE } from './open-loop.ts'
 import type { OpenLoopBasis, OpenLoopRate } from './open-loop.ts'
 import { FEATURES_PATH_PREFIX, FEATURE_ROWS, USERS_PATH_PREFIX, WORKERS_PATH_PREFIX } from './paths/index.ts'
-import { MINIMAL_STEPS } from './paths/minimal.ts'
+import { ALL_STEPS, MINIMAL_STEPS } from './paths/minimal.ts'
 import type { BenchSettings } from './settings.ts'
 import { summarize, type Summary } from './stats.ts'
 
@@ -140,6 +140,8 @@ function stepRows (ok: readonly PathResult[], floor: number, podgate: number): s
     return path === undefined || cpu === undefined || cpu === null ? [] : [{ step, title: path.title, cpu }]
   })
   if (steps.length === 0) return []
+  const all = ok.find((candidate) => candidate.id === `node-minimal-${ALL_STEPS}`)
+  const together = all?.throughput?.cpuUsPerRequest === undefined || all.throughput.cpuUsPerRequest === null ? [] : [{ title: all.title, cpu: all.throughput.cpuUsPerRequest }]
   const priced = steps.reduce((sum, row) => sum + (row.cpu.median - floor), 0)
   return [
     'The gap piece by piece: the minimal proxy with one of podgate\'s own pieces added (taken from `src/`, see `bench/minimal-proxy.ts`), each measured in this run like every other path.',
@@ -148,6 +150,7 @@ function stepRows (ok: readonly PathResult[], floor: number, podgate: number): s
     '|---|---|---|',
     ...steps.map((row) => `| ${row.title} | ${row.cpu.median.toFixed(1)} µs (${row.cpu.min.toFixed(1)}–${row.cpu.max.toFixed(1)}) | ${signed(row.cpu.median - floor)} µs |`),
     `| the pieces added up | | ${signed(priced)} µs |`,
+    ...together.map((row) => `| ${row.title} | ${row.cpu.median.toFixed(1)} µs (${row.cpu.min.toFixed(1)}–${row.cpu.max.toFixed(1)}) | ${signed(row.cpu.median - floor)} µs |`),
     `| podgate-hs256 | ${podgate.toFixed(1)} µs | ${signed(podgate - floor)} µs |`,
     '',
     `What the pieces do not add up to (${signed(podgate - floor - priced)} µs) is the rest of podgate's request path (its Exchange, the pools and their snapshot, the server's extra listeners, its response subclass) and the noise of medians taken over ${steps.length + 2} paths.`,

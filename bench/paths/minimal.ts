@@ -8,7 +8,7 @@ import type { BenchPath, Measure } from './types.ts'
 const START_TIMEOUT_MS = 15_000
 
 /** The pieces of podgate `minimal-proxy.ts --step` adds to the floor, one per path (what each is: that file's opening comment). */
-export const MINIMAL_STEPS = ['server-limits', 'headers', 'checks', 'accounting'] as const
+export const MINIMAL_STEPS = ['server-limits', 'headers', 'checks', 'accounting', 'exchange'] as const
 export type MinimalStep = typeof MINIMAL_STEPS[number]
 
 const STEP_TITLES: Record<MinimalStep, string> = {
@@ -16,17 +16,24 @@ const STEP_TITLES: Record<MinimalStep, string> = {
   'headers': 'podgate\'s request and response header handling',
   'checks': 'podgate\'s request check and verified-token cache',
   'accounting': 'podgate\'s per-request metrics, timings and listeners',
+  'exchange': 'podgate\'s forward(): response class, endpoint pools, Exchange handler',
 }
 
-export function minimalPath (measures: readonly Measure[], step?: MinimalStep): BenchPath {
+/** Every step at once: podgate's request path rebuilt from its pieces, without the rest of its process. */
+export const ALL_STEPS = 'all'
+
+export function minimalPath (measures: readonly Measure[], step?: MinimalStep | typeof ALL_STEPS): BenchPath {
+  const steps = step === ALL_STEPS ? MINIMAL_STEPS : step === undefined ? [] : [step]
   return {
     id: step === undefined ? 'node-minimal' : `node-minimal-${step}`,
-    title: step === undefined ? 'minimal node:http + undici + jose with a token cache (the floor of podgate\'s stack)' : `the minimal proxy plus ${STEP_TITLES[step]}`,
+    title: step === undefined
+      ? 'minimal node:http + undici + jose with a token cache (the floor of podgate\'s stack)'
+      : step === ALL_STEPS ? 'the minimal proxy plus every piece above (podgate\'s request path without the rest of its process)' : `the minimal proxy plus ${STEP_TITLES[step]}`,
     measures,
     async start (context) {
       const key = hs256Key()
       const proxy = context.processes.spawn(step === undefined ? 'node-minimal' : `node-minimal-${step}`, process.execPath, [
-        join(context.benchDir, 'minimal-proxy.ts'), '--upstream', context.upstream.address, '--secret', key.verifier, ...(step === undefined ? [] : ['--step', step]),
+        join(context.benchDir, 'minimal-proxy.ts'), '--upstream', context.upstream.address, '--secret', key.verifier, ...(steps.length === 0 ? [] : ['--step', steps.join(',')]),
       // The Node options podgate ships with (bench/paths/podgate.ts sets the same), so the floor runs on the same heap.
       ], { cpus: context.cpus.proxy, env: forkEnv(process.env, []) })
       const listening = await proxy.jsonLine<{ port?: unknown }>('listening', START_TIMEOUT_MS)
