@@ -153,7 +153,9 @@ function stepRows (ok: readonly PathResult[], floor: number, podgate: number): s
     ...together.map((row) => `| ${row.title} | ${row.cpu.median.toFixed(1)} µs (${row.cpu.min.toFixed(1)}–${row.cpu.max.toFixed(1)}) | ${signed(row.cpu.median - floor)} µs |`),
     `| podgate-hs256 | ${podgate.toFixed(1)} µs | ${signed(podgate - floor)} µs |`,
     '',
-    `What the pieces do not add up to (${signed(podgate - floor - priced)} µs) is the rest of podgate's request path (its Exchange, the pools and their snapshot, the server's extra listeners, its response subclass) and the noise of medians taken over ${steps.length + 2} paths.`,
+    together.length === 0
+      ? `What the pieces do not add up to (${signed(podgate - floor - priced)} µs): \`node-minimal-all\` (every piece at once) tells how much is in how they combine and how much in the rest of podgate's process; in results/profile-2026-11-26.md the pieces together cost what podgate did while each alone stayed within the runs' spread.`
+      : `Every piece at once costs ${signed(together[0]!.cpu.median - floor)} µs here and podgate ${signed(podgate - floor)} µs: the difference between those two is the rest of podgate's process, and between the pieces added up (${signed(priced)} µs) and all at once, how they combine.`,
     '',
   ]
 }
