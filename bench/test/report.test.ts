@@ -16,6 +16,12 @@ function path (id: string, rps: number[]): PathResult {
   }
 }
 
+/** A path whose throughput runs cost `cpus` µs per request. */
+function withCpu (id: string, cpus: number[]): PathResult {
+  const base = path(id, [20_000])
+  return { ...base, throughput: { ...base.throughput!, cpuUsPerRequest: summarize(cpus) } }
+}
+
 function report (paths: PathResult[]): BenchReport {
   const { outDir: _outDir, only: _only, ...settings } = parseSettings([])
   return {
@@ -55,16 +61,12 @@ void t.test('the auth-url paths get their own table with the auth service\'s cal
 })
 
 void t.test('the feature rows are priced against the defaults row of the same run', (t) => {
-  const withCpu = (id: string, cpu: number): PathResult => {
-    const base = path(id, [20_000])
-    return { ...base, throughput: { ...base.throughput!, cpuUsPerRequest: summarize([cpu, cpu + 2]) } }
-  }
-  const markdown = toMarkdown(report([withCpu('podgate-hs256', 40), withCpu('podgate-feature-none', 39), withCpu('podgate-feature-identity', 45)]))
+  const markdown = toMarkdown(report([withCpu('podgate-hs256', [40, 42]), withCpu('podgate-feature-none', [39, 41]), withCpu('podgate-feature-identity', [45, 47])]))
   t.match(markdown, '## Request-path features: cost per request')
   t.match(markdown, '| defaults | 20.0k | 41.0 µs (40.0–42.0) | — |')
   t.match(markdown, '| per-user limits, identity, usage, access log and trace context all off | 20.0k | 40.0 µs (39.0–41.0) | −1.0 µs (−2%) |')
   t.match(markdown, '| signed identity header (Ed25519) | 20.0k | 46.0 µs (45.0–47.0) | +5.0 µs (+12%) |')
-  t.notMatch(toMarkdown(report([withCpu('podgate-hs256', 40)])), 'Request-path features', 'no section without feature rows')
+  t.notMatch(toMarkdown(report([withCpu('podgate-hs256', [40])])), 'Request-path features', 'no section without feature rows')
   t.end()
 })
 
@@ -108,18 +110,14 @@ void t.test('the WebSocket tables: one message in flight, and several, each agai
 })
 
 void t.test('the gap to the floor is priced piece by piece when the node-minimal-<step> paths ran', (t) => {
-  const withCpu = (id: string, cpu: number): PathResult => {
-    const base = path(id, [20_000])
-    return { ...base, title: id, throughput: { ...base.throughput!, cpuUsPerRequest: summarize([cpu]) } }
-  }
-  const markdown = toMarkdown(report([withCpu('podgate-hs256', 40), withCpu('node-minimal', 30), withCpu('node-minimal-headers', 31.5), withCpu('node-minimal-checks', 29.5), withCpu('node-minimal-all', 33)]))
+  const markdown = toMarkdown(report([withCpu('podgate-hs256', [40]), withCpu('node-minimal', [30]), withCpu('node-minimal-headers', [31.5]), withCpu('node-minimal-checks', [29.5]), withCpu('node-minimal-all', [33])]))
   t.match(markdown, 'The difference, 10.0 µs (33%)')
   t.match(markdown, '| node-minimal-headers | 31.5 µs (31.5–31.5) | +1.5 µs |')
   t.match(markdown, '| node-minimal-checks | 29.5 µs (29.5–29.5) | −0.5 µs |')
   t.match(markdown, '| the pieces added up | | +1.0 µs |')
   t.match(markdown, '| node-minimal-all | 33.0 µs (33.0–33.0) | +3.0 µs |')
   t.match(markdown, 'Every piece at once costs +3.0 µs here and podgate +10.0 µs')
-  t.match(toMarkdown(report([withCpu('podgate-hs256', 40), withCpu('node-minimal', 30), withCpu('node-minimal-headers', 31.5)])), 'What the pieces do not add up to (+8.5 µs)')
-  t.notMatch(toMarkdown(report([withCpu('podgate-hs256', 40), withCpu('node-minimal', 30)])), 'piece by piece', 'no table without the step paths')
+  t.match(toMarkdown(report([withCpu('podgate-hs256', [40]), withCpu('node-minimal', [30]), withCpu('node-minimal-headers', [31.5])])), 'What the pieces do not add up to (+8.5 µs)')
+  t.notMatch(toMarkdown(report([withCpu('podgate-hs256', [40]), withCpu('node-minimal', [30])])), 'piece by piece', 'no table without the step paths')
   t.end()
 })
