@@ -24,15 +24,16 @@ export const ALL_STEPS = 'all'
 
 export function minimalPath (measures: readonly Measure[], step?: MinimalStep | typeof ALL_STEPS): BenchPath {
   const steps = step === ALL_STEPS ? MINIMAL_STEPS : step === undefined ? [] : [step]
+  const id = step === undefined ? 'node-minimal' : `node-minimal-${step}`
   return {
-    id: step === undefined ? 'node-minimal' : `node-minimal-${step}`,
+    id,
     title: step === undefined
       ? 'minimal node:http + undici + jose with a token cache (the floor of podgate\'s stack)'
       : step === ALL_STEPS ? 'the minimal proxy plus every piece above (podgate\'s request path without the rest of its process)' : `the minimal proxy plus ${STEP_TITLES[step]}`,
     measures,
     async start (context) {
       const key = hs256Key()
-      const proxy = context.processes.spawn(step === undefined ? 'node-minimal' : `node-minimal-${step}`, process.execPath, [
+      const proxy = context.processes.spawn(id, process.execPath, [
         join(context.benchDir, 'minimal-proxy.ts'), '--upstream', context.upstream.address, '--secret', key.verifier, ...(steps.length === 0 ? [] : ['--step', steps.join(',')]),
       // The Node options podgate ships with (bench/paths/podgate.ts sets the same), so the floor runs on the same heap.
       ], { cpus: context.cpus.proxy, env: forkEnv(process.env, []) })
