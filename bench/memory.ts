@@ -25,7 +25,7 @@ import { ProcessGroup } from './processes.ts'
 import { userIds, writeRouteFile } from './route-file.ts'
 import { bearer, hs256Key } from './tokens.ts'
 import { startUpstream } from './upstream.ts'
-import { WORKER_MALLOC_ARENA_MAX, WORKER_NODE_OPTIONS } from '../src/workers/worker-options.ts'
+import { GATEWAY_V8_FLAGS, WORKER_MALLOC_ARENA_MAX, WORKER_NODE_OPTIONS } from '../src/workers/worker-options.ts'
 
 const REPO = fileURLToPath(new URL('..', import.meta.url))
 const BENCH = fileURLToPath(new URL('.', import.meta.url))
@@ -65,19 +65,22 @@ const POOL2 = '--v8-pool-size=2'
 const ARENA2 = { MALLOC_ARENA_MAX: '2' }
 /** What podgate's forked workers get, and the image's `podgate serve`. */
 const SHIPPED = { node: WORKER_NODE_OPTIONS, env: { MALLOC_ARENA_MAX: WORKER_MALLOC_ARENA_MAX } }
-const SHIPPED_TITLE = `${WORKER_NODE_OPTIONS.join(' ')}, MALLOC_ARENA_MAX=${WORKER_MALLOC_ARENA_MAX}`
+const SHIPPED_TITLE = `${WORKER_NODE_OPTIONS.join(' ')}, MALLOC_ARENA_MAX=${WORKER_MALLOC_ARENA_MAX}, ${GATEWAY_V8_FLAGS.join(' ')}`
+/** V8's allocation-site pretenuring, which every gateway process turns off for itself unless its command line names it (GATEWAY_V8_FLAGS). */
+const PRETENURE = '--allocation-site-pretenuring'
 /** Node's and glibc's own choices, given explicitly so that podgate keeps them for its workers. */
-const NODE_DEFAULTS = { node: [semi(0), '--v8-pool-size=4'], env: { MALLOC_ARENA_MAX: String(8 * availableParallelism()) } }
+const NODE_DEFAULTS = { node: [semi(0), '--v8-pool-size=4', PRETENURE], env: { MALLOC_ARENA_MAX: String(8 * availableParallelism()) } }
 
 const VARIANTS: readonly Variant[] = [
   // What V8 and glibc do on their own.
-  { id: 'src', title: 'src/main.ts (type stripping), Node defaults', entry: 'src', workers: 1, node: [], load: 'closed' },
-  { id: 'defaults', title: 'Node defaults', entry: 'dist', workers: 1, node: [], load: 'closed' },
-  { id: 'defaults-open', title: 'Node defaults', entry: 'dist', workers: 1, node: [], load: 'open' },
+  { id: 'src', title: 'src/main.ts (type stripping), Node defaults', entry: 'src', workers: 1, node: [PRETENURE], load: 'closed' },
+  { id: 'defaults', title: 'Node defaults', entry: 'dist', workers: 1, node: [PRETENURE], load: 'closed' },
+  { id: 'defaults-open', title: 'Node defaults', entry: 'dist', workers: 1, node: [PRETENURE], load: 'open' },
   // The young generation's size, then the memory outside the V8 heap, one change at a time.
-  ...[2, 4, 8, 16].map((mib): Variant => ({ id: `semi${mib}`, title: semi(mib), entry: 'dist', workers: 1, node: [semi(mib)], load: 'closed' })),
-  { id: 'arena2', title: `${SEMI8}, MALLOC_ARENA_MAX=2`, entry: 'dist', workers: 1, node: [SEMI8], env: ARENA2, load: 'closed' },
-  { id: 'pool2', title: `${SEMI8} ${POOL2}`, entry: 'dist', workers: 1, node: [SEMI8, POOL2], load: 'closed' },
+  ...[2, 4, 8, 16].map((mib): Variant => ({ id: `semi${mib}`, title: semi(mib), entry: 'dist', workers: 1, node: [semi(mib), PRETENURE], load: 'closed' })),
+  { id: 'arena2', title: `${SEMI8}, MALLOC_ARENA_MAX=2`, entry: 'dist', workers: 1, node: [SEMI8, PRETENURE], env: ARENA2, load: 'closed' },
+  { id: 'pool2', title: `${SEMI8} ${POOL2}`, entry: 'dist', workers: 1, node: [SEMI8, POOL2, PRETENURE], load: 'closed' },
+  { id: 'pretenure', title: `one process, ${WORKER_NODE_OPTIONS.join(' ')}, MALLOC_ARENA_MAX=${WORKER_MALLOC_ARENA_MAX}, ${PRETENURE}`, entry: 'dist', workers: 1, node: [...SHIPPED.node, PRETENURE], env: SHIPPED.env, load: 'closed' },
   // As shipped: the image's `podgate serve` (one process), and the workers podgate forks.
   { id: 'image', title: `one process, ${SHIPPED_TITLE} (the image)`, entry: 'dist', workers: 1, ...SHIPPED, load: 'closed', goal: true },
   { id: 'image-open', title: `one process, ${SHIPPED_TITLE} (the image)`, entry: 'dist', workers: 1, ...SHIPPED, load: 'open', goal: true },

@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util'
 import { jwtVerify } from 'jose'
 import { Pool, type Dispatcher } from 'undici'
 import type { EndpointSource } from '../src/discovery/source.ts'
+import { applyGatewayV8Flags } from '../src/workers/worker-options.ts'
 import { MINIMAL_STEPS, type MinimalStep } from './paths/minimal.ts'
 
 const { values } = parseArgs({ options: { upstream: { type: 'string' }, secret: { type: 'string' }, step: { type: 'string' } } })
@@ -28,6 +29,8 @@ if (values.upstream === undefined || values.secret === undefined) throw new Erro
 const steps = new Set((values.step ?? '').split(',').filter((name) => name !== ''))
 for (const name of steps) if (!(MINIMAL_STEPS as readonly string[]).includes(name)) throw new Error(`--step: names from ${MINIMAL_STEPS.join(', ')}, got ${name}`)
 const step = (name: MinimalStep): boolean => steps.has(name)
+// The V8 flags every gateway process sets, as the Node options (bench/paths/minimal.ts): the floor runs on podgate's runtime.
+applyGatewayV8Flags(process.execArgv)
 const secret = new TextEncoder().encode(values.secret)
 const origin = `http://${values.upstream}`
 const pool = new Pool(origin, { connections: 256, pipelining: 1 })

@@ -8,6 +8,7 @@ import { loadConfig, parseDuration } from './config.ts'
 import { PodgateError } from './errors.ts'
 import { ListenError } from './listen.ts'
 import { createLogger, type Logger } from './log.ts'
+import { applyGatewayV8Flags } from './workers/worker-options.ts'
 
 /** Exit codes: 1 when podgate could not do its work, 2 when it was asked wrongly (arguments, configuration). */
 const FAILED = 1
@@ -129,6 +130,7 @@ function help (positionals: readonly string[]): Promise<number> {
 }
 
 async function serve (env: NodeJS.ProcessEnv): Promise<number> {
+  applyGatewayV8Flags(process.execArgv)
   const config = loadConfig(env)
   const logger = createLogger(config.logLevel)
   const { runServe } = await import('./serve.ts')
@@ -140,6 +142,7 @@ async function serve (env: NodeJS.ProcessEnv): Promise<number> {
 }
 
 async function demo (env: NodeJS.ProcessEnv, login: boolean): Promise<number> {
+  applyGatewayV8Flags(process.execArgv)
   const config = loadConfig(env, { requireKey: false })
   // stdout carries the instructions to paste; logs go beside them on stderr.
   const logger = createLogger(config.logLevel, process.stderr)

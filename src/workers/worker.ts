@@ -12,6 +12,7 @@ import { createLogger, type Logger } from '../log.ts'
 import { Metrics } from '../metrics.ts'
 import { fromWireEndpoints, fromWireError, type FromWorker, type ToWorker, type WorkerInit } from './messages.ts'
 import { RelayedSource } from './relayed-source.ts'
+import { applyGatewayV8Flags } from './worker-options.ts'
 
 /** How long a routed user waits, at most, to be sent to the primary: the IPC hop's latency, not a throttle. */
 const ACTIVITY_SEND_MS = 1000
@@ -187,6 +188,7 @@ if (process.send === undefined) {
   process.stderr.write('podgate: this is a gateway worker; `podgate serve` starts it (PODGATE_WORKERS)\n')
   process.exit(2)
 }
+applyGatewayV8Flags(process.execArgv)
 const index = Number(process.argv[2] ?? 0)
 const logger = createLogger(loadConfig(process.env).logLevel).child({ worker: index })
 runWorker(logger).catch((err: unknown) => {

@@ -10,11 +10,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import { execFile } from 'node:child_process'
 import t, { type Test } from 'tap'
 import { request } from 'undici'
-import { forkEnv, WORKER_MALLOC_ARENA_MAX, WORKER_NODE_OPTIONS } from '../../src/workers/worker-options.ts'
+import { applyGatewayV8Flags, forkEnv, GATEWAY_V8_FLAGS, WORKER_MALLOC_ARENA_MAX, WORKER_NODE_OPTIONS } from '../../src/workers/worker-options.ts'
 import { startKubeServe } from '../support/kube-serve.ts'
 
+const execNode = async (args: readonly string[]): Promise<{ stdout: string }> => await promisify(execFile)(process.execPath, args, { maxBuffer: 16 * 1024 * 1024 })
 const HOOK = fileURLToPath(new URL('../support/module-log.ts', import.meta.url))
 const DOCKERFILE = fileURLToPath(new URL('../../Dockerfile', import.meta.url))
 
@@ -58,6 +61,9 @@ function childPids (pid: number): number[] {
   return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
 }
 
+const v8Flags = (lines: readonly string[]): string[] =>
+  lines.filter((line) => line.startsWith('v8flag:')).map((line) => line.slice('v8flag:'.length))
+
 const matching = (modules: readonly string[], parts: readonly string[]): string[] =>
   modules.filter((url) => parts.some((part) => url.includes(part)))
 
@@ -79,6 +85,43 @@ void t.test('a worker gets each default in its environment unless its command li
   t.end()
 })
 
+void t.test('a gateway process sets its V8 flags unless its command line names them, either way', (t) => {
+  t.same(GATEWAY_V8_FLAGS, ['--no-allocation-site-pretenuring'])
+  const cases: Array<[readonly string[], readonly string[]]> = [
+    [[], GATEWAY_V8_FLAGS],
+    [['--max-semi-space-size=8', '--import=x.js'], GATEWAY_V8_FLAGS],
+    [['--allocation-site-pretenuring'], []],
+    [['--no-allocation-site-pretenuring'], []],
+    [['--allocation_site_pretenuring'], []],
+    [['--allocation-site-pretenuring-other'], GATEWAY_V8_FLAGS],
+  ]
+  for (const [execArgv, expected] of cases) {
+    const set: string[] = []
+    t.same(applyGatewayV8Flags(execArgv, (flag) => { set.push(flag) }), expected, execArgv.join(' '))
+    t.same(set, expected, `${execArgv.join(' ')}: handed to V8`)
+  }
+  t.end()
+})
+
+void t.test('with the flags set, V8 stops moving allocation sites to the old generation', async (t) => {
+  // Objects from one literal that all survive: V8 would pretenure the site (and trace it).
+  const script = `
+    import { applyGatewayV8Flags } from ${JSON.stringify(new URL('../../src/workers/worker-options.ts', import.meta.url).href)}
+    if (process.argv[1] === 'apply') applyGatewayV8Flags(process.execArgv)
+    const kept = []
+    const make = (i) => ({ i, list: [1, 2, 3], inner: { i } })
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 50_000; i++) kept.push(make(i))
+      await new Promise((resolve) => setImmediate(resolve))
+    }`
+  const traced = async (mode: string): Promise<number> => {
+    const { stdout } = await execNode(['--trace-pretenuring', '--trace-pretenuring-statistics', '--input-type=module', '-e', script, mode])
+    return stdout.split('\n').filter((line) => line.includes('pretenuring')).length
+  }
+  t.ok(await traced('leave') > 0, 'V8 traces pretenuring decisions by default')
+  t.equal(await traced('apply'), 0, 'and none once the gateway\'s flags are set')
+})
+
 void t.test('the image starts podgate serve with what forked workers get', (t) => {
   const dockerfile = readFileSync(DOCKERFILE, 'utf8')
   t.match(dockerfile, new RegExp(`^\\s+NODE_OPTIONS="${WORKER_NODE_OPTIONS.join(' ')}" \\\\$`, 'm'))
@@ -90,6 +133,7 @@ void t.test('gateway workers load neither the Kubernetes client nor the admin se
   const dir = moduleLogDir(t)
   const { serve } = await startKubeServe(t, { PODGATE_WORKERS: '2', NODE_OPTIONS: `--import=${HOOK}`, MODULE_LOG_DIR: dir })
   const primary = loaded(dir, serve.child.pid as number)
+  t.same(v8Flags(primary).filter((flag) => GATEWAY_V8_FLAGS.includes(flag)), GATEWAY_V8_FLAGS, 'the primary set the gateway\'s V8 flags')
   t.ok(primary.some((url) => url.includes('/node_modules/@kubernetes/client-node/')), 'the hook saw the primary load the Kubernetes client')
   t.ok(primary.some((url) => url.endsWith('/src/controller/provisioner.ts')), 'and the provisioner')
   const workers = childPids(serve.child.pid as number)
@@ -110,6 +154,7 @@ void t.test('gateway workers load neither the Kubernetes client nor the admin se
   for (const pid of workers) {
     const modules = loaded(dir, pid)
     t.ok(modules.some((url) => url.endsWith('/src/gateway/gateway.ts')), `worker ${pid} loaded the gateway`)
+    t.same(v8Flags(modules).filter((flag) => GATEWAY_V8_FLAGS.includes(flag)), GATEWAY_V8_FLAGS, `worker ${pid} set the gateway's V8 flags`)
     t.same(matching(modules, NOT_IN_A_WORKER), [], `worker ${pid} loaded nothing of the primary's work`)
   }
 })
