@@ -16,6 +16,8 @@ import { parseArgs } from 'node:util'
 import { MAX_BYTES_PER_USER } from './goals.ts'
 import { freePort, waitUntilReady } from './http-probe.ts'
 import type { HttpLoadResult } from './load/http-load.ts'
+import type { OpenLoopSpec } from './load/openloop-load.ts'
+import { loopbackSource } from './open-loop.ts'
 import type { OpenLoopRun } from './vegeta-results.ts'
 import { allowedCpus, hasTaskset, planCpus } from './machine.ts'
 import { importCost, type ImportCost } from './memory-imports.ts'
@@ -182,7 +184,7 @@ async function runVariant (variant: Variant, settings: Settings, context: { proc
       loadNote = `${CONNECTIONS} connections, ${Math.round(result.rps).toLocaleString('en-US')} req/s`
     } else if (variant.load === 'open') {
       if (context.vegeta === undefined) throw new Error('vegeta is not installed')
-      const result = await processes.spawn('vegeta', process.execPath, [join(BENCH, 'load', 'openloop-load.ts'), JSON.stringify({ vegeta: context.vegeta, url, rate: settings.rate, durationS: settings.seconds, warmupS: 1, headerSets })], { cpus: cpus.load })
+      const result = await processes.spawn('vegeta', process.execPath, [join(BENCH, 'load', 'openloop-load.ts'), JSON.stringify({ vegeta: context.vegeta, url, rate: settings.rate, durationS: settings.seconds, warmupS: 1, headerSets, localAddress: loopbackSource() } satisfies OpenLoopSpec)], { cpus: cpus.load })
         .result<OpenLoopRun>((settings.seconds + 60) * 1000)
       requests = result.ok
       const held = result.achievedRps >= settings.rate * 0.95
