@@ -96,7 +96,7 @@ export function toMarkdown (report: BenchReport): string {
     ...report.goals.map((goal) => `| ${goal.goal} | ${goal.target} | ${goal.measured} | ${goal.status} |`),
     '',
     ...notRunSection(report.paths),
-    'Measured on its own, not by this run: per-user limits\' memory with 100,000 users, [results/rate-limit-memory.md](results/rate-limit-memory.md) (`node bench/rate-limit-memory.ts`).',
+    'Measured on their own, not by this run: memory per gateway worker and process (goals: ≤ 60 MiB RSS at rest, ≤ 100 MiB after load; each checked there, with where the memory is and why it is not met in RSS), [results/memory.md](results/memory.md) (`node bench/memory.ts`); per-user limits\' memory with 100,000 users, [results/rate-limit-memory.md](results/rate-limit-memory.md) (`node bench/rate-limit-memory.ts`).',
     '',
   ]
   return lines.join('\n') + '\n'
