@@ -67,7 +67,8 @@ const POOL2 = '--v8-pool-size=2'
 const ARENA2 = { MALLOC_ARENA_MAX: '2' }
 /** What podgate's forked workers get, and the image's `podgate serve`. */
 const SHIPPED = { node: WORKER_NODE_OPTIONS, env: { MALLOC_ARENA_MAX: WORKER_MALLOC_ARENA_MAX } }
-const SHIPPED_TITLE = `${WORKER_NODE_OPTIONS.join(' ')}, MALLOC_ARENA_MAX=${WORKER_MALLOC_ARENA_MAX}, ${GATEWAY_V8_FLAGS.join(' ')}`
+const SHIPPED_ENV_TITLE = `${WORKER_NODE_OPTIONS.join(' ')}, MALLOC_ARENA_MAX=${WORKER_MALLOC_ARENA_MAX}`
+const SHIPPED_TITLE = `${SHIPPED_ENV_TITLE}, ${GATEWAY_V8_FLAGS.join(' ')}`
 /** V8's allocation-site pretenuring, which every gateway process turns off for itself unless its command line names it (GATEWAY_V8_FLAGS). */
 const PRETENURE = '--allocation-site-pretenuring'
 /** Node's and glibc's own choices, given explicitly so that podgate keeps them for its workers. */
@@ -82,7 +83,7 @@ const VARIANTS: readonly Variant[] = [
   ...[2, 4, 8, 16].map((mib): Variant => ({ id: `semi${mib}`, title: semi(mib), entry: 'dist', workers: 1, node: [semi(mib), PRETENURE], load: 'closed' })),
   { id: 'arena2', title: `${SEMI8}, MALLOC_ARENA_MAX=2`, entry: 'dist', workers: 1, node: [SEMI8, PRETENURE], env: ARENA2, load: 'closed' },
   { id: 'pool2', title: `${SEMI8} ${POOL2}`, entry: 'dist', workers: 1, node: [SEMI8, POOL2, PRETENURE], load: 'closed' },
-  { id: 'pretenure', title: `one process, ${WORKER_NODE_OPTIONS.join(' ')}, MALLOC_ARENA_MAX=${WORKER_MALLOC_ARENA_MAX}, ${PRETENURE}`, entry: 'dist', workers: 1, node: [...SHIPPED.node, PRETENURE], env: SHIPPED.env, load: 'closed' },
+  { id: 'pretenure', title: `one process, ${SHIPPED_ENV_TITLE}, ${PRETENURE}`, entry: 'dist', workers: 1, node: [...SHIPPED.node, PRETENURE], env: SHIPPED.env, load: 'closed' },
   // As shipped: the image's `podgate serve` (one process), and the workers podgate forks.
   { id: 'image', title: `one process, ${SHIPPED_TITLE} (the image)`, entry: 'dist', workers: 1, ...SHIPPED, load: 'closed', goal: true },
   { id: 'image-open', title: `one process, ${SHIPPED_TITLE} (the image)`, entry: 'dist', workers: 1, ...SHIPPED, load: 'open', goal: true },

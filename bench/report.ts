@@ -134,28 +134,30 @@ function floorSection (ok: readonly PathResult[]): string[] {
 
 /** The floor plus one piece of podgate at a time (node-minimal-<step>): what each piece costs, and what the pieces leave unexplained. */
 function stepRows (ok: readonly PathResult[], floor: number, podgate: number): string[] {
-  const steps = MINIMAL_STEPS.flatMap((step) => {
-    const path = ok.find((candidate) => candidate.id === `node-minimal-${step}`)
+  const measured = (suffix: string): { title: string, cpu: Summary } | undefined => {
+    const path = ok.find((candidate) => candidate.id === `node-minimal-${suffix}`)
     const cpu = path?.throughput?.cpuUsPerRequest
-    return path === undefined || cpu === undefined || cpu === null ? [] : [{ step, title: path.title, cpu }]
-  })
+    return path === undefined || cpu === undefined || cpu === null ? undefined : { title: path.title, cpu }
+  }
+  const row = ({ title, cpu }: { title: string, cpu: Summary }): string =>
+    `| ${title} | ${cpu.median.toFixed(1)} µs (${cpu.min.toFixed(1)}–${cpu.max.toFixed(1)}) | ${signed(cpu.median - floor)} µs |`
+  const steps = MINIMAL_STEPS.flatMap((step) => measured(step) ?? [])
   if (steps.length === 0) return []
-  const all = ok.find((candidate) => candidate.id === `node-minimal-${ALL_STEPS}`)
-  const together = all?.throughput?.cpuUsPerRequest === undefined || all.throughput.cpuUsPerRequest === null ? [] : [{ title: all.title, cpu: all.throughput.cpuUsPerRequest }]
-  const priced = steps.reduce((sum, row) => sum + (row.cpu.median - floor), 0)
+  const all = measured(ALL_STEPS)
+  const priced = steps.reduce((sum, step) => sum + (step.cpu.median - floor), 0)
   return [
     'The gap piece by piece: the minimal proxy with one of podgate\'s own pieces added (taken from `src/`, see `bench/minimal-proxy.ts`), each measured in this run like every other path.',
     '',
     '| path | proxy CPU per request | above the floor |',
     '|---|---|---|',
-    ...steps.map((row) => `| ${row.title} | ${row.cpu.median.toFixed(1)} µs (${row.cpu.min.toFixed(1)}–${row.cpu.max.toFixed(1)}) | ${signed(row.cpu.median - floor)} µs |`),
+    ...steps.map(row),
     `| the pieces added up | | ${signed(priced)} µs |`,
-    ...together.map((row) => `| ${row.title} | ${row.cpu.median.toFixed(1)} µs (${row.cpu.min.toFixed(1)}–${row.cpu.max.toFixed(1)}) | ${signed(row.cpu.median - floor)} µs |`),
+    ...(all === undefined ? [] : [row(all)]),
     `| podgate-hs256 | ${podgate.toFixed(1)} µs | ${signed(podgate - floor)} µs |`,
     '',
-    together.length === 0
-      ? `What the pieces do not add up to (${signed(podgate - floor - priced)} µs): \`node-minimal-all\` (every piece at once) tells how much is in how they combine and how much in the rest of podgate's process; in results/profile-2026-11-26.md the pieces together cost what podgate did while each alone stayed within the runs' spread.`
-      : `Every piece at once costs ${signed(together[0]!.cpu.median - floor)} µs here and podgate ${signed(podgate - floor)} µs: the difference between those two is the rest of podgate's process, and between the pieces added up (${signed(priced)} µs) and all at once, how they combine.`,
+    all === undefined
+      ? `What the pieces do not add up to (${signed(podgate - floor - priced)} µs): \`node-minimal-all\` (every piece at once) tells how much is in how they combine and how much in the rest of podgate's process; see results/profile-2026-11-26.md.`
+      : `Every piece at once costs ${signed(all.cpu.median - floor)} µs here and podgate ${signed(podgate - floor)} µs: the difference between those two is the rest of podgate's process, and between the pieces added up (${signed(priced)} µs) and all at once, how they combine.`,
     '',
   ]
 }

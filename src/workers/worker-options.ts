@@ -34,7 +34,7 @@ export function forkEnv (env: NodeJS.ProcessEnv, execArgv: readonly string[]): N
  * created straight in the old generation once most of them survived a scavenge; start-up
  * (everything survives) or a scavenge with 64 requests in flight tips sites of the request
  * path, whose objects then fill the old space with garbage: under sustained load most runs took
- * 20–30% more CPU per request, 7 times the mark-compacts and 30 MiB more memory
+ * 18–30% more CPU per request, 7 times the mark-compacts and 30 MiB more memory
  * (docs/adr/0015-allocation-site-pretenuring.md).
  */
 export const GATEWAY_V8_FLAGS: readonly string[] = ['--no-allocation-site-pretenuring']
