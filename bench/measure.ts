@@ -246,10 +246,7 @@ export async function measurePaths (paths: readonly BenchPath[], options: SuiteO
         for (const rate of offeredRates(basis, settings.openLoopShares)) {
           log(`open-loop run ${run + 1} of ${settings.openLoopRuns} at ${rate.rps} req/s (${rate.share * 100}% of ${of})`)
           for (const entry of measuring('openloop')) {
-            await attempt(entry, async () => {
-              const measured = await openLoopRun(entry.running, rate.rps, binary, settings, entry.options.context)
-              entry.openLoopSamples.push({ share: rate.share, run: measured, rssKb: rssOf(entry.running) })
-            })
+            await attempt(entry, async () => { entry.openLoopSamples.push(await openLoopSample(entry.running, rate, binary, entry.options)) })
           }
         }
       }
@@ -331,6 +328,19 @@ async function throughputRun (running: RunningPath, options: MeasureOptions): Pr
     cpuUsPerRequest: cpuUs === null ? null : cpuUs / load.ok,
     rssKb: after?.rssKb ?? null,
     backgroundPct: Math.round(background * 1000) / 10,
+  }
+}
+
+/** One open-loop run, with the proxy's CPU time read around it (as a throughput run's) and its RSS after. */
+async function openLoopSample (running: RunningPath, rate: { readonly share: number, readonly rps: number }, vegeta: string, options: MeasureOptions): Promise<OpenLoopSample> {
+  const before = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
+  const run = await openLoopRun(running, rate.rps, vegeta, options.settings, options.context)
+  const after = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
+  return {
+    share: rate.share,
+    run,
+    rssKb: after?.rssKb ?? null,
+    proxyCpuS: before === undefined || after === undefined ? null : (after.cpuTicks - before.cpuTicks) / options.ticksPerSecond,
   }
 }
 

@@ -59,6 +59,13 @@ export interface OpenLoopRate {
   /** Largest proxy RSS seen after a run at this rate. */
   readonly rssKb: number | null
   /**
+   * The proxy's CPU time (user + system) over a run divided by the requests sent in it, warm-up
+   * included, in µs; null without a proxy. Absent from results written before it was measured.
+   */
+  readonly cpuUsPerRequest?: Summary | null
+  /** The proxy's CPU time over a run divided by the run's wall time, in percent of one core; null and absent as `cpuUsPerRequest`. */
+  readonly busyPct?: Summary | null
+  /**
    * Whether the path took the rate: vegeta kept its schedule and almost every request got a
    * 2xx. When not, the percentiles are a lower bound (requests never sent cannot be slow).
    */
@@ -71,11 +78,13 @@ export interface OpenLoopResult {
   readonly rates: readonly OpenLoopRate[]
 }
 
-/** One run's numbers, with the proxy's RSS read right after it. */
+/** One run's numbers, with the proxy's RSS read right after it and its CPU time read around it. */
 export interface OpenLoopSample {
   readonly share: number
   readonly run: OpenLoopRun
   readonly rssKb: number | null
+  /** The proxy group's CPU seconds (user + system) from just before the run to just after it, warm-up included; null without a proxy. */
+  readonly proxyCpuS: number | null
 }
 
 export function openLoopBasis (referenceRps: number | undefined, settings: Pick<BenchSettings, 'openLoopFallbackRps'>): OpenLoopBasis {
@@ -155,6 +164,7 @@ export function summarizeOpenLoop (basis: OpenLoopBasis, samples: readonly OpenL
       // A run that sent nothing past its warm-up (vegeta's workers all stuck) has no latencies to take a median of.
       const timed = runs.some((run) => run.sent > 0) ? runs.filter((run) => run.sent > 0) : runs
       const rss = mine.flatMap((sample) => sample.rssKb === null ? [] : [sample.rssKb])
+      const costs = mine.flatMap((sample) => proxyCost(sample) ?? [])
       const sent = runs.reduce((sum, run) => sum + run.sent, 0)
       const failed = sent - runs.reduce((sum, run) => sum + run.ok, 0)
       const offeredRps = runs[0]?.offeredRps ?? 0
@@ -171,8 +181,21 @@ export function summarizeOpenLoop (basis: OpenLoopBasis, samples: readonly OpenL
         sent,
         failed,
         rssKb: rss.length === 0 ? null : Math.max(...rss),
+        cpuUsPerRequest: costs.length === 0 ? null : summarize(costs.map((cost) => cost.cpuUsPerRequest)),
+        busyPct: costs.length === 0 ? null : summarize(costs.map((cost) => cost.busyPct)),
         held: heldRate({ scheduled: offeredRps * durationS * runs.length, sent, failed, sendLagP99Ms }),
       }
     }),
   }
+}
+
+/**
+ * The proxy's CPU per request and busy share in one run. The CPU was read around the whole run,
+ * so it is divided by every request sent (the warm-up's too) and by the time from the first one
+ * sent to the last answer, not by the run's start-up and reading of results, when the proxy idles.
+ */
+function proxyCost (sample: OpenLoopSample): { cpuUsPerRequest: number, busyPct: number } | undefined {
+  const { proxyCpuS, run } = sample
+  if (proxyCpuS === null || !(run.sentWithWarmup > 0) || !(run.spanS > 0)) return undefined
+  return { cpuUsPerRequest: proxyCpuS * 1e6 / run.sentWithWarmup, busyPct: proxyCpuS / run.spanS * 100 }
 }

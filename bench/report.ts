@@ -73,7 +73,7 @@ export function toMarkdown (report: BenchReport): string {
     ...ok.filter((path) => path.throughput !== undefined).map((path) => {
       const t = path.throughput!
       return `| ${path.title}${t.backgroundPct > BUSY_MACHINE_PCT ? ' †' : ''} | ${count(t.rps)} | ${ms(t.p50Ms.median)} | ${ms(t.p99Ms.median)} | ${path.latency === undefined ? '—' : ms(path.latency.p50Ms.median)} | ` +
-        `${t.cpuUsPerRequest === null ? '—' : `${t.cpuUsPerRequest.median.toFixed(1)} µs (${t.cpuUsPerRequest.min.toFixed(1)}–${t.cpuUsPerRequest.max.toFixed(1)})`} | ${mib(t.rssKb)} |`
+        `${cpuPerRequest(t.cpuUsPerRequest)} | ${mib(t.rssKb)} |`
     }),
     '',
     ...(ok.some((path) => (path.throughput?.backgroundPct ?? 0) > BUSY_MACHINE_PCT)
@@ -139,8 +139,7 @@ function stepRows (ok: readonly PathResult[], floor: number, podgate: number): s
     const cpu = path?.throughput?.cpuUsPerRequest
     return path === undefined || cpu === undefined || cpu === null ? undefined : { title: path.title, cpu }
   }
-  const row = ({ title, cpu }: { title: string, cpu: Summary }): string =>
-    `| ${title} | ${cpu.median.toFixed(1)} µs (${cpu.min.toFixed(1)}–${cpu.max.toFixed(1)}) | ${signed(cpu.median - floor)} µs |`
+  const row = ({ title, cpu }: { title: string, cpu: Summary }): string => `| ${title} | ${cpuPerRequest(cpu)} | ${signed(cpu.median - floor)} µs |`
   const steps = MINIMAL_STEPS.flatMap((step) => measured(step) ?? [])
   if (steps.length === 0) return []
   const all = measured(ALL_STEPS)
@@ -249,7 +248,6 @@ function featuresSection (ok: readonly PathResult[]): string[] {
     return t === undefined ? [] : [{ row, t }]
   })
   if (base === undefined || rows.length === 0) return []
-  const cpu = (t: typeof base): string => t.cpuUsPerRequest === null ? '—' : `${t.cpuUsPerRequest.median.toFixed(1)} µs (${t.cpuUsPerRequest.min.toFixed(1)}–${t.cpuUsPerRequest.max.toFixed(1)})`
   const against = (t: typeof base): string => {
     if (t.cpuUsPerRequest === null || base.cpuUsPerRequest === null) return '—'
     const extra = t.cpuUsPerRequest.median - base.cpuUsPerRequest.median
@@ -263,8 +261,8 @@ function featuresSection (ok: readonly PathResult[]): string[] {
     '',
     '| features | req/s | proxy CPU per request | against the defaults |',
     '|---|---|---|---|',
-    `| defaults | ${count(base.rps)} | ${cpu(base)} | — |`,
-    ...rows.map(({ row, t }) => `| ${row.title} | ${count(t.rps)} | ${cpu(t)} | ${against(t)} |`),
+    `| defaults | ${count(base.rps)} | ${cpuPerRequest(base.cpuUsPerRequest)} | — |`,
+    ...rows.map(({ row, t }) => `| ${row.title} | ${count(t.rps)} | ${cpuPerRequest(t.cpuUsPerRequest)} | ${against(t)} |`),
     '',
   ]
 }
@@ -303,7 +301,7 @@ function openLoopSection (paths: readonly PathResult[], settings: BenchReport['s
     const rate = openLoop.rates.find((candidate) => candidate.share === share)
     if (rate === undefined) return []
     return [`| ${share * 100}% | ${path.title}${rate.held ? '' : ' ‡'} | ${thousands(rate.offeredRps)} | ${count(rate.achievedRps)} | ${ms(rate.p50Ms.median)} | ${ms(rate.p99Ms.median)} | ${ms(rate.p999Ms.median)} | ` +
-      `${against(rate)} | ${ms(rate.sendLagP99Ms)} | ${mib(rate.rssKb)} |`]
+      `${against(rate)} | ${ms(rate.sendLagP99Ms)} | ${cpuPerRequest(rate.cpuUsPerRequest)} | ${rate.busyPct === undefined || rate.busyPct === null ? '—' : `${rate.busyPct.median.toFixed(0)}%`} | ${mib(rate.rssKb)} |`]
   }))
   return [
     ...heading,
@@ -311,10 +309,12 @@ function openLoopSection (paths: readonly PathResult[], settings: BenchReport['s
       `The rates are ${shares} of ${basis.source === 'fixed' ? `a fixed ${basis.rps.toLocaleString('en-US')} req/s (${OPEN_LOOP_REFERENCE} was not measured in this run)` : `${basis.source}'s saturation rate in this run, ${Math.round(basis.capped?.fromRps ?? basis.rps).toLocaleString('en-US')} req/s (the median of its throughput runs)`}. ` +
       capSentence(basis) +
       `Each run sends for ${settings.openLoopWarmupS} s not counted, then ${settings.openLoopDurationS} s counted; ${settings.openLoopRuns} run(s) per rate, interleaved across paths; the table shows the median. ` +
-      'Latency runs from sending a request to reading the whole answer, failed requests included. Send lag: how late vegeta sent its requests against the schedule (p99).',
+      'Latency runs from sending a request to reading the whole answer, failed requests included. Send lag: how late vegeta sent its requests against the schedule (p99). ' +
+      'Proxy CPU per request is the proxy\'s CPU time over a run per request sent, warm-up included, higher than at saturation (the throughput table) because requests arrive one at a time and nothing is batched per event-loop turn; ' +
+      'proxy busy is that CPU time over the run\'s wall time (first request sent to last answer read), as a share of one core, and queueing grows with how busy the core is, so a small difference in CPU per request becomes a larger one in the percentiles.',
     '',
-    `| load | path | offered req/s | served req/s | p50 | p99 | p99.9 | vs ${OPEN_LOOP_REFERENCE} (p50 / p99 / p99.9) | send lag p99 | proxy RSS after |`,
-    '|---|---|---|---|---|---|---|---|---|---|',
+    `| load | path | offered req/s | served req/s | p50 | p99 | p99.9 | vs ${OPEN_LOOP_REFERENCE} (p50 / p99 / p99.9) | send lag p99 | proxy CPU per request | proxy busy | proxy RSS after |`,
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
     ...(measured.some(({ openLoop }) => openLoop.rates.some((rate) => !rate.held))
@@ -354,6 +354,11 @@ function notRunSection (paths: readonly PathResult[]): string[] {
     ...notRun.map((path) => `- **${path.id}** ${path.status}: ${(path.reason ?? '').split('\n')[0]}`),
     '',
   ]
+}
+
+/** Proxy CPU per request, median (min–max); — when not measured (no proxy, or results from before it was). */
+function cpuPerRequest (cpu: Summary | null | undefined): string {
+  return cpu === null || cpu === undefined ? '—' : `${cpu.median.toFixed(1)} µs (${cpu.min.toFixed(1)}–${cpu.max.toFixed(1)})`
 }
 
 function count (summary: Summary): string {

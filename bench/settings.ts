@@ -99,7 +99,7 @@ export function parseSettings (argv: readonly string[]): BenchSettings {
   if (values.quick) {
     return { ...common, quick: true, durationS: 1, runs: 1, latencyRuns: 1, warmupS: 0, latencyDurationS: 1, wsConnections: 8, openLoopRuns: 1, openLoopDurationS: 1, streamBytes: 64 * 1024 ** 2, userCounts: [1, 1000], budgetS: 240, quietWaitS: 0 }
   }
-  return { ...common, quick: false, durationS: 3, runs: 5, latencyRuns: 3, warmupS: 1, latencyDurationS: 2, wsConnections: 32, openLoopRuns: 3, openLoopDurationS: 2, streamBytes: 1024 ** 3, userCounts: [1, 1000, 10_000, 100_000], budgetS: 170, quietWaitS: 60 }
+  return { ...common, quick: false, durationS: 3, runs: 5, latencyRuns: 3, warmupS: 1, latencyDurationS: 2, wsConnections: 32, openLoopRuns: 5, openLoopDurationS: 3, streamBytes: 1024 ** 3, userCounts: [1, 1000, 10_000, 100_000], budgetS: 170, quietWaitS: 60 }
 }
 
 /** Whether a path id was selected by --only. */

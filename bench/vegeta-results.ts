@@ -15,7 +15,7 @@ export interface VegetaResult {
   readonly error: string
 }
 
-/** What one open-loop run measured, over the requests after the warm-up. */
+/** What one open-loop run measured, over the requests after the warm-up unless a field says otherwise. */
 export interface OpenLoopRun {
   readonly offeredRps: number
   readonly durationS: number
@@ -23,6 +23,10 @@ export interface OpenLoopRun {
   readonly sent: number
   /** 2xx responses among them. */
   readonly ok: number
+  /** Requests sent, the warm-up's included: every request the proxy served while its CPU was read around the run. */
+  readonly sentWithWarmup: number
+  /** Seconds from the first request sent (warm-up included) to the last answer read: how long the proxy had requests to serve. */
+  readonly spanS: number
   readonly achievedRps: number
   /** Latency percentiles over every request sent, failed ones included (a failure's latency is how long it took to fail). */
   readonly p50Ms: number
@@ -57,7 +61,8 @@ export function parseResultLine (line: string): VegetaResult {
 
 /**
  * Adds up the results of one attack at `rate` requests per second. Requests due in the first
- * `warmupS` seconds (new connections, a cold start) are not counted.
+ * `warmupS` seconds (new connections, a cold start) are not counted, except in `sentWithWarmup`
+ * and `spanS`, which measure the whole attack.
  */
 export class OpenLoopTally {
   readonly #rate: number
@@ -67,6 +72,10 @@ export class OpenLoopTally {
   readonly #offsetsNs: number[] = []
   readonly #statusCodes: Record<string, number> = {}
   #baseS: number | undefined
+  /** Earliest send and latest answer, in ns from `#baseS`. */
+  #firstSentNs = Infinity
+  #lastAnsweredNs = -Infinity
+  #sentWithWarmup = 0
   #ok = 0
   #firstError: string | undefined
 
@@ -77,10 +86,14 @@ export class OpenLoopTally {
   }
 
   add (result: VegetaResult): void {
-    if (result.seq < this.#firstCounted) return
     this.#baseS ??= result.sentS
+    const sentNs = (result.sentS - this.#baseS) * 1e9 + result.sentNs
+    this.#firstSentNs = Math.min(this.#firstSentNs, sentNs)
+    this.#lastAnsweredNs = Math.max(this.#lastAnsweredNs, sentNs + result.latencyNs)
+    this.#sentWithWarmup += 1
+    if (result.seq < this.#firstCounted) return
     this.#latency.record(result.latencyNs / 1e6)
-    this.#offsetsNs.push((result.sentS - this.#baseS) * 1e9 + result.sentNs - result.seq * 1e9 / this.#rate)
+    this.#offsetsNs.push(sentNs - result.seq * 1e9 / this.#rate)
     const status = String(result.code)
     this.#statusCodes[status] = (this.#statusCodes[status] ?? 0) + 1
     if (result.code >= 200 && result.code < 300) this.#ok += 1
@@ -97,6 +110,8 @@ export class OpenLoopTally {
       durationS,
       sent: this.#latency.count,
       ok: this.#ok,
+      sentWithWarmup: this.#sentWithWarmup,
+      spanS: this.#sentWithWarmup === 0 ? 0 : (this.#lastAnsweredNs - this.#firstSentNs) / 1e9,
       achievedRps: this.#ok / durationS,
       p50Ms: this.#latency.percentileMs(50),
       p99Ms: this.#latency.percentileMs(99),

@@ -23,12 +23,17 @@ function ok (id: string, extra: Partial<PathResult> = {}): PathResult {
 const latency = (p50: number): PathResult['latency'] => ({ connections: 1, p50Ms: summarize([p50]), p99Ms: summarize([p50 * 3]) })
 const ws = (window: number, messagesPerS: number): PathResult['websocket'] => ({ connections: 32, window, messageBytes: 64, messagesPerS: summarize([messagesPerS]) })
 
-/** Open-loop results at 25% and 50% of a 20,000 req/s reference, one 2 s run each; `lagMs` above 1 ms means the rate was not held. */
-function openLoop (p50AtHalf: number, p99AtHalf: number, lagMs = 0.1): PathResult['openLoop'] {
+/**
+ * Open-loop results at 25% and 50% of a 20,000 req/s reference, one 2 s run each after 0.5 s of
+ * warm-up; `lagMs` above 2 ms means the rate was not held; `busyAtHalf`, the share of one core the
+ * proxy used at 50% (none: no proxy).
+ */
+function openLoop (p50AtHalf: number, p99AtHalf: number, lagMs = 0.1, busyAtHalf?: number): PathResult['openLoop'] {
   const run = (offeredRps: number, p50Ms: number, p99Ms: number) => ({
     share: offeredRps / 20_000,
     rssKb: 70_000,
-    run: { offeredRps, durationS: 2, sent: offeredRps * 2, ok: offeredRps * 2, achievedRps: offeredRps, p50Ms, p99Ms, p999Ms: p99Ms * 2, sendLagP99Ms: lagMs, statusCodes: {} },
+    proxyCpuS: busyAtHalf === undefined ? null : busyAtHalf / 100 * 2.5 * offeredRps / 10_000,
+    run: { offeredRps, durationS: 2, sent: offeredRps * 2, ok: offeredRps * 2, sentWithWarmup: offeredRps * 2.5, spanS: 2.5, achievedRps: offeredRps, p50Ms, p99Ms, p999Ms: p99Ms * 2, sendLagP99Ms: lagMs, statusCodes: {} },
   })
   return summarizeOpenLoop({ rps: 20_000, source: 'nginx-lua-cached' }, [run(5000, 0.2, 1), run(10_000, p50AtHalf, p99AtHalf)], 2)
 }
@@ -139,5 +144,16 @@ void t.test('a miss says beside it what the Node floor (and nginx, for the WebSo
   t.match(byGoal(goals, /open-loop p99/), { measured: '1.80× (4.500 / 2.500 ms; 10,000 req/s offered; node-minimal: 1.20×)' })
   t.match(byGoal(goals, /WebSocket messages\/s through podgate vs direct/), { measured: '0.90× (27000 / 30000; nginx: 0.80×)' })
   t.match(byGoal(evaluateGoals(results), /CPU per request/), { measured: '25.0 µs' }, 'nothing beside it without the floor')
+  t.end()
+})
+
+void t.test('the open-loop goals say beside the ratio how busy each proxy\'s core was at that rate', (t) => {
+  const busy = (podgate: PathResult['openLoop'], nginx: PathResult['openLoop'], floor: PathResult['openLoop']): GoalResult[] =>
+    evaluateGoals([ok('podgate-hs256', { openLoop: podgate }), ok('nginx-lua-cached', { openLoop: nginx }), ok('node-minimal', { openLoop: floor })])
+  const all = busy(openLoop(0.36, 4.5, 0.1, 62), openLoop(0.3, 2.5, 0.1, 41), openLoop(0.33, 3, 0.1, 55))
+  t.match(byGoal(all, /open-loop p50/), { measured: '1.20× (0.360 / 0.300 ms; 10,000 req/s offered; node-minimal: 1.10×; proxy busy: podgate 62%, nginx + Lua 41%, node-minimal 55%)' })
+  t.match(byGoal(all, /open-loop p99/), { measured: '1.80× (4.500 / 2.500 ms; 10,000 req/s offered; node-minimal: 1.20×; proxy busy: podgate 62%, nginx + Lua 41%, node-minimal 55%)' })
+  const notHeld = busy(openLoop(0.5, 9, 3, 97), openLoop(0.3, 2.5), openLoop(0.33, 3))
+  t.match(byGoal(notHeld, /open-loop p50/), { measured: '1.67× (0.500 / 0.300 ms; 10,000 req/s offered; node-minimal: 1.10×; proxy busy: podgate 97%; podgate did not hold the rate)' }, 'only the shares measured')
   t.end()
 })

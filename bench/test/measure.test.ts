@@ -224,6 +224,7 @@ void t.test('open-loop runs: vegeta (built into the cache when missing) at each 
       t.ok(rate.sent > 0 && rate.failed === 0, `${result.id} at ${rate.offeredRps} req/s: ${rate.sent} sent, ${rate.failed} failed`)
       t.ok(rate.p50Ms.median > 0 && rate.p50Ms.median <= rate.p99Ms.median && rate.p99Ms.median <= rate.p999Ms.median, `${result.id}: ordered percentiles ${JSON.stringify([rate.p50Ms, rate.p99Ms, rate.p999Ms])}`)
       t.equal(rate.rssKb, null, 'no proxy process, no RSS')
+      t.same([rate.cpuUsPerRequest, rate.busyPct], [null, null], 'no proxy process, no proxy CPU')
     }
   }
   t.ok(log.some((line) => /open-loop run 1 of 2 at 100 req\/s \(25% of a fixed 400 req\/s\)/.test(line)), 'the log says what the rate is a share of')

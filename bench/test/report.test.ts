@@ -1,6 +1,7 @@
 import t from 'tap'
 import type { PathResult } from '../measure.ts'
 import { summarizeOpenLoop } from '../open-loop.ts'
+import type { OpenLoopSample } from '../open-loop.ts'
 import { toMarkdown, type BenchReport } from '../report.ts'
 import { parseSettings } from '../settings.ts'
 import { summarize } from '../stats.ts'
@@ -70,21 +71,29 @@ void t.test('the feature rows are priced against the defaults row of the same ru
   t.end()
 })
 
-void t.test('the open-loop table: every path at every rate, against nginx + Lua at the same rate, rates not held marked', (t) => {
-  const run = (share: number, p50Ms: number, sendLagP99Ms = 0.05) => ({
+/** One 2 s open-loop run at `share` of 20,000 req/s after 0.5 s of warm-up, the proxy using `cpuUsPerRequest` µs on each request it was sent. */
+function openLoopSample (share: number, p50Ms: number, options: { sendLagP99Ms?: number, cpuUsPerRequest?: number | null } = {}): OpenLoopSample {
+  const { sendLagP99Ms = 0.05, cpuUsPerRequest = null } = options
+  const sentWithWarmup = share * 50_000
+  return {
     share,
     rssKb: 80 * 1024,
-    run: { offeredRps: share * 20_000, durationS: 2, sent: share * 40_000, ok: share * 40_000, achievedRps: share * 20_000, p50Ms, p99Ms: p50Ms * 10, p999Ms: p50Ms * 20, sendLagP99Ms, statusCodes: {} },
-  })
+    proxyCpuS: cpuUsPerRequest === null ? null : cpuUsPerRequest * sentWithWarmup / 1e6,
+    run: { offeredRps: share * 20_000, durationS: 2, sent: share * 40_000, ok: share * 40_000, sentWithWarmup, spanS: 2.5, achievedRps: share * 20_000, p50Ms, p99Ms: p50Ms * 10, p999Ms: p50Ms * 20, sendLagP99Ms, statusCodes: {} },
+  }
+}
+
+void t.test('the open-loop table: every path at every rate, against nginx + Lua at the same rate, rates not held marked', (t) => {
   const withOpenLoop = (id: string, p50: [number, number, number], lag?: number): PathResult => ({
     ...path(id, [20_000]),
-    openLoop: summarizeOpenLoop({ rps: 20_000, source: 'nginx-lua-cached' }, [run(0.25, p50[0]), run(0.5, p50[1]), run(0.75, p50[2], lag)], 2),
+    openLoop: summarizeOpenLoop({ rps: 20_000, source: 'nginx-lua-cached' }, [openLoopSample(0.25, p50[0]), openLoopSample(0.5, p50[1]), openLoopSample(0.75, p50[2], { sendLagP99Ms: lag })], 2),
   })
   const markdown = toMarkdown(report([withOpenLoop('podgate-hs256', [0.4, 0.6, 1.2], 4), withOpenLoop('nginx-lua-cached', [0.2, 0.3, 0.4])]))
   t.match(markdown, '## Latency at a fixed offered rate (open loop)')
   t.match(markdown, 'The rates are 25%, 50%, 75% of nginx-lua-cached\'s saturation rate in this run, 20,000 req/s (the median of its throughput runs).')
-  t.match(markdown, '| 50% | podgate-hs256 | 10.0k | 10.0k | 0.600 ms | 6.00 ms | 12.00 ms | 2.00× / 2.00× / 2.00× | 0.050 ms | 80.0 MiB |')
-  t.match(markdown, '| 75% | podgate-hs256 ‡ | 15.0k | 15.0k | 1.20 ms | 12.00 ms | 24.00 ms | 3.00× / 3.00× / 3.00× | 4.00 ms | 80.0 MiB |')
+  t.match(markdown, '| load | path | offered req/s | served req/s | p50 | p99 | p99.9 | vs nginx-lua-cached (p50 / p99 / p99.9) | send lag p99 | proxy CPU per request | proxy busy | proxy RSS after |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n')
+  t.match(markdown, '| 50% | podgate-hs256 | 10.0k | 10.0k | 0.600 ms | 6.00 ms | 12.00 ms | 2.00× / 2.00× / 2.00× | 0.050 ms | — | — | 80.0 MiB |')
+  t.match(markdown, '| 75% | podgate-hs256 ‡ | 15.0k | 15.0k | 1.20 ms | 12.00 ms | 24.00 ms | 3.00× / 3.00× / 3.00× | 4.00 ms | — | — | 80.0 MiB |')
   t.match(markdown, '| 75% | nginx-lua-cached | 15.0k |')
   t.match(markdown, '‡ the path did not hold this rate: vegeta fell more than 2 ms behind its schedule (p99)')
   t.ok(markdown.indexOf('| 25% | nginx-lua-cached') < markdown.indexOf('| 50% | podgate-hs256'), 'grouped by rate')
@@ -93,6 +102,24 @@ void t.test('the open-loop table: every path at every rate, against nginx + Lua 
   const skipped = toMarkdown(report([{ ...path('podgate-hs256', [20_000]), notMeasured: { openloop: why } }]))
   t.match(skipped, `## Latency at a fixed offered rate (open loop)\n\nNot measured: ${why}\n`)
   t.notMatch(toMarkdown(report([path('direct', [40_000])])), 'open loop)', 'no section for a run without the measure')
+  t.end()
+})
+
+void t.test('the open-loop table shows each proxy\'s CPU per request and how busy its core was, and says why they matter', (t) => {
+  // 10,000 req/s, 25,000 requests sent in 2.5 s with the warm-up: 62 µs each is 1.55 s of CPU, 62% of one core
+  const samples = [openLoopSample(0.5, 0.3, { cpuUsPerRequest: 60 }), openLoopSample(0.5, 0.3, { cpuUsPerRequest: 62 }), openLoopSample(0.5, 0.3, { cpuUsPerRequest: 75 })]
+  const podgate: PathResult = { ...path('podgate-hs256', [20_000]), openLoop: summarizeOpenLoop({ rps: 20_000, source: 'nginx-lua-cached' }, samples, 2) }
+  const direct: PathResult = { ...path('direct', [40_000]), openLoop: summarizeOpenLoop({ rps: 20_000, source: 'nginx-lua-cached' }, [openLoopSample(0.5, 0.1)], 2) }
+  const markdown = toMarkdown(report([direct, podgate]))
+  t.match(markdown, '| 50% | podgate-hs256 | 10.0k | 10.0k | 0.300 ms | 3.00 ms | 6.00 ms | — | 0.050 ms | 62.0 µs (60.0–75.0) | 62% | 80.0 MiB |')
+  t.match(markdown, '| 50% | direct | 10.0k | 10.0k | 0.100 ms | 1.00 ms | 2.00 ms | — | 0.050 ms | — | — | 80.0 MiB |', 'no proxy: neither')
+  t.match(markdown, 'Proxy CPU per request is the proxy\'s CPU time over a run per request sent, warm-up included, higher than at saturation (the throughput table) because requests arrive one at a time and nothing is batched per event-loop turn; ' +
+    'proxy busy is that CPU time over the run\'s wall time (first request sent to last answer read), as a share of one core, and queueing grows with how busy the core is')
+
+  // results written before the proxy's CPU was read around open-loop runs (bench/results/2026-11-26.json) have neither field
+  const { cpuUsPerRequest: _cpu, busyPct: _busy, ...before } = podgate.openLoop!.rates[0]!
+  const old = toMarkdown(report([{ ...podgate, openLoop: { ...podgate.openLoop!, rates: [before] } }]))
+  t.match(old, '| 50% | podgate-hs256 | 10.0k | 10.0k | 0.300 ms | 3.00 ms | 6.00 ms | — | 0.050 ms | — | — | 80.0 MiB |')
   t.end()
 })
 

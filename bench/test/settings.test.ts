@@ -10,7 +10,7 @@ void t.test('defaults: 64 connections, 5 runs of 3 s, a 1 GiB body, up to 100,00
 })
 
 void t.test('open loop at 25, 50 and 75% of the reference rate (16,000 req/s when not measured); WebSocket throughput with 16 in flight', (t) => {
-  t.match(parseSettings([]), { openLoopShares: [0.25, 0.5, 0.75], openLoopFallbackRps: 16_000, openLoopRuns: 3, openLoopDurationS: 2, openLoopWarmupS: 0.5, wsWindow: 16 })
+  t.match(parseSettings([]), { openLoopShares: [0.25, 0.5, 0.75], openLoopFallbackRps: 16_000, openLoopRuns: 5, openLoopDurationS: 3, openLoopWarmupS: 0.5, wsWindow: 16 })
   t.match(parseSettings(['--quick']), { openLoopShares: [0.25, 0.5, 0.75], openLoopRuns: 1, openLoopDurationS: 1, wsWindow: 16 })
   t.end()
 })

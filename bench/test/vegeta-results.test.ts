@@ -42,6 +42,23 @@ void t.test('the warm-up is left out by schedule slot, and p50, p99 and p99.9 co
   t.end()
 })
 
+void t.test('the whole attack, warm-up included, is counted for the proxy\'s CPU: every request sent, and first send to last answer', (t) => {
+  const tally = new OpenLoopTally({ rate: 1000, warmupS: 0.5 })
+  // the first warm-up request is answered last of its 500: 40 ms, still before the counted ones end
+  for (let seq = 0; seq < 500; seq++) tally.add(result(seq, seq === 0 ? 40 : 1))
+  // 2,000 counted; the last one sent (2.499 s) is answered after 3 ms
+  for (let seq = 500; seq < 2500; seq++) tally.add(result(seq, seq === 2499 ? 3 : 0.2))
+  t.match(tally.summary(2), { sent: 2000, sentWithWarmup: 2500, spanS: 2.502 })
+
+  const slowStart = new OpenLoopTally({ rate: 1000, warmupS: 0.5 })
+  // answered in reverse order of sending; the warm-up's first request is the last answered (at 3 s)
+  for (let seq = 999; seq >= 0; seq--) slowStart.add(result(seq, seq === 0 ? 3000 : 0.2))
+  t.match(slowStart.summary(0.5), { sent: 500, sentWithWarmup: 1000, spanS: 3 })
+
+  t.match(new OpenLoopTally({ rate: 1000, warmupS: 0.5 }).summary(2), { sent: 0, sentWithWarmup: 0, spanS: 0 }, 'nothing sent: no span')
+  t.end()
+})
+
 void t.test('results arrive in any order; the send lag is measured from the earliest on-time request', (t) => {
   const tally = new OpenLoopTally({ rate: 1000, warmupS: 0 })
   // 100 requests; the last 5 went out 0.4 ms late, and they arrive first
@@ -57,7 +74,7 @@ void t.test('failures count as sent, not served, with their latency, status and 
   tally.add(result(98, 5000, { code: 0, error: 'timeout' }))
   tally.add(result(99, 2, { code: 502 }))
   const summary = tally.summary(1)
-  t.match(summary, { sent: 100, ok: 98, achievedRps: 98, statusCodes: { 0: 1, 200: 98, 502: 1 }, firstError: 'timeout' })
+  t.match(summary, { sent: 100, sentWithWarmup: 100, ok: 98, achievedRps: 98, statusCodes: { 0: 1, 200: 98, 502: 1 }, firstError: 'timeout' })
   t.ok(summary.p999Ms >= 5000, `the timed-out request is the slowest: p99.9 ${summary.p999Ms} ms`)
   t.end()
 })
