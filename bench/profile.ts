@@ -1,16 +1,20 @@
 // Where a proxy's CPU goes per request: each selected path runs under load with V8's sampling
 // profiler (`--cpu-prof`, through NODE_OPTIONS for the proxy alone), and its self time is
 // summed by where the code lives (podgate's files, undici, node:http, streams, GC …) and by
-// function, divided by the requests it served. Pinned as in `npm run bench`: load generator
-// and upstream on one CPU, the proxy on the other. Prints markdown.
-// Usage: node bench/profile.ts [--only podgate-hs256,node-minimal] [--seconds 10] [--connections 64] [--top 30]
+// function, divided by the requests it served. Only samples taken while the load ran count:
+// not the proxy's start-up, not its shutdown. Pinned as in `npm run bench`: load generator and
+// upstream on one CPU, the proxy on the other. The load is a closed loop of `--connections`
+// (autocannon), or with `--rate` an open loop at that many requests per second (vegeta, as the
+// benchmark's open-loop measure; it must have been installed by `npm run bench`). Prints markdown.
+// Usage: node bench/profile.ts [--only podgate-hs256,node-minimal] [--seconds 10] [--connections 64 | --rate 8000] [--top 30]
+import { homedir, tmpdir } from 'node:os'
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import type { HttpLoadResult, HttpLoadSpec } from './load/http-load.ts'
 import { runLoad } from './load/run-load.ts'
+import { openLoopRun } from './open-loop.ts'
 import { hasTaskset, planCpus, describeMachine } from './machine.ts'
 import { benchPaths } from './paths/index.ts'
 import type { PathContext } from './paths/types.ts'
@@ -18,6 +22,7 @@ import { Prerequisites } from './prerequisites.ts'
 import { ProcessGroup } from './processes.ts'
 import { parseSettings } from './settings.ts'
 import { startUpstream } from './upstream.ts'
+import type { OpenLoopRun } from './vegeta-results.ts'
 
 /** One sample per 100 µs: enough samples in a 10 s run to price a 1 µs cost. */
 const SAMPLING_INTERVAL_US = 100
@@ -31,6 +36,15 @@ interface CpuProfile {
   readonly nodes: readonly ProfileNode[]
   readonly samples: readonly number[]
   readonly timeDeltas: readonly number[]
+  /** µs on the monotonic clock (process.hrtime's): when the first sample was taken, less its delta. */
+  readonly startTime: number
+}
+
+/** A span of the monotonic clock, in µs, as the profile's timestamps are. */
+interface Window { readonly fromUs: number, readonly toUs: number }
+
+function monotonicUs (): number {
+  return Number(process.hrtime.bigint() / 1000n)
 }
 
 const { values } = parseArgs({
@@ -38,14 +52,16 @@ const { values } = parseArgs({
     only: { type: 'string', default: 'podgate-hs256,node-minimal' },
     seconds: { type: 'string', default: '10' },
     connections: { type: 'string', default: '64' },
+    rate: { type: 'string' },
     top: { type: 'string', default: '30' },
   },
 })
 const seconds = Number(values.seconds)
 const connections = Number(values.connections)
+const rate = values.rate === undefined ? undefined : Number(values.rate)
 const top = Number(values.top)
-if (!(seconds > 0) || !Number.isInteger(connections) || connections < 1 || !Number.isInteger(top) || top < 1) {
-  throw new Error('usage: node bench/profile.ts [--only ids] [--seconds S > 0] [--connections N ≥ 1] [--top N ≥ 1]')
+if (!(seconds > 0) || !Number.isInteger(connections) || connections < 1 || !Number.isInteger(top) || top < 1 || (rate !== undefined && !(Number.isInteger(rate) && rate >= 1))) {
+  throw new Error('usage: node bench/profile.ts [--only ids] [--seconds S > 0] [--connections N ≥ 1 | --rate req/s ≥ 1] [--top N ≥ 1]')
 }
 
 const benchDir = dirname(fileURLToPath(import.meta.url))
@@ -64,14 +80,17 @@ function placeOf (frame: ProfileNode['callFrame']): string {
 
 interface Tally { readonly byPlace: Map<string, number>, readonly byFunction: Map<string, number>, totalUs: number }
 
-function tally (profile: CpuProfile): Tally {
+/** Self time by place and by function over the samples taken inside `window`. */
+function tally (profile: CpuProfile, window: Window): Tally {
   const frames = new Map(profile.nodes.map((node) => [node.id, node.callFrame]))
   const result: Tally = { byPlace: new Map(), byFunction: new Map(), totalUs: 0 }
+  let at = profile.startTime
   profile.samples.forEach((id, index) => {
+    at += profile.timeDeltas[index] ?? 0
     const frame = frames.get(id)
     // a sample's time is the delta to the next one; the last sample's is unknown
     const us = profile.timeDeltas[index + 1] ?? 0
-    if (frame === undefined || frame.functionName === '(idle)') return
+    if (at < window.fromUs || at > window.toUs || frame === undefined || frame.functionName === '(idle)') return
     const place = placeOf(frame)
     const name = `${frame.functionName === '' ? '(anonymous)' : frame.functionName} ${place}${frame.url === '' ? '' : `:${frame.lineNumber + 1}`}`
     result.byPlace.set(place, (result.byPlace.get(place) ?? 0) + us)
@@ -94,11 +113,15 @@ const processes = new ProcessGroup()
 const workDir = mkdtempSync(join(tmpdir(), 'podgate-profile-'))
 process.once('exit', () => { processes.killAllNow() })
 const log = (line: string): void => { process.stderr.write(`${line}\n`) }
-const prerequisites = new Prerequisites({ processes, cacheDir: join(tmpdir(), 'podgate-profile-cache'), install: false, log })
+// The benchmark's cache, where `npm run bench` installed vegeta; nothing is installed here.
+const prerequisites = new Prerequisites({ processes, cacheDir: join(homedir(), '.cache', 'podgate', 'bench'), install: false, log })
+const vegeta = rate === undefined ? undefined : await prerequisites.vegeta()
+if (vegeta?.ok === false) throw new Error(`--rate needs vegeta: ${vegeta.reason}`)
 const wanted = values.only.split(',').map((id) => id.trim()).filter((id) => id !== '')
 const paths = benchPaths(settings).filter((path) => wanted.includes(path.id))
 if (paths.length === 0) throw new Error(`--only ${values.only}: no such path`)
-const out: string[] = [`# Where the CPU goes per request (${seconds} s, ${connections} connections, ${machine.cpuModel}, Node ${machine.node})`]
+const loadName = rate === undefined ? `${connections} connections` : `open loop at ${rate} req/s`
+const out: string[] = [`# Where the CPU goes per request (${seconds} s, ${loadName}, ${machine.cpuModel}, Node ${machine.node})`]
 try {
   for (const path of paths) {
     const pathProcesses = processes.child()
@@ -117,8 +140,11 @@ try {
       else process.env.NODE_OPTIONS = saved
     }
     log(`${path.id}: ${seconds} s of load`)
-    const spec: HttpLoadSpec = { url: `${running.baseUrl}/fixed`, connections, durationS: seconds, headerSets: running.headerSets }
-    const load = await runLoad<HttpLoadResult>('http-load.ts', spec, seconds, context)
+    const window = { fromUs: monotonicUs(), toUs: 0 }
+    const load = vegeta?.ok === true
+      ? openLoad(await openLoopRun(running, rate!, vegeta.value.binary, { ...settings, openLoopDurationS: seconds, openLoopWarmupS: 0 }, context))
+      : await runLoad<HttpLoadResult>('http-load.ts', { url: `${running.baseUrl}/fixed`, connections, durationS: seconds, headerSets: running.headerSets } satisfies HttpLoadSpec, seconds, context)
+    window.toUs = monotonicUs()
     if (load.ok === 0) throw new Error(`${path.id}: no 2xx answer under load (${JSON.stringify(load.statusCodes)})`)
     if (running.proxyPgid !== undefined) process.kill(-running.proxyPgid, 'SIGTERM')
     const deadline = Date.now() + STOP_TIMEOUT_MS
@@ -130,7 +156,7 @@ try {
     await pathProcesses.stopAll()
     if (files.length === 0) throw new Error(`${path.id}: no profile written within ${STOP_TIMEOUT_MS} ms of SIGTERM`)
     // every process of the proxy (a primary and its workers write one each) counts
-    const counted = files.map((name) => tally(JSON.parse(readFileSync(join(profileDir, name), 'utf8')) as CpuProfile))
+    const counted = files.map((name) => tally(JSON.parse(readFileSync(join(profileDir, name), 'utf8')) as CpuProfile, window))
     const merged: Tally = { byPlace: new Map(), byFunction: new Map(), totalUs: 0 }
     for (const one of counted) {
       for (const [key, us] of one.byPlace) merged.byPlace.set(key, (merged.byPlace.get(key) ?? 0) + us)
@@ -139,7 +165,7 @@ try {
     }
     const requests = load.ok
     out.push('', `## ${path.id}: ${path.title}`, '',
-      `${requests} requests in ${seconds} s (${Math.round(load.rps)} req/s); ${(merged.totalUs / requests).toFixed(1)} µs of sampled CPU per request (start-up included, idle excluded)`,
+      `${requests} requests in ${seconds} s (${Math.round(load.rps)} req/s); ${(merged.totalUs / requests).toFixed(1)} µs of sampled CPU per request (while the load ran, idle excluded)`,
       '', table('where', merged.byPlace, requests, merged.totalUs, top), '', table('function (self time)', merged.byFunction, requests, merged.totalUs, top))
   }
 } finally {
@@ -147,3 +173,8 @@ try {
   rmSync(workDir, { recursive: true, force: true })
 }
 process.stdout.write(out.join('\n') + '\n')
+
+/** An open-loop run in the closed loop's terms: 2xx answers, their rate, the status counts. */
+function openLoad (run: OpenLoopRun): Pick<HttpLoadResult, 'ok' | 'rps' | 'statusCodes'> {
+  return { ok: run.ok, rps: run.achievedRps, statusCodes: run.statusCodes }
+}
