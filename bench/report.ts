@@ -118,9 +118,10 @@ function steadiness (ok: readonly PathResult[], busy: boolean): string[] {
 
 /** podgate against the minimal prototype of its own stack, measured in the same run. */
 function floorSection (ok: readonly PathResult[]): string[] {
-  const cpu = (id: string): number | undefined => ok.find((path) => path.id === id)?.throughput?.cpuUsPerRequest?.median
-  const [podgate, floor] = [cpu('podgate-hs256'), cpu('node-minimal')]
-  if (podgate === undefined || floor === undefined) return []
+  const cpu = (id: string): Summary | undefined => ok.find((path) => path.id === id)?.throughput?.cpuUsPerRequest ?? undefined
+  const [podgate, floorCpu] = [cpu('podgate-hs256')?.median, cpu('node-minimal')]
+  if (podgate === undefined || floorCpu === undefined) return []
+  const floor = floorCpu.median
   const extra = podgate - floor
   return [
     `podgate with the token cache spends ${podgate.toFixed(1)} µs of CPU per request; the minimal node:http + undici + jose proxy, ${floor.toFixed(1)} µs. ` +
@@ -128,12 +129,13 @@ function floorSection (ok: readonly PathResult[]): string[] {
         ? `The difference, ${extra.toFixed(1)} µs (${((podgate / floor - 1) * 100).toFixed(0)}%), is what header hygiene, identity headers, retries, timeouts, metrics and the rest cost.`
         : 'What podgate does beyond forwarding (header hygiene, identity headers, retries, timeouts, metrics) costs nothing measurable above that floor in this run.'),
     '',
-    ...stepRows(ok, floor, podgate),
+    ...stepRows(ok, floorCpu, podgate),
   ]
 }
 
 /** The floor plus one piece of podgate at a time (node-minimal-<step>): what each piece costs, and what the pieces leave unexplained. */
-function stepRows (ok: readonly PathResult[], floor: number, podgate: number): string[] {
+function stepRows (ok: readonly PathResult[], floorCpu: Summary, podgate: number): string[] {
+  const floor = floorCpu.median
   const measured = (suffix: string): { title: string, cpu: Summary } | undefined => {
     const path = ok.find((candidate) => candidate.id === `node-minimal-${suffix}`)
     const cpu = path?.throughput?.cpuUsPerRequest
@@ -144,6 +146,9 @@ function stepRows (ok: readonly PathResult[], floor: number, podgate: number): s
   if (steps.length === 0) return []
   const all = measured(ALL_STEPS)
   const priced = steps.reduce((sum, step) => sum + (step.cpu.median - floor), 0)
+  const floorSpread = floorCpu.max - floorCpu.min
+  // Pieces that add up to more than all of them at once (plus the floor's own spread) measured the run's noise, not themselves.
+  const noisy = all !== undefined && priced > all.cpu.median - floor + floorSpread
   return [
     'The gap piece by piece: the minimal proxy with one of podgate\'s own pieces added (taken from `src/`, see `bench/minimal-proxy.ts`), each measured in this run like every other path.',
     '',
@@ -157,6 +162,9 @@ function stepRows (ok: readonly PathResult[], floor: number, podgate: number): s
     all === undefined
       ? `What the pieces do not add up to (${signed(podgate - floor - priced)} µs): \`node-minimal-all\` (every piece at once) tells how much is in how they combine and how much in the rest of podgate's process; see results/profile-2026-11-26.md.`
       : `Every piece at once costs ${signed(all.cpu.median - floor)} µs here and podgate ${signed(podgate - floor)} µs: the difference between those two is the rest of podgate's process, and between the pieces added up (${signed(priced)} µs) and all at once, how they combine.`,
+    '',
+    `The floor's own runs were ${floorSpread.toFixed(1)} µs apart (min–max): a difference smaller than that is within this run's noise.` +
+      (noisy ? ` Here the pieces added up cost ${signed(priced - (all.cpu.median - floor))} µs more than every piece at once, which no real cost can: one piece at a time, the runs measured the machine's unsteadiness more than the pieces (by hand, pinned away from the upstream: results/profile-2026-11-26.md).` : ''),
     '',
   ]
 }
