@@ -37,6 +37,8 @@ export const DEFAULT_CLIENT_HEADERS_TIMEOUT_MS = 30_000
 export const DEFAULT_KEEP_ALIVE_TIMEOUT_MS = 65_000
 /** Envoy's default: far above what browsers and HTTP clients send (~20), far below a runtime's own cap. */
 export const DEFAULT_MAX_REQUEST_HEADERS = 100
+/** Keep-alive connections to one pod endpoint, as many requests to it in flight at once. */
+export const DEFAULT_UPSTREAM_CONNECTIONS = 256
 /** Labels of podgate's own pods as the Helm chart sets them; each user's NetworkPolicy admits these. */
 export const DEFAULT_GATEWAY_POD_SELECTOR: Readonly<Record<string, string>> = Object.freeze({ 'app.kubernetes.io/name': 'podgate' })
 
@@ -96,6 +98,8 @@ export interface GatewayConfig {
   readonly maxConnections: number
   /** Request header fields accepted; more is 431. */
   readonly maxRequestHeaders: number
+  /** Connections one process keeps to each pod endpoint; requests beyond them wait for one to be free. */
+  readonly upstreamConnections: number
   readonly spawnOnDemand: boolean
   /** How long a browser's request waits for a starting workload before the starting page; at most startTimeoutMs. */
   readonly browserGraceMs: number
@@ -184,6 +188,7 @@ export function loadConfig (env: Env = process.env, options: { requireKey?: bool
     usageIntervalMs: readUsageInterval(read),
     maxConnections: read.integer('PODGATE_MAX_CONNECTIONS', 0, 0, 10_000_000),
     maxRequestHeaders: read.integer('PODGATE_MAX_REQUEST_HEADERS', DEFAULT_MAX_REQUEST_HEADERS, 16, 1000),
+    upstreamConnections: read.integer('PODGATE_UPSTREAM_CONNECTIONS', DEFAULT_UPSTREAM_CONNECTIONS, 1, 65_535),
     rateLimit: readRateLimit(read),
     identity: readIdentity(read, userHeader),
     tracing: readTracing(read),

@@ -15,6 +15,7 @@ void t.test('defaults', (t) => {
   t.equal(gateway.clientIdleTimeoutMs, 330_000, 'idle: the longest wait podgate answers itself (300 s body) plus 30 s')
   t.equal(gateway.maxConnections, 0, 'no connection cap unless asked')
   t.equal(gateway.maxRequestHeaders, 100)
+  t.equal(gateway.upstreamConnections, 256, 'connections per pod endpoint')
   t.equal(auth.maxAgeS, undefined, 'no token age cap unless asked')
   t.end()
 })
@@ -37,6 +38,8 @@ void t.test('values that cannot work stop start-up naming the variable', (t) => 
     [{ PODGATE_MAX_CONNECTIONS: '-5' }, 'PODGATE_MAX_CONNECTIONS', /integer from 0/],
     [{ PODGATE_MAX_REQUEST_HEADERS: '5' }, 'PODGATE_MAX_REQUEST_HEADERS', /integer from 16 to 1000/],
     [{ PODGATE_MAX_REQUEST_HEADERS: '5000' }, 'PODGATE_MAX_REQUEST_HEADERS', /integer from 16 to 1000/],
+    [{ PODGATE_UPSTREAM_CONNECTIONS: '0' }, 'PODGATE_UPSTREAM_CONNECTIONS', /integer from 1 to 65535/],
+    [{ PODGATE_UPSTREAM_CONNECTIONS: 'many' }, 'PODGATE_UPSTREAM_CONNECTIONS', /integer from 1 to 65535/],
     [{ PODGATE_JWT_MAX_AGE: '500ms' }, 'PODGATE_JWT_MAX_AGE', /at least 1s/],
     [{ PODGATE_JWT_MAX_AGE: 'forever' }, 'PODGATE_JWT_MAX_AGE', /expected a duration/],
   ]

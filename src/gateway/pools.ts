@@ -4,6 +4,7 @@
 import type { Registry } from 'prom-client'
 import { Pool } from 'undici'
 import type { Clock } from '../clock.ts'
+import { DEFAULT_UPSTREAM_CONNECTIONS } from '../config.ts'
 import type { EndpointChange, EndpointSnapshot, EndpointSource } from '../discovery/source.ts'
 import { EndpointOutliers } from './outliers.ts'
 
@@ -11,8 +12,8 @@ export interface PoolOptions {
   readonly connectTimeoutMs: number
   readonly headersTimeoutMs: number
   readonly bodyTimeoutMs: number
-  /** Connections per endpoint; a user's pod rarely needs more. */
-  readonly connections?: number
+  /** Connections per endpoint (PODGATE_UPSTREAM_CONNECTIONS); requests beyond them queue in the pool. */
+  readonly upstreamConnections?: number
   /** Where the outlier-ejection metrics are registered (the Metrics registry). */
   readonly registry?: Registry | undefined
   /** The clock ejection backoffs run on. */
@@ -34,7 +35,7 @@ export class EndpointPools {
 
   constructor (source: EndpointSource, options: PoolOptions, factory: PoolFactory = (origin, opts) => new Pool(origin, opts)) {
     this.#options = {
-      connections: options.connections ?? 256,
+      connections: options.upstreamConnections ?? DEFAULT_UPSTREAM_CONNECTIONS,
       pipelining: 1,
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 600_000,

@@ -329,13 +329,13 @@ async function renderedEnv (values: unknown): Promise<Record<string, string>> {
 
 const CLIENT_LIMIT_VARIABLES = [
   'PODGATE_CLIENT_HEADERS_TIMEOUT', 'PODGATE_KEEP_ALIVE_TIMEOUT', 'PODGATE_CLIENT_IDLE_TIMEOUT',
-  'PODGATE_MAX_CONNECTIONS', 'PODGATE_MAX_REQUEST_HEADERS', 'PODGATE_JWT_MAX_AGE',
+  'PODGATE_MAX_CONNECTIONS', 'PODGATE_MAX_REQUEST_HEADERS', 'PODGATE_UPSTREAM_CONNECTIONS', 'PODGATE_JWT_MAX_AGE',
 ]
 
 /** The settings these values control, as podgate reads them. */
 function clientLimits (config: Config): Record<string, number | undefined> {
-  const { clientHeadersTimeoutMs, keepAliveTimeoutMs, clientIdleTimeoutMs, maxConnections, maxRequestHeaders } = config.gateway
-  return { clientHeadersTimeoutMs, keepAliveTimeoutMs, clientIdleTimeoutMs, maxConnections, maxRequestHeaders, maxAgeS: config.auth.maxAgeS }
+  const { clientHeadersTimeoutMs, keepAliveTimeoutMs, clientIdleTimeoutMs, maxConnections, maxRequestHeaders, upstreamConnections } = config.gateway
+  return { clientHeadersTimeoutMs, keepAliveTimeoutMs, clientIdleTimeoutMs, maxConnections, maxRequestHeaders, upstreamConnections, maxAgeS: config.auth.maxAgeS }
 }
 
 void t.test('client limits: the default chart gives podgate its own defaults, and podgate starts with them', async (t) => {
@@ -444,6 +444,8 @@ const CLIENT_LIMIT_CASES: { values: unknown, variable: string, rendered: string,
   { values: { config: { maxConnections: 10_000_000 } }, variable: 'PODGATE_MAX_CONNECTIONS', rendered: '10000000', read: (c) => c.gateway.maxConnections, expected: 10_000_000 },
   { values: { config: { maxRequestHeaders: 16 } }, variable: 'PODGATE_MAX_REQUEST_HEADERS', rendered: '16', read: (c) => c.gateway.maxRequestHeaders, expected: 16 },
   { values: { config: { maxRequestHeaders: 1000 } }, variable: 'PODGATE_MAX_REQUEST_HEADERS', rendered: '1000', read: (c) => c.gateway.maxRequestHeaders, expected: 1000 },
+  { values: { config: { upstreamConnections: 1 } }, variable: 'PODGATE_UPSTREAM_CONNECTIONS', rendered: '1', read: (c) => c.gateway.upstreamConnections, expected: 1 },
+  { values: { config: { upstreamConnections: 65_535 } }, variable: 'PODGATE_UPSTREAM_CONNECTIONS', rendered: '65535', read: (c) => c.gateway.upstreamConnections, expected: 65_535 },
   { values: { auth: { maxAge: '12h' } }, variable: 'PODGATE_JWT_MAX_AGE', rendered: '12h', read: (c) => c.auth.maxAgeS, expected: 43_200 },
   { values: { auth: { maxAge: '1s' } }, variable: 'PODGATE_JWT_MAX_AGE', rendered: '1s', read: (c) => c.auth.maxAgeS, expected: 1 },
   { values: { auth: { tokenCacheSize: 1_000_000 } }, variable: 'PODGATE_TOKEN_CACHE_SIZE', rendered: '1000000', read: (c) => c.auth.tokenCacheSize, expected: 1_000_000 },
@@ -462,12 +464,12 @@ for (const { values, variable, rendered, read, expected } of CLIENT_LIMIT_CASES)
 
 void t.test('client limits: all set at once, podgate starts with them', async (t) => {
   const values = {
-    config: { clientHeadersTimeout: '10s', keepAliveTimeout: '75s', clientIdleTimeout: '20m', maxConnections: 20_000, maxRequestHeaders: 200, bodyTimeout: '15m' },
+    config: { clientHeadersTimeout: '10s', keepAliveTimeout: '75s', clientIdleTimeout: '20m', maxConnections: 20_000, maxRequestHeaders: 200, upstreamConnections: 32, bodyTimeout: '15m' },
     auth: { maxAge: '12h' },
   }
   const env = await renderedEnv(values)
-  t.same(CLIENT_LIMIT_VARIABLES.map((name) => env[name]), ['10s', '75s', '20m', '20000', '200', '12h'])
-  t.same(clientLimits(loadConfig(env)), { clientHeadersTimeoutMs: 10_000, keepAliveTimeoutMs: 75_000, clientIdleTimeoutMs: 1_200_000, maxConnections: 20_000, maxRequestHeaders: 200, maxAgeS: 43_200 })
+  t.same(CLIENT_LIMIT_VARIABLES.map((name) => env[name]), ['10s', '75s', '20m', '20000', '200', '32', '12h'])
+  t.same(clientLimits(loadConfig(env)), { clientHeadersTimeoutMs: 10_000, keepAliveTimeoutMs: 75_000, clientIdleTimeoutMs: 1_200_000, maxConnections: 20_000, maxRequestHeaders: 200, upstreamConnections: 32, maxAgeS: 43_200 })
 })
 
 void t.test('client limits: an empty clientIdleTimeout follows the upstream timeouts it must outlast', async (t) => {
