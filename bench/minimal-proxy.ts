@@ -10,8 +10,8 @@
 //   a traceparent) and its response header filter, instead of two headers and a copy;
 // - checks: podgate's request check, reserved-path test, token extraction and verified-token
 //   cache (lru-cache, expiry, hit counter), instead of a Map keyed by the header's tail;
-// - accounting: what podgate records per request (start, upstream and end times, two
-//   `close` listeners, the request counter and duration histogram, outlier bookkeeping);
+// - accounting: what podgate records per request (start, upstream and end times, a `close`
+//   listener, the request counter and duration histogram, outlier bookkeeping);
 // - exchange: podgate's forward() itself (its response class, the endpoint pools and outlier
 //   pick, the Exchange dispatch handler with its retry and client-close handling, and its
 //   response header filter) in place of this file's pool and handler.
@@ -69,6 +69,7 @@ async function podgateParts (jwtSecret: string) {
 
 class Forward implements Dispatcher.DispatchHandler {
   readonly #res: ServerResponse
+  upstreamStart = 0
   upstreamEnd = 0
   constructor (res: ServerResponse) { this.#res = res }
   onRequestStart (): void {}
@@ -106,8 +107,7 @@ function forward (req: IncomingMessage, res: ServerResponse, user: string): void
   const handler = new Forward(res)
   if (step('accounting')) {
     parts!.outliers.pick(endpoints, 0)
-    const upstreamStart = performance.now()
-    res.once('close', () => { if (!res.writableFinished) handler.upstreamEnd = upstreamStart })
+    handler.upstreamStart = performance.now()
   }
   pool.dispatch({ path: req.url ?? '/', method: 'GET', headers }, handler)
 }

@@ -9,7 +9,7 @@ import { UpstreamError, type UpstreamTimeoutError } from '../errors.ts'
 import type { Metrics } from '../metrics.ts'
 import { downstreamHeaders } from './headers.ts'
 import type { EndpointPools } from './pools.ts'
-import type { GatewayResponse } from './response.ts'
+import type { CloseWatcher, GatewayResponse } from './response.ts'
 import { neverSent, refusedRequest, sendError, upstreamFailure } from './respond.ts'
 
 export interface ForwardTarget {
@@ -49,7 +49,7 @@ export function nextTurn (target: ForwardTarget, length: number): number {
 /** The gone-endpoint failure: picked from a snapshot, its pool closed before the dispatch. */
 export const ENDPOINT_LEFT = new UpstreamError('connect', 'endpoint left the routing table')
 
-class Exchange implements Dispatcher.DispatchHandler {
+class Exchange implements Dispatcher.DispatchHandler, CloseWatcher {
   readonly #req: IncomingMessage
   readonly #res: GatewayResponse
   readonly #endpoints: readonly Endpoint[]
@@ -70,7 +70,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#body = body
     this.#retries = retries
     this.#target = target
-    res.once('close', this.#onClientClose)
+    res.exchange = this
   }
 
   dispatch (): void {
@@ -93,8 +93,9 @@ class Exchange implements Dispatcher.DispatchHandler {
     }, this)
   }
 
-  readonly #onClientClose = (): void => {
-    if (!this.#res.writableFinished) this.#controller?.abort(CLIENT_GONE)
+  /** The client's response has closed: unfinished, the client left, and the pod's request is aborted. */
+  responseClosed (res: GatewayResponse): void {
+    if (!res.writableFinished) this.#controller?.abort(CLIENT_GONE)
   }
 
   /** Made on the first backpressure only: most responses never wait for a drain. */

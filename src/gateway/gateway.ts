@@ -23,7 +23,7 @@ import { createRateLimiter, type UserRateLimiter } from './rate-limit.ts'
 import { checkRequest } from './request-check.ts'
 import { sendError, type ErrorContext } from './respond.ts'
 import { ExchangeLog } from './exchange-log.ts'
-import type { GatewayResponse } from './response.ts'
+import type { CloseWatcher, GatewayResponse } from './response.ts'
 import { UsageMeter } from './usage.ts'
 import { forwardUpgrade, rejectUpgrade, type UpgradeTarget } from './upgrade.ts'
 
@@ -97,6 +97,8 @@ export class Gateway {
   /** Upgraded connections: whose they are, and how many bytes the client had sent at the last look. */
   readonly #sockets = new Map<Duplex, { user: string | undefined, bytesRead: number }>()
   #activityTimer: NodeJS.Timeout | undefined
+  /** Counts and logs a request once its response has closed (GatewayResponse's one `close` listener). */
+  readonly #accounting: CloseWatcher = { responseClosed: (res) => { this.#finished(res) } }
 
   constructor (options: GatewayOptions) {
     this.#auth = options.auth
@@ -158,10 +160,11 @@ export class Gateway {
   handle (req: IncomingMessage, res: GatewayResponse, expectsContinue = false): void {
     const started = performance.now()
     this.#inFlight++
-    // Node detaches the socket from the request once the response is done: held here for the byte counts.
-    const socket = req.socket
     const spans = this.#tracer?.begin(req, started)
-    res.once('close', () => { this.#finished(req, res, socket, started, spans) })
+    res.started = started
+    res.clientSocket = req.socket
+    res.spans = spans
+    res.accounting = this.#accounting
     if (this.#draining || expectsContinue) res.setHeader('connection', 'close')
     const refused = this.#refusal(req)
     if (refused !== undefined) {
@@ -406,15 +409,15 @@ export class Gateway {
     sendError(res, err, { ...this.#errors, user })
   }
 
-  #finished (req: IncomingMessage, res: GatewayResponse, socket: Duplex, started: number, spans: RequestSpans | undefined): void {
+  #finished (res: GatewayResponse): void {
     const now = performance.now()
     const status = res.headersSent ? res.statusCode : 499
-    spans?.end(status, res, now)
-    const seconds = (now - started) / 1000
+    res.spans?.end(status, res, now)
+    const seconds = (now - res.started) / 1000
     this.#metrics.requests.record(status, seconds, res.byPod)
     if (this.#exchanges !== undefined) {
       const upstreamMs = res.upstreamStart === 0 ? undefined : (res.upstreamEnd === 0 ? now : res.upstreamEnd) - res.upstreamStart
-      this.#exchanges.ended(req, socket, { status, seconds, aborted: !res.writableFinished, user: res.user, origin: res.endpoint, upstreamMs })
+      this.#exchanges.ended(res.req, res.clientSocket!, { status, seconds, aborted: !res.writableFinished, user: res.user, origin: res.endpoint, upstreamMs })
     }
     if (--this.#inFlight === 0 && this.#idle !== undefined) {
       const resolve = this.#idle

@@ -132,6 +132,11 @@ export function downstreamHeaders (headers: IncomingHttpHeaders): OutgoingHttpHe
 /** Header names listed in a Connection header (RFC 9110 §7.6.1), lower-cased. */
 function connectionTokens (connection: string | string[] | undefined): Set<string> | undefined {
   if (connection === undefined) return undefined
+  // What nearly every client and pod sends names no header: no list to split.
+  if (typeof connection === 'string' && connection.length <= 10) {
+    const only = connection.toLowerCase()
+    if (only === 'keep-alive' || only === 'close') return undefined
+  }
   const text = Array.isArray(connection) ? connection.join(',') : connection
   let tokens: Set<string> | undefined
   for (const token of text.split(',')) {
