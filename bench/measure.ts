@@ -315,33 +315,31 @@ async function throughputRun (running: RunningPath, options: MeasureOptions): Pr
   const ours = [options.context.upstream.process.pid, ...(running.proxyPgid === undefined ? [] : [running.proxyPgid])]
   const countersBefore = readCpuCounters(ours)
   const startedAt = performance.now()
-  const before = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
-  const load = await httpLoad(running, settings.connections, settings.durationS, options)
-  const after = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
+  const { value: load, cpuS, rssKb } = await aroundProxy(running, options, () => httpLoad(running, settings.connections, settings.durationS, options))
   const background = backgroundShare(countersBefore, readCpuCounters(ours), (performance.now() - startedAt) / 1000, cpus().length, options.ticksPerSecond)
-  const cpuUs = before === undefined || after === undefined ? null : (after.cpuTicks - before.cpuTicks) / options.ticksPerSecond * 1e6
   return {
     rps: load.rps,
     p50Ms: load.p50Ms,
     p99Ms: load.p99Ms,
     requests: load.ok,
-    cpuUsPerRequest: cpuUs === null ? null : cpuUs / load.ok,
-    rssKb: after?.rssKb ?? null,
+    cpuUsPerRequest: cpuS === null ? null : cpuS * 1e6 / load.ok,
+    rssKb,
     backgroundPct: Math.round(background * 1000) / 10,
   }
 }
 
-/** One open-loop run, with the proxy's CPU time read around it (as a throughput run's) and its RSS after. */
+/** One open-loop run, with the proxy's CPU time read around it and its RSS after, as a throughput run's. */
 async function openLoopSample (running: RunningPath, rate: { readonly share: number, readonly rps: number }, vegeta: string, options: MeasureOptions): Promise<OpenLoopSample> {
+  const { value: run, cpuS, rssKb } = await aroundProxy(running, options, () => openLoopRun(running, rate.rps, vegeta, options.settings, options.context))
+  return { share: rate.share, run, rssKb, proxyCpuS: cpuS }
+}
+
+/** Runs `load` with the proxy group's CPU seconds read around it and its RSS after; null for both without a proxy. */
+async function aroundProxy<T> (running: RunningPath, options: MeasureOptions, load: () => Promise<T>): Promise<{ value: T, cpuS: number | null, rssKb: number | null }> {
   const before = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
-  const run = await openLoopRun(running, rate.rps, vegeta, options.settings, options.context)
+  const value = await load()
   const after = running.proxyPgid === undefined ? undefined : sampleGroup(running.proxyPgid)
-  return {
-    share: rate.share,
-    run,
-    rssKb: after?.rssKb ?? null,
-    proxyCpuS: before === undefined || after === undefined ? null : (after.cpuTicks - before.cpuTicks) / options.ticksPerSecond,
-  }
+  return { value, cpuS: before === undefined || after === undefined ? null : (after.cpuTicks - before.cpuTicks) / options.ticksPerSecond, rssKb: after?.rssKb ?? null }
 }
 
 function summarizeThroughput (runs: readonly ThroughputRun[], settings: BenchSettings): ThroughputResult {
