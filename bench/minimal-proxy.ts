@@ -56,7 +56,7 @@ async function podgateParts (jwtSecret: string) {
     onChange: () => () => {}, start: () => Promise.resolve(), close: () => Promise.resolve(),
   }
   const gateway = config.gateway
-  const target = { pools: new EndpointPools(source, { ...gateway, registry: metrics.registry }), metrics, headersTimeoutMs: gateway.headersTimeoutMs, bodyTimeoutMs: gateway.bodyTimeoutMs, turn: 0 }
+  const target = { pools: new EndpointPools(source, { ...gateway, registry: metrics.registry }), metrics, turn: 0 }
   return {
     config, metrics, extractToken, isReservedPath, checkRequest, downstreamHeaders, upstreamHeaders, GatewayResponse,
     forward: (req: IncomingMessage, res: ServerResponse, headers: string[]) => { podgateForward(req, res as InstanceType<typeof GatewayResponse>, endpoints, headers, target) },

@@ -23,7 +23,6 @@ export interface TokenVerifierOptions {
 // A token without a kid may match several JWKS keys; each costs one signature check.
 const MAX_CANDIDATE_KEYS = 4
 const REQUIRED_CLAIMS = Object.freeze(['exp'])
-const MAX_CACHE_TTL_MS = 86_400_000
 
 /**
  * Builds the verifier for the configured key source. Throws ConfigError (naming the variable)
@@ -74,19 +73,21 @@ class JwtVerifier implements TokenVerifier {
     this.#hmac = auth.key.kind === 'secret'
       ? new HmacTokenCheck(auth.key.secret, { algorithms: this.#algorithms, issuer: this.#issuer, audience: this.#audience, clockToleranceS: this.#clockToleranceS })
       : undefined
-    // Expiry runs on the injected clock; ttlResolution 0 stops lru-cache from caching it behind a timer.
-    this.#cache = auth.tokenCacheSize === 0
-      ? undefined
-      : new LRUCache<string, Identity>({ max: auth.tokenCacheSize, ttlResolution: 0, perf: { now } })
+    // Entries expire with their token, checked on the injected clock in cached(): lru-cache's
+    // own TTL would read the clock again on every lookup.
+    this.#cache = auth.tokenCacheSize === 0 ? undefined : new LRUCache<string, Identity>({ max: auth.tokenCacheSize })
   }
 
   cached (token: string): Identity | undefined {
     const cache = this.#cache
     if (cache === undefined) return undefined
     const identity = cache.get(token)
-    if (identity !== undefined && identity.expiresAt > this.#clock.now()) {
-      this.#metrics?.tokenCache.inc('hit')
-      return identity
+    if (identity !== undefined) {
+      if (identity.expiresAt > this.#clock.now()) {
+        this.#metrics?.tokenCache.inc('hit')
+        return identity
+      }
+      cache.delete(token)
     }
     this.#metrics?.tokenCache.inc('miss')
     return undefined
@@ -95,9 +96,7 @@ class JwtVerifier implements TokenVerifier {
   async verify (token: string): Promise<Identity> {
     try {
       const identity = await this.#check(token)
-      // lru-cache wants a whole number of milliseconds; a day is as long as any entry lives.
-      const ttl = Math.min(Math.floor(identity.expiresAt - this.#clock.now()), MAX_CACHE_TTL_MS)
-      if (this.#cache !== undefined && ttl > 0) this.#cache.set(token, identity, { ttl })
+      if (this.#cache !== undefined && identity.expiresAt > this.#clock.now()) this.#cache.set(token, identity)
       return identity
     } catch (err) {
       const failure = toAuthError(err)

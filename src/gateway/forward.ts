@@ -13,10 +13,9 @@ import type { CloseWatcher, GatewayResponse } from './response.ts'
 import { neverSent, refusedRequest, sendError, upstreamFailure } from './respond.ts'
 
 export interface ForwardTarget {
+  /** Their pools carry the per-phase timeouts (PODGATE_HEADERS_TIMEOUT, PODGATE_BODY_TIMEOUT): no request repeats them. */
   readonly pools: EndpointPools
   readonly metrics: Metrics
-  readonly headersTimeoutMs: number
-  readonly bodyTimeoutMs: number
   /** Round-robin position, shared by every user: cheap, and spreads each user's load evenly. */
   turn: number
 }
@@ -88,8 +87,6 @@ class Exchange implements Dispatcher.DispatchHandler, CloseWatcher {
       method: this.#req.method ?? 'GET',
       headers: this.#headers,
       body: this.#body,
-      headersTimeout: this.#target.headersTimeoutMs,
-      bodyTimeout: this.#target.bodyTimeoutMs,
     }, this)
   }
 

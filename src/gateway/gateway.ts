@@ -141,8 +141,6 @@ export class Gateway {
     this.#target = {
       pools: options.pools,
       metrics,
-      headersTimeoutMs: options.gateway.headersTimeoutMs,
-      bodyTimeoutMs: options.gateway.bodyTimeoutMs,
       turn: 0,
       onOpen: () => { metrics.openWebSockets.inc() },
       onClose: () => { metrics.openWebSockets.dec() },

@@ -36,7 +36,8 @@ export class GatewayResponse<Request extends IncomingMessage = IncomingMessage> 
 
   constructor (...args: [req: Request]) {
     super(...args)
-    this.once('close', closed)
+    // `on`: close is emitted once, and once() would wrap the listener anew for every response.
+    this.on('close', closed)
   }
 }
 

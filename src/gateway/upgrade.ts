@@ -62,7 +62,6 @@ export function forwardUpgrade (req: IncomingMessage, socket: Duplex, head: Buff
     method: req.method ?? 'GET',
     headers,
     upgrade,
-    headersTimeout: target.headersTimeoutMs,
   }, new UpgradeExchange(socket, head, upgrade, endpoint.origin, target, answered))
 }
 

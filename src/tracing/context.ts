@@ -68,32 +68,40 @@ const POOL_BYTES = 4080
 
 /**
  * Trace and span ids from a pooled buffer of cryptographic randomness (the ids of podgate's
- * spans too, as the SDK's IdGenerator). `reserveSpanId` makes the next span id a given one, so a
- * span created after the fact can carry the id its traceparent already announced.
+ * spans too, as the SDK's IdGenerator), hex-encoded once per refill: an id is a slice of that
+ * string, not a call into the buffer's encoder. `reserveSpanId` makes the next span id a given
+ * one, so a span created after the fact can carry the id its traceparent already announced.
  */
 export class TraceIds {
   readonly #pool = Buffer.allocUnsafeSlow(POOL_BYTES)
+  readonly #fill: (buffer: Buffer) => void
+  #hex = ''
   #offset = POOL_BYTES
   #reserved: string | undefined
 
-  #take (bytes: number): number {
+  /** `fill`: where the randomness comes from (tests pass a fixed one). */
+  constructor (fill: (buffer: Buffer) => void = randomFillSync) {
+    this.#fill = fill
+  }
+
+  #id (bytes: number): string {
+    const pool = this.#pool
     if (this.#offset + bytes > POOL_BYTES) {
-      randomFillSync(this.#pool)
+      this.#fill(pool)
+      this.#hex = pool.toString('hex')
       this.#offset = 0
     }
     const at = this.#offset
     this.#offset += bytes
+    const id = this.#hex.slice(at * 2, (at + bytes) * 2)
     // An all-zero id is invalid; this one in 2^64 (or 2^128) case is made valid, not redrawn.
-    const pool = this.#pool
     let i = at
     while (i < at + bytes && pool[i] === 0) i++
-    if (i === at + bytes) pool[i - 1] = 1
-    return at
+    return i === at + bytes ? `${id.slice(0, -1)}1` : id
   }
 
   generateTraceId (): string {
-    const at = this.#take(16)
-    return this.#pool.toString('hex', at, at + 16)
+    return this.#id(16)
   }
 
   generateSpanId (): string {
@@ -102,8 +110,7 @@ export class TraceIds {
       this.#reserved = undefined
       return reserved
     }
-    const at = this.#take(8)
-    return this.#pool.toString('hex', at, at + 8)
+    return this.#id(8)
   }
 
   /** The next generateSpanId() returns `spanId`; undefined cancels a reservation not taken. */
@@ -113,9 +120,7 @@ export class TraceIds {
 
   /** A new trace's traceparent, sampled (see propagateWithoutSpans). */
   newTraceparent (): string {
-    const trace = this.#take(16)
-    const span = this.#take(8)
-    return `00-${this.#pool.toString('hex', trace, trace + 16)}-${this.#pool.toString('hex', span, span + 8)}-01`
+    return `00-${this.#id(16)}-${this.#id(8)}-01`
   }
 }
 

@@ -59,7 +59,7 @@ async function gateway (t: Teardown, endpoints: readonly Endpoint[]): Promise<{ 
   source.set('alice', endpoints)
   const pools = new EndpointPools(source, { connectTimeoutMs: 1000, headersTimeoutMs: 5000, bodyTimeoutMs: 5000, registry: metrics.registry, clock })
   t.teardown(() => pools.destroy())
-  const target: ForwardTarget = { pools, metrics, headersTimeoutMs: 5000, bodyTimeoutMs: 5000, turn: 0 }
+  const target: ForwardTarget = { pools, metrics, turn: 0 }
   const server = createServer({ ServerResponse: GatewayResponse }, (req, res) => { forward(req, res, source.snapshot.get('alice') ?? [], ['x-user-id', 'alice'], target) })
   const port = await listen(t, server)
   return { url: `http://127.0.0.1:${port}/`, clock, metrics, source, pools }

@@ -57,6 +57,28 @@ void t.test('ids are random, valid, and a reserved span id is handed out once', 
   t.end()
 })
 
+void t.test('ids are the pool\'s bytes in order, and an all-zero draw is made valid', (t) => {
+  let fills = 0
+  // The first pool counts up from 0 (so its first id is all zeros), every later one is all zeros.
+  const ids = new TraceIds((buffer) => {
+    fills++
+    for (let i = 0; i < buffer.length; i++) buffer[i] = fills === 1 ? i & 0xff : 0
+  })
+  t.equal(ids.newTraceparent(), `00-000102030405060708090a0b0c0d0e0f-1011121314151617-01`, 'bytes 0–23, hex, in order')
+  t.equal(ids.generateSpanId(), '18191a1b1c1d1e1f', 'the next 8 bytes')
+  t.equal(ids.generateTraceId(), '202122232425262728292a2b2c2d2e2f')
+  const zero = new TraceIds((buffer) => { buffer.fill(0) })
+  t.equal(zero.generateTraceId(), `${'0'.repeat(31)}1`, 'an all-zero trace id ends in 1')
+  t.equal(zero.generateSpanId(), `${'0'.repeat(15)}1`, 'an all-zero span id too')
+  t.ok(isValidTraceparent(zero.newTraceparent()))
+  // 4,080 bytes per pool: 170 traceparents of 24 bytes use the first one up exactly.
+  for (let i = 0; i < 168; i++) ids.newTraceparent()
+  t.equal(fills, 1, 'one fill for 170 traceparents')
+  t.equal(ids.newTraceparent(), `00-${'0'.repeat(31)}1-${'0'.repeat(15)}1-01`, 'a refill starts at the new pool\'s first byte')
+  t.equal(fills, 2)
+  t.end()
+})
+
 void t.test('dropTraceContext removes every copy, any case, and keeps the rest in order', (t) => {
   const headers = ['x-user-id', 'alice', 'TraceParent', 'a', 'accept', '*/*', 'tracestate', 'k=v', 'traceparent', 'b', 'Tracestate', 'x=y']
   const withState = [...headers]
