@@ -16,6 +16,10 @@ export interface GoalResult {
 
 /** The minimal proxy of podgate's own parts: beside a miss, what the same stack without podgate's work measured. */
 const FLOOR = 'node-minimal'
+/** The floor sending the request headers podgate sends by default: what of the gap those headers are. */
+const WIRE_FLOOR = 'node-minimal-wire'
+/** podgate's CPU per request at most this many times the floor's, with every default feature on. */
+const MAX_FLOOR_RATIO = 1.1
 const MAX_CPU_US_PER_REQUEST = 30
 const MAX_ADDED_P50_MS = 0.1
 /** The routing table's per-user budget; bench/rate-limit-memory.ts holds the per-user limits to it too. */
@@ -46,8 +50,10 @@ export function evaluateGoals (results: readonly PathResult[]): GoalResult[] {
   const openLoopMissing = results.flatMap((result) => result.notMeasured?.openloop ?? [])[0]
   const load = `${OPEN_LOOP_GOAL_SHARE * 100}% of nginx + Lua's saturation rate`
   const windowed = (id: string): number | undefined => byId.get(id)?.websocketWindow?.messagesPerS.median
+  const cpu = (id: string): number | undefined => byId.get(id)?.throughput?.cpuUsPerRequest?.median
   return [
-    atMost('podgate CPU per request, HS256 cache on', MAX_CPU_US_PER_REQUEST, 'µs', byId.get('podgate-hs256')?.throughput?.cpuUsPerRequest?.median, { name: FLOOR, value: byId.get(FLOOR)?.throughput?.cpuUsPerRequest?.median }),
+    atMost('podgate CPU per request, HS256 cache on', MAX_CPU_US_PER_REQUEST, 'µs', cpu('podgate-hs256'), { name: FLOOR, value: cpu(FLOOR) }),
+    gapToFloor(cpu('podgate-hs256'), cpu(FLOOR), cpu(WIRE_FLOOR)),
     ratio('podgate (cache on) vs configurable-http-proxy, req/s', 3, rps('podgate-hs256'), rps('chp')),
     ratio('podgate (cache on) vs nginx + Lua cached verification, req/s', 0.6, rps('podgate-hs256'), rps('nginx-lua-cached')),
     ratio('podgate (cache off) vs nginx + Lua verifying every request, req/s', 0.5, rps('podgate-hs256-nocache'), rps('nginx-lua-keepalive')),
@@ -79,6 +85,18 @@ function ratioAtMost (goal: string, maximum: number, value: number | undefined, 
   if (value === undefined || reference === undefined || !(reference > 0)) return { goal, target, measured: missing === undefined ? 'not measured' : `not measured: ${missing}`, status: 'SKIP' }
   const measured = value / reference
   return { goal, target, measured: `${measured.toFixed(2)}× (${value.toFixed(3)} / ${reference.toFixed(3)} ms${caveat})`, status: measured <= maximum ? 'PASS' : 'FAIL' }
+}
+
+/** podgate's CPU per request against the floor's; beside it, how much of the gap the default request headers are on their own. */
+function gapToFloor (podgate: number | undefined, floor: number | undefined, wire: number | undefined): GoalResult {
+  const goal = `podgate CPU per request vs the Node floor (${FLOOR}), every default feature on`
+  const target = `≤ ${MAX_FLOOR_RATIO}×`
+  if (podgate === undefined || floor === undefined || !(floor > 0)) return { goal, target, measured: 'not measured', status: 'SKIP' }
+  const measured = podgate / floor
+  const beside = wire === undefined || !(wire > 0)
+    ? ''
+    : `; ${WIRE_FLOOR}, the floor sending podgate's default request headers: ${wire.toFixed(1)} µs, ${(wire / floor).toFixed(2)}× the floor, podgate ${(podgate / wire).toFixed(2)}× it`
+  return { goal, target, measured: `${measured.toFixed(2)}× (${podgate.toFixed(1)} / ${floor.toFixed(1)} µs${beside})`, status: measured <= MAX_FLOOR_RATIO ? 'PASS' : 'FAIL' }
 }
 
 /** podgate relays WebSocket messages at no lower a share of direct's rate than nginx does, in the same run. */

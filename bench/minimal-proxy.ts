@@ -15,6 +15,9 @@
 // - exchange: podgate's forward() itself (its response class, the endpoint pools and outlier
 //   pick, the Exchange dispatch handler with its retry and client-close handling, and its
 //   response header filter) in place of this file's pool and handler.
+// `--step wire` is a floor of its own rather than a piece: the request headers podgate sends by
+// default (X-Forwarded-For, -Proto, -Host and a traceparent) built here with fixed values, so
+// their cost on the wire is told apart from the cost of podgate's code that builds them.
 // Several steps at once: `--step a,b`. Usage: node bench/minimal-proxy.ts --upstream host:port --secret S [--step NAME[,NAME…]]; prints {"listening":{...}}
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerOptions, type ServerResponse } from 'node:http'
 import { parseArgs } from 'node:util'
@@ -22,13 +25,17 @@ import { jwtVerify } from 'jose'
 import { Pool, type Dispatcher } from 'undici'
 import type { EndpointSource } from '../src/discovery/source.ts'
 import { applyGatewayV8Flags } from '../src/workers/worker-options.ts'
-import { MINIMAL_STEPS, type MinimalStep } from './paths/minimal.ts'
+import { MINIMAL_STEPS, WIRE_STEP, type MinimalStep } from './paths/minimal.ts'
 
 const { values } = parseArgs({ options: { upstream: { type: 'string' }, secret: { type: 'string' }, step: { type: 'string' } } })
 if (values.upstream === undefined || values.secret === undefined) throw new Error('usage: minimal-proxy.ts --upstream host:port --secret S [--step NAME[,NAME…]]')
 const steps = new Set((values.step ?? '').split(',').filter((name) => name !== ''))
-for (const name of steps) if (!(MINIMAL_STEPS as readonly string[]).includes(name)) throw new Error(`--step: names from ${MINIMAL_STEPS.join(', ')}, got ${name}`)
+const STEP_NAMES: readonly string[] = [...MINIMAL_STEPS, WIRE_STEP]
+for (const name of steps) if (!STEP_NAMES.includes(name)) throw new Error(`--step: names from ${STEP_NAMES.join(', ')}, got ${name}`)
 const step = (name: MinimalStep): boolean => steps.has(name)
+const wire = steps.has(WIRE_STEP)
+/** A traceparent of the length podgate starts a trace with: the wire step's one fixed value. */
+const TRACEPARENT = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
 // The V8 flags every gateway process sets, as the Node options (bench/paths/minimal.ts): the floor runs on podgate's runtime.
 applyGatewayV8Flags(process.execArgv)
 const secret = new TextEncoder().encode(values.secret)
@@ -38,8 +45,8 @@ const users = new Map<string, string>()
 
 const [upstreamHost, upstreamPort] = values.upstream.split(':')
 const endpoints = [{ address: upstreamHost ?? '', port: Number(upstreamPort), origin }]
-// podgate's pieces with its defaults, loaded only with a step: the floor itself imports nothing of podgate's.
-const parts = steps.size === 0 ? undefined : await podgateParts(values.secret)
+// podgate's pieces with its defaults, loaded only with one of its steps: the floor itself imports nothing of podgate's.
+const parts = steps.size === 0 || (wire && steps.size === 1) ? undefined : await podgateParts(values.secret)
 const verifier = step('checks') ? parts!.verifier : undefined
 
 async function podgateParts (jwtSecret: string) {
@@ -95,7 +102,10 @@ class Forward implements Dispatcher.DispatchHandler {
 }
 
 function forward (req: IncomingMessage, res: ServerResponse, user: string): void {
-  let headers = ['x-user-id', user, 'host', req.headers.host ?? '']
+  const host = req.headers.host ?? ''
+  let headers = wire
+    ? ['x-forwarded-for', req.socket.remoteAddress ?? '', 'x-forwarded-proto', 'http', 'x-forwarded-host', host, 'x-user-id', user, 'host', host, 'traceparent', TRACEPARENT]
+    : ['x-user-id', user, 'host', host]
   if (step('headers')) {
     headers = parts!.upstreamHeaders(req, user, parts!.forwarding)
     parts!.propagator.apply(req, headers)

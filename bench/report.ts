@@ -8,7 +8,7 @@ import type { PathResult } from './measure.ts'
 import { MAX_FAILED_SHARE, MAX_SEND_LAG_MS, MIN_SENT_SHARE, OPEN_LOOP_CONTROL, OPEN_LOOP_REFERENCE } from './open-loop.ts'
 import type { OpenLoopBasis, OpenLoopRate } from './open-loop.ts'
 import { FEATURES_PATH_PREFIX, FEATURE_ROWS, USERS_PATH_PREFIX, WORKERS_PATH_PREFIX } from './paths/index.ts'
-import { ALL_STEPS, MINIMAL_STEPS } from './paths/minimal.ts'
+import { ALL_STEPS, MINIMAL_STEPS, WIRE_STEP } from './paths/minimal.ts'
 import type { BenchSettings } from './settings.ts'
 import { summarize, type Summary } from './stats.ts'
 
@@ -129,7 +129,18 @@ function floorSection (ok: readonly PathResult[]): string[] {
         ? `The difference, ${extra.toFixed(1)} µs (${((podgate / floor - 1) * 100).toFixed(0)}%), is what header hygiene, identity headers, retries, timeouts, metrics and the rest cost.`
         : 'What podgate does beyond forwarding (header hygiene, identity headers, retries, timeouts, metrics) costs nothing measurable above that floor in this run.'),
     '',
+    ...wireRow(cpu(`node-minimal-${WIRE_STEP}`)?.median, floor, podgate),
     ...stepRows(ok, floorCpu, podgate),
+  ]
+}
+
+/** The floor sending podgate's default request headers itself: how much of the gap is those headers, not podgate's code. */
+function wireRow (wire: number | undefined, floor: number, podgate: number): string[] {
+  if (wire === undefined) return []
+  return [
+    `The floor sending the request headers podgate sends by default (X-Forwarded-For, -Proto, -Host and a traceparent, fixed values, \`node-minimal-${WIRE_STEP}\`) spends ${wire.toFixed(1)} µs, ${signed(wire - floor)} µs: ` +
+      `what those headers cost on their own (undici's checks, the longer request). podgate is ${signed(podgate - wire)} µs (${signed((podgate / wire - 1) * 100)}%) above that.`,
+    '',
   ]
 }
 

@@ -2,7 +2,7 @@
 import type { BenchSettings } from '../settings.ts'
 import { chpPath } from './chp.ts'
 import { directPath } from './direct.ts'
-import { ALL_STEPS, MINIMAL_STEPS, minimalPath } from './minimal.ts'
+import { ALL_STEPS, MINIMAL_STEPS, minimalPath, WIRE_STEP } from './minimal.ts'
 import { nginxPath } from './nginx.ts'
 import { podgatePath, type Feature } from './podgate.ts'
 import type { BenchPath } from './types.ts'
@@ -42,6 +42,7 @@ export function benchPaths (settings: BenchSettings): BenchPath[] {
     // The floor plus one piece of podgate each: the gap to the floor, priced piece by piece.
     ...MINIMAL_STEPS.map((step) => minimalPath(['throughput'], step)),
     minimalPath(['throughput'], ALL_STEPS),
+    minimalPath(['throughput'], WIRE_STEP),
     ...settings.userCounts.map((users) => podgatePath({
       ...podgate,
       id: `${USERS_PATH_PREFIX}${users}`,

@@ -22,14 +22,25 @@ const STEP_TITLES: Record<MinimalStep, string> = {
 /** Every step at once: podgate's request path rebuilt from its pieces, without the rest of its process. */
 export const ALL_STEPS = 'all'
 
-export function minimalPath (measures: readonly Measure[], step?: MinimalStep | typeof ALL_STEPS): BenchPath {
+/**
+ * Not a piece of podgate but a floor of its own: the minimal proxy sending the request headers
+ * podgate sends by default, built by the floor itself with fixed values. What those headers
+ * cost on the way out (undici's checks, the longer request, the kernel), with none of podgate's code.
+ */
+export const WIRE_STEP = 'wire'
+
+export function minimalPath (measures: readonly Measure[], step?: MinimalStep | typeof ALL_STEPS | typeof WIRE_STEP): BenchPath {
   const steps = step === ALL_STEPS ? MINIMAL_STEPS : step === undefined ? [] : [step]
   const id = step === undefined ? 'node-minimal' : `node-minimal-${step}`
   return {
     id,
     title: step === undefined
       ? 'minimal node:http + undici + jose with a token cache (the floor of podgate\'s stack)'
-      : step === ALL_STEPS ? 'the minimal proxy plus every piece above (podgate\'s request path without the rest of its process)' : `the minimal proxy plus ${STEP_TITLES[step]}`,
+      : step === ALL_STEPS
+        ? 'the minimal proxy plus every piece above (podgate\'s request path without the rest of its process)'
+        : step === WIRE_STEP
+          ? 'the minimal proxy sending podgate\'s default request headers (X-Forwarded-For, -Proto, -Host, a traceparent), none of its code'
+          : `the minimal proxy plus ${STEP_TITLES[step]}`,
     measures,
     async start (context) {
       const key = hs256Key()

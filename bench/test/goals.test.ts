@@ -147,6 +147,19 @@ void t.test('a miss says beside it what the Node floor (and nginx, for the WebSo
   t.end()
 })
 
+void t.test('the gap to the floor is a ratio of CPU per request, with the floor that sends podgate\'s default headers beside it', (t) => {
+  const podgate = ok('podgate-hs256', { throughput: throughput(20_000, 36.3) })
+  const floor = ok('node-minimal', { throughput: throughput(30_000, 30) })
+  const gap = (paths: PathResult[]): GoalResult => byGoal(evaluateGoals(paths), /vs the Node floor/)
+  t.same(gap([podgate, floor]), { goal: 'podgate CPU per request vs the Node floor (node-minimal), every default feature on', target: '≤ 1.1×', measured: '1.21× (36.3 / 30.0 µs)', status: 'FAIL' })
+  t.match(gap([podgate, floor, ok('node-minimal-wire', { throughput: throughput(28_000, 33) })]), {
+    measured: '1.21× (36.3 / 30.0 µs; node-minimal-wire, the floor sending podgate\'s default request headers: 33.0 µs, 1.10× the floor, podgate 1.10× it)',
+  })
+  t.match(gap([ok('podgate-hs256', { throughput: throughput(20_000, 32.9) }), floor]), { measured: '1.10× (32.9 / 30.0 µs)', status: 'PASS' }, 'the bound itself passes')
+  t.match(gap([podgate]), { measured: 'not measured', status: 'SKIP' })
+  t.end()
+})
+
 void t.test('the open-loop goals say beside the ratio how busy each proxy\'s core was at that rate', (t) => {
   const busy = (podgate: PathResult['openLoop'], nginx: PathResult['openLoop'], floor: PathResult['openLoop']): GoalResult[] =>
     evaluateGoals([ok('podgate-hs256', { openLoop: podgate }), ok('nginx-lua-cached', { openLoop: nginx }), ok('node-minimal', { openLoop: floor })])

@@ -153,5 +153,7 @@ void t.test('the gap to the floor is priced piece by piece when the node-minimal
   t.notMatch(withinSpread, 'no real cost can', 'an excess within the floor\'s spread is not called noise')
   t.match(toMarkdown(report([withCpu('podgate-hs256', [40]), withCpu('node-minimal', [30]), withCpu('node-minimal-headers', [31.5])])), 'What the pieces do not add up to (+8.5 µs)')
   t.notMatch(toMarkdown(report([withCpu('podgate-hs256', [40]), withCpu('node-minimal', [30])])), 'piece by piece', 'no table without the step paths')
+  t.match(toMarkdown(report([withCpu('podgate-hs256', [40]), withCpu('node-minimal', [30]), withCpu('node-minimal-wire', [32.5])])),
+    'spends 32.5 µs, +2.5 µs: what those headers cost on their own (undici\'s checks, the longer request). podgate is +7.5 µs (+23.1%) above that.')
   t.end()
 })

@@ -48,7 +48,7 @@ void t.test('--quick --only direct writes the JSON and the markdown, prints the 
   t.equal(report.upstream, 'bench fixed responder')
   t.same(report.paths.map((path) => [path.id, path.status]), [['direct', 'ok']])
   t.ok(report.paths[0]!.throughput!.rps.median > 100)
-  t.equal(report.goals.length, 12)
+  t.equal(report.goals.length, 13)
   t.match(stdout, /\| upstream hit directly \| [\d.]+k? \|/)
   t.equal(readFileSync(join(out, 'RESULTS.md'), 'utf8'), stdout)
   t.match(stderr, /pinning: /)
