@@ -137,9 +137,11 @@ function floorSection (ok: readonly PathResult[]): string[] {
 /** The floor sending podgate's default request headers itself: how much of the gap is those headers, not podgate's code. */
 function wireRow (wire: number | undefined, floor: number, podgate: number): string[] {
   if (wire === undefined) return []
+  const cost = wire - floor
   return [
-    `The floor sending the request headers podgate sends by default (X-Forwarded-For, -Proto, -Host and a traceparent, fixed values, \`node-minimal-${WIRE_STEP}\`) spends ${wire.toFixed(1)} µs, ${signed(wire - floor)} µs: ` +
-      `what those headers cost on their own (undici's checks, the longer request). podgate is ${signed(podgate - wire)} µs (${signed((podgate / wire - 1) * 100)}%) above that.`,
+    `The floor sending the request headers podgate sends by default (X-Forwarded-For, -Proto, -Host and a traceparent, fixed values, \`node-minimal-${WIRE_STEP}\`) spends ${wire.toFixed(1)} µs, ${signed(cost)} µs: ` +
+      (cost > 0 ? 'what those headers cost on their own (undici\'s checks, the longer request).' : 'those headers cost nothing this run can tell from the floor.') +
+      ` podgate is ${signed(podgate - wire)} µs (${signed((podgate / wire - 1) * 100)}%) above that.`,
     '',
   ]
 }
