@@ -4,6 +4,7 @@ import type { PathResult } from './measure.ts'
 import { OPEN_LOOP_REFERENCE } from './open-loop.ts'
 import type { OpenLoopRate } from './open-loop.ts'
 import { USERS_PATH_PREFIX } from './paths/index.ts'
+import { minimalPathId, WIRE_STEP } from './paths/minimal.ts'
 
 export type GoalStatus = 'PASS' | 'FAIL' | 'SKIP'
 
@@ -15,9 +16,9 @@ export interface GoalResult {
 }
 
 /** The minimal proxy of podgate's own parts: beside a miss, what the same stack without podgate's work measured. */
-const FLOOR = 'node-minimal'
+const FLOOR = minimalPathId()
 /** The floor sending the request headers podgate sends by default: what of the gap those headers are. */
-const WIRE_FLOOR = 'node-minimal-wire'
+const WIRE_FLOOR = minimalPathId(WIRE_STEP)
 /** podgate's CPU per request at most this many times the floor's, with every default feature on. */
 const MAX_FLOOR_RATIO = 1.1
 const MAX_CPU_US_PER_REQUEST = 30

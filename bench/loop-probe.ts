@@ -13,11 +13,12 @@ import { constants, monitorEventLoopDelay, PerformanceObserver, type Performance
 export interface LoopProbeResult {
   readonly pid: number
   readonly windowMs: number
-  readonly delayMs: { readonly p50: number, readonly p90: number, readonly p99: number, readonly max: number, readonly mean: number }
+  readonly delayMs: { readonly p50: number, readonly p90: number, readonly p99: number, readonly max: number }
   readonly gc: Record<GcKind, { count: number, totalMs: number, maxMs: number }>
 }
 
-type GcKind = 'scavenge' | 'markCompact' | 'other'
+/** Scavenges (young generation) and mark-compacts (whole heap); incremental and weak-callback entries are not pauses of their own. */
+type GcKind = 'scavenge' | 'markCompact'
 
 const RESOLUTION_MS = 1
 
@@ -25,18 +26,19 @@ const dir = process.env.LOOP_PROBE_DIR
 if (dir !== undefined) {
   const delay = monitorEventLoopDelay({ resolution: RESOLUTION_MS })
   let state: 'before' | 'during' | 'after' = 'before'
-  const emptyGc = (): LoopProbeResult['gc'] => ({ scavenge: { count: 0, totalMs: 0, maxMs: 0 }, markCompact: { count: 0, totalMs: 0, maxMs: 0 }, other: { count: 0, totalMs: 0, maxMs: 0 } })
+  const emptyGc = (): LoopProbeResult['gc'] => ({ scavenge: { count: 0, totalMs: 0, maxMs: 0 }, markCompact: { count: 0, totalMs: 0, maxMs: 0 } })
   let gc = emptyGc()
   let since = 0
   let until = 0
-  const kindOf = (entry: PerformanceEntry): GcKind => {
+  const kindOf = (entry: PerformanceEntry): GcKind | undefined => {
     const kind = (entry as PerformanceEntry & { readonly detail?: { readonly kind?: number } }).detail?.kind
-    return kind === constants.NODE_PERFORMANCE_GC_MINOR ? 'scavenge' : kind === constants.NODE_PERFORMANCE_GC_MAJOR ? 'markCompact' : 'other'
+    return kind === constants.NODE_PERFORMANCE_GC_MINOR ? 'scavenge' : kind === constants.NODE_PERFORMANCE_GC_MAJOR ? 'markCompact' : undefined
   }
   const observer = new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {
-      if (entry.startTime < since || (until !== 0 && entry.startTime > until)) continue
-      const slot = gc[kindOf(entry)]
+      const kind = kindOf(entry)
+      if (kind === undefined || entry.startTime < since || (until !== 0 && entry.startTime > until)) continue
+      const slot = gc[kind]
       slot.count++
       slot.totalMs += entry.duration
       slot.maxMs = Math.max(slot.maxMs, entry.duration)
@@ -61,7 +63,7 @@ if (dir !== undefined) {
     const result: LoopProbeResult = {
       pid: process.pid,
       windowMs: (until === 0 ? performance.now() : until) - since,
-      delayMs: { p50: ms(delay.percentile(50)), p90: ms(delay.percentile(90)), p99: ms(delay.percentile(99)), max: ms(delay.max), mean: ms(delay.mean) },
+      delayMs: { p50: ms(delay.percentile(50)), p90: ms(delay.percentile(90)), p99: ms(delay.percentile(99)), max: ms(delay.max) },
       gc,
     }
     writeFileSync(join(dir, `${process.pid}.loop.json`), JSON.stringify(result))

@@ -8,7 +8,7 @@ import type { PathResult } from './measure.ts'
 import { MAX_FAILED_SHARE, MAX_SEND_LAG_MS, MIN_SENT_SHARE, OPEN_LOOP_CONTROL, OPEN_LOOP_REFERENCE } from './open-loop.ts'
 import type { OpenLoopBasis, OpenLoopRate } from './open-loop.ts'
 import { FEATURES_PATH_PREFIX, FEATURE_ROWS, USERS_PATH_PREFIX, WORKERS_PATH_PREFIX } from './paths/index.ts'
-import { ALL_STEPS, MINIMAL_STEPS, WIRE_STEP } from './paths/minimal.ts'
+import { ALL_STEPS, MINIMAL_STEPS, minimalPathId, WIRE_STEP, type MinimalStep } from './paths/minimal.ts'
 import type { BenchSettings } from './settings.ts'
 import { summarize, type Summary } from './stats.ts'
 
@@ -119,7 +119,7 @@ function steadiness (ok: readonly PathResult[], busy: boolean): string[] {
 /** podgate against the minimal prototype of its own stack, measured in the same run. */
 function floorSection (ok: readonly PathResult[]): string[] {
   const cpu = (id: string): Summary | undefined => ok.find((path) => path.id === id)?.throughput?.cpuUsPerRequest ?? undefined
-  const [podgate, floorCpu] = [cpu('podgate-hs256')?.median, cpu('node-minimal')]
+  const [podgate, floorCpu] = [cpu('podgate-hs256')?.median, cpu(minimalPathId())]
   if (podgate === undefined || floorCpu === undefined) return []
   const floor = floorCpu.median
   const extra = podgate - floor
@@ -129,7 +129,7 @@ function floorSection (ok: readonly PathResult[]): string[] {
         ? `The difference, ${extra.toFixed(1)} µs (${((podgate / floor - 1) * 100).toFixed(0)}%), is what header hygiene, identity headers, retries, timeouts, metrics and the rest cost.`
         : 'What podgate does beyond forwarding (header hygiene, identity headers, retries, timeouts, metrics) costs nothing measurable above that floor in this run.'),
     '',
-    ...wireRow(cpu(`node-minimal-${WIRE_STEP}`)?.median, floor, podgate),
+    ...wireRow(cpu(minimalPathId(WIRE_STEP))?.median, floor, podgate),
     ...stepRows(ok, floorCpu, podgate),
   ]
 }
@@ -139,7 +139,7 @@ function wireRow (wire: number | undefined, floor: number, podgate: number): str
   if (wire === undefined) return []
   const cost = wire - floor
   return [
-    `The floor sending the request headers podgate sends by default (X-Forwarded-For, -Proto, -Host and a traceparent, fixed values, \`node-minimal-${WIRE_STEP}\`) spends ${wire.toFixed(1)} µs, ${signed(cost)} µs: ` +
+    `The floor sending the request headers podgate sends by default (X-Forwarded-For, -Proto, -Host and a traceparent, fixed values, \`${minimalPathId(WIRE_STEP)}\`) spends ${wire.toFixed(1)} µs, ${signed(cost)} µs: ` +
       (cost > 0 ? 'what those headers cost on their own (undici\'s checks, the longer request).' : 'those headers cost nothing this run can tell from the floor.') +
       ` podgate is ${signed(podgate - wire)} µs (${signed((podgate / wire - 1) * 100)}%) above that.`,
     '',
@@ -149,8 +149,8 @@ function wireRow (wire: number | undefined, floor: number, podgate: number): str
 /** The floor plus one piece of podgate at a time (node-minimal-<step>): what each piece costs, and what the pieces leave unexplained. */
 function stepRows (ok: readonly PathResult[], floorCpu: Summary, podgate: number): string[] {
   const floor = floorCpu.median
-  const measured = (suffix: string): { title: string, cpu: Summary } | undefined => {
-    const path = ok.find((candidate) => candidate.id === `node-minimal-${suffix}`)
+  const measured = (step: MinimalStep | typeof ALL_STEPS): { title: string, cpu: Summary } | undefined => {
+    const path = ok.find((candidate) => candidate.id === minimalPathId(step))
     const cpu = path?.throughput?.cpuUsPerRequest
     return path === undefined || cpu === undefined || cpu === null ? undefined : { title: path.title, cpu }
   }

@@ -29,9 +29,14 @@ export const ALL_STEPS = 'all'
  */
 export const WIRE_STEP = 'wire'
 
+/** The path id of the floor (no step) or of the floor with `step`. */
+export function minimalPathId (step?: MinimalStep | typeof ALL_STEPS | typeof WIRE_STEP): string {
+  return step === undefined ? 'node-minimal' : `node-minimal-${step}`
+}
+
 export function minimalPath (measures: readonly Measure[], step?: MinimalStep | typeof ALL_STEPS | typeof WIRE_STEP): BenchPath {
   const steps = step === ALL_STEPS ? MINIMAL_STEPS : step === undefined ? [] : [step]
-  const id = step === undefined ? 'node-minimal' : `node-minimal-${step}`
+  const id = minimalPathId(step)
   return {
     id,
     title: step === undefined

@@ -59,7 +59,7 @@ void t.test('ids are random, valid, and a reserved span id is handed out once', 
 
 void t.test('ids are the pool\'s bytes in order, and an all-zero draw is made valid', (t) => {
   let fills = 0
-  // The first pool counts up from 0 (so its first id is all zeros), every later one is all zeros.
+  // The first pool's bytes count up from 0, every later pool is all zeros.
   const ids = new TraceIds((buffer) => {
     fills++
     for (let i = 0; i < buffer.length; i++) buffer[i] = fills === 1 ? i & 0xff : 0
